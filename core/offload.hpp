@@ -1,0 +1,123 @@
+// Offload lanes: per-instance admission control in front of the libuv pool.
+//
+// A Lane belongs to one plugin instance. It passes at most `max_inflight` work
+// items to uv_queue_work at a time and keeps at most `max_queue` more waiting
+// in its own FIFO (full -> -EAGAIN, the caller sees backpressure). Every
+// accepted item gets exactly one `done(arg, status)` on the loop thread with
+// status 0, -ECANCELED, -ETIMEDOUT or -ESHUTDOWN (see hostlet_done_fn in
+// sdk/include/hostlet/plugin.h, which this implements).
+//
+// Threads: every member function runs on the loop thread. Only the work
+// function itself runs on a pool thread; the lane touches no shared state
+// from there except two timestamps written before/after work() inside the
+// item, read by the loop after uv's after_work (uv_queue_work gives the
+// happens-before).
+#pragma once
+
+#include <uv.h>
+
+#include <array>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <string>
+
+namespace hostlet {
+
+// Log2-bucketed latency histogram in nanoseconds: bucket i holds values in
+// [2^i, 2^(i+1)) ns; bucket 0 also holds 0. Cheap to record on the loop.
+class Histogram {
+ public:
+  static constexpr int kBuckets = 48;
+  void record(uint64_t ns);
+  uint64_t count() const { return count_; }
+  uint64_t max() const { return max_; }
+  uint64_t sum() const { return sum_; }
+  // Upper bound of the bucket holding quantile q in [0,1]; 0 when empty.
+  uint64_t quantile(double q) const;
+  void reset();
+
+ private:
+  std::array<uint64_t, kBuckets> buckets_{};
+  uint64_t count_ = 0, sum_ = 0, max_ = 0;
+};
+
+struct LaneLimits {
+  unsigned max_inflight = 4;     // >= 1
+  size_t max_queue = 1024;       // items waiting beyond max_inflight; 0 = none may wait
+  uint64_t default_timeout_ms = 0;  // used when submit() passes 0; 0 = no deadline
+};
+
+struct LaneStats {
+  uint64_t submitted = 0;   // accepted by submit()
+  uint64_t rejected = 0;    // refused with -EAGAIN
+  uint64_t running = 0;     // now on a pool thread (includes timed-out items still running)
+  uint64_t queued = 0;      // now waiting in the lane's FIFO
+  uint64_t done = 0;        // done() reported 0
+  uint64_t cancelled = 0;   // done() reported -ECANCELED
+  uint64_t timed_out = 0;   // done() reported -ETIMEDOUT
+  uint64_t shutdown = 0;    // done() reported -ESHUTDOWN
+  Histogram queue_wait;     // submit -> start on the pool thread
+  Histogram run_time;       // start -> end of work() on the pool thread
+};
+
+using WorkFn = void (*)(void* arg);
+using DoneFn = void (*)(void* arg, int status);
+using LateFn = void (*)(void* arg);
+
+struct WorkItem;  // opaque; the plugin ABI's hostlet_work is a WorkItem
+
+class Lane {
+ public:
+  Lane(uv_loop_t* loop, std::string name, LaneLimits limits);
+  ~Lane();  // requires closed() (see close())
+  Lane(const Lane&) = delete;
+  Lane& operator=(const Lane&) = delete;
+
+  // Accepts work. timeout_ms == 0 uses limits.default_timeout_ms.
+  // Returns 0 (done will run exactly once), -EAGAIN (queue full), -ESHUTDOWN
+  // (lane draining or closed), -EINVAL (null work or done). *out may be null.
+  int submit(WorkFn work, DoneFn done, void* arg, uint64_t timeout_ms, LateFn late,
+             WorkItem** out);
+
+  // Cancels an item that has not started: done(-ECANCELED) runs from a
+  // later loop iteration (never inside cancel()). Returns 0, or -EBUSY when
+  // it has already started or finished.
+  int cancel(WorkItem* item);
+
+  // Stops intake (submit -> -ESHUTDOWN), reports every queued item with
+  // -ESHUTDOWN, and waits for running items. `cb(true)` once nothing runs
+  // any more (including timed-out items), or `cb(false)` when deadline_ms
+  // passes first (0 = no deadline). cb runs once, on the loop, never inside
+  // drain(). After cb(false) the lane keeps tracking the stragglers: outstanding()
+  // tells whether any pool thread may still execute the plugin's code.
+  void drain(uint64_t deadline_ms, std::function<void(bool all_finished)> cb);
+
+  // Re-opens intake after a drain (used when a reload is rolled back).
+  void resume();
+
+  // Number of items handed to uv_queue_work whose after_work has not yet run
+  // (i.e. a pool thread may still run plugin code, or late() is pending).
+  size_t outstanding() const;
+
+  // Closes the lane's own libuv handles; `cb` runs when they are closed.
+  // Requires outstanding() == 0 and queued == 0 for a clean close; items
+  // still outstanding keep the loop alive until their after_work runs, and
+  // are then freed without calling done/late.
+  void close(std::function<void()> cb);
+
+  const LaneStats& stats() const { return stats_; }
+  const LaneLimits& limits() const { return limits_; }
+  void set_limits(const LaneLimits& l);
+  const std::string& name() const { return name_; }
+
+ private:
+  struct Impl;
+  uv_loop_t* loop_;
+  std::string name_;
+  LaneLimits limits_;
+  LaneStats stats_;
+  Impl* impl_;  // pimpl so the header stays stable while the implementation evolves
+};
+
+}  // namespace hostlet
