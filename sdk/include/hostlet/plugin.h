@@ -174,8 +174,11 @@ typedef void (*hostlet_work_fn)(void *arg);
  * accepted offload, with status:
  *   0            work ran to completion;
  *   -ECANCELED   offload_cancel() removed it before it started;
- *   -ETIMEDOUT   its deadline passed: work may still be running; when it ends,
- *                the options' `late` callback (if any) receives arg;
+ *   -ETIMEDOUT   its deadline passed. If work had started it may still be
+ *                running: the options' `late` callback (if any) receives arg on
+ *                the loop once it ends. If it never started it never will, and
+ *                `late` runs right after done returns. Either way, with a
+ *                `late`, arg is last touched by late: free it there;
  *   -ESHUTDOWN   the instance is stopping and the work never started.
  */
 typedef void (*hostlet_done_fn)(void *arg, int status);
@@ -206,6 +209,20 @@ typedef struct hostlet_result {
 } hostlet_result;
 typedef void (*hostlet_result_fn)(void *arg, const hostlet_result *result);
 
+/** What one action started by a rule for an event answered. Owned by the host. */
+typedef struct hostlet_outcome {
+  const char *action;          /* full action name, e.g. "virt.domain.start" */
+  const char *rule;            /* the rule, as "FILE:LINE" */
+  hostlet_result result;
+} hostlet_outcome;
+/**
+ * Completion of a tracked event (publish_tracked): runs on the loop thread
+ * once every action that rules started for the event has answered (n = 0
+ * when no rule matched). `outcomes` is valid only during the callback.
+ */
+typedef void (*hostlet_event_done_fn)(void *arg, uint64_t event_id, const hostlet_outcome *outcomes,
+                                      size_t n_outcomes);
+
 /* Watch event bits. */
 #define HOSTLET_WATCH_READABLE 0x1u
 #define HOSTLET_WATCH_WRITABLE 0x2u
@@ -216,7 +233,7 @@ typedef void (*hostlet_result_fn)(void *arg, const hostlet_result *result);
 typedef struct hostlet_offload_opts {
   size_t struct_size;      /* sizeof(hostlet_offload_opts) */
   uint64_t timeout_ms;     /* 0: the instance's default (`offload_timeout`, 0 = none) */
-  hostlet_late_fn late;    /* after a -ETIMEDOUT done: receives arg when work ends; may be NULL */
+  hostlet_late_fn late;    /* after a -ETIMEDOUT done: receives arg once work can no longer touch it; may be NULL */
 } hostlet_offload_opts;
 
 /* ------------------------------------------------------------------------ */
@@ -313,6 +330,15 @@ typedef struct hostlet_host_api {
    */
   int (*publish)(hostlet_host *host, const char *type, const hostlet_attr *attrs, size_t n_attrs);
   /**
+   * publish() that also reports when the event's consequences are over:
+   * done(arg, id, outcomes, n) runs exactly once, on the loop thread, after
+   * the event was dispatched and every action a rule started for it answered.
+   * *id_out (may be NULL) receives the event id.
+   * \return 0 queued (done will run); -EAGAIN queue full (done will not run); -EINVAL.
+   */
+  int (*publish_tracked)(hostlet_host *host, const char *type, const hostlet_attr *attrs,
+                         size_t n_attrs, hostlet_event_done_fn done, void *arg, uint64_t *id_out);
+  /**
    * Subscribes cb to events whose type matches `type_glob` (fnmatch syntax;
    * an exact type is the fast path). \return 0 and *out; -EINVAL bad pattern.
    */
@@ -350,6 +376,16 @@ typedef struct hostlet_host_api {
 
   /** Tells the host that an asynchronous stop has finished. Call once per stop. */
   void (*stopped)(hostlet_host *host);
+
+  /* --- direct loop access --- */
+
+  /**
+   * The agent's libuv loop (a uv_loop_t*), for plugins that link libuv
+   * themselves, e.g. to serve a socket with uv_pipe_t. Such a plugin closes
+   * its own handles in stop and calls stopped() from the last close callback.
+   * Loop thread only; may return NULL if the host is not libuv-based.
+   */
+  void *(*uv_loop)(hostlet_host *host);
 
   /* later minors append here, each group under a "since 1.N" comment */
 } hostlet_host_api;

@@ -1,0 +1,27 @@
+// Human-readable log lines to stderr: "TIME LEVEL [who] message".
+// Thread-safe: each line is formatted into one buffer and written with one
+// write(2), so lines from pool threads never interleave.
+#pragma once
+
+#include <cstdarg>
+#include <string_view>
+
+namespace hostlet {
+
+enum class Level { Error = 0, Warn = 1, Info = 2, Debug = 3 };
+
+void set_log_level(Level level);
+Level log_level();
+bool log_enabled(Level level);
+// "error", "warn", "info", "debug" (also "warning"); false when unknown.
+bool parse_log_level(std::string_view text, Level& out);
+const char* level_name(Level level);
+
+// `who` is an instance name or "hostlet" for the core.
+void log(Level level, std::string_view who, const char* fmt, ...) __attribute__((format(printf, 3, 4)));
+void logv(Level level, std::string_view who, const char* fmt, va_list ap);
+
+// Redirects log output to fd (default 2). Used by tests to capture lines.
+void set_log_fd(int fd);
+
+}  // namespace hostlet

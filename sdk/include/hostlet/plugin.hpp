@@ -1,0 +1,637 @@
+/*
+ * hostlet C++17 plugin wrapper: header-only, over plugin.h.
+ *
+ * It adds RAII handles, lambdas for offload, timers, watches, subscriptions
+ * and actions, and catches every C++ exception at the ABI boundary (the C
+ * side never sees one): a throwing callback is logged with the instance name,
+ * a throwing action handler answers its call with the exception's message,
+ * and a throwing constructor fails init.
+ *
+ * Example:
+ *
+ *   class Hello final : public hostlet::Plugin {
+ *    public:
+ *     explicit Hello(hostlet::Host& host) : Plugin(host) {
+ *       host.action("greet", [this](hostlet::Call& call) {
+ *         std::string who = call.attr_or("name", "world");
+ *         this->host().offload([who] { return "hello " + who; },
+ *             [call = std::move(call)](int status, std::string text) mutable {
+ *               if (status) return call.error(hostlet_strerror(status));
+ *               call.ok({{"text", text}});
+ *             });
+ *       });
+ *     }
+ *   };
+ *   static const hostlet_config_key kConfig[] = {{nullptr}};
+ *   HOSTLET_CPP_PLUGIN(Hello, "hello", "1.0", "says hello", kConfig, nullptr, nullptr)
+ *
+ * Threads: as in plugin.h. Everything here runs on the loop thread except the
+ * work lambda given to offload() and Host::post() / Host::log(), which are
+ * thread-safe.
+ */
+#ifndef HOSTLET_PLUGIN_HPP
+#define HOSTLET_PLUGIN_HPP
+
+#include <hostlet/plugin.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <new>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace hostlet {
+
+/** Attributes as the C++ side builds them. */
+using Attrs = std::vector<std::pair<std::string, std::string>>;
+
+/** Throw from a constructor or handler to fail with a specific errno and message. */
+class Error : public std::runtime_error {
+ public:
+  Error(int err, const std::string& what) : std::runtime_error(what), err_(err < 0 ? err : -err) {}
+  int code() const noexcept { return err_; }
+
+ private:
+  int err_;
+};
+
+namespace detail {
+inline std::vector<hostlet_attr> c_attrs(const Attrs& attrs) {
+  std::vector<hostlet_attr> v;
+  v.reserve(attrs.size());
+  for (const auto& kv : attrs) v.push_back({kv.first.c_str(), kv.second.c_str()});
+  return v;
+}
+}  // namespace detail
+
+/** An event as seen by a subscriber; views are valid only during the callback. */
+class Event {
+ public:
+  explicit Event(const hostlet_event* e) : e_(e) {}
+  uint64_t id() const { return e_->id; }
+  uint64_t timestamp_ns() const { return e_->timestamp_ns; }
+  std::string_view source() const { return e_->source; }
+  std::string_view type() const { return e_->type; }
+  size_t size() const { return e_->n_attrs; }
+  const hostlet_attr& operator[](size_t i) const { return e_->attrs[i]; }
+  /** The attribute's value, or nullopt. */
+  std::optional<std::string_view> attr(std::string_view key) const {
+    for (size_t i = 0; i < e_->n_attrs; i++)
+      if (key == e_->attrs[i].key) return std::string_view(e_->attrs[i].value);
+    return std::nullopt;
+  }
+  Attrs attrs() const {
+    Attrs a;
+    for (size_t i = 0; i < e_->n_attrs; i++) a.emplace_back(e_->attrs[i].key, e_->attrs[i].value);
+    return a;
+  }
+  const hostlet_event* c() const { return e_; }
+
+ private:
+  const hostlet_event* e_;
+};
+
+/** An action's answer, as seen by Host::call(). */
+struct Result {
+  bool ok = false;
+  std::string error;
+  Attrs attrs;
+  std::string data_json;  // empty when the action returned no data
+};
+
+/**
+ * A call to one of this plugin's actions. Move-only; answered exactly once:
+ * by ok() or error(), or, if it is destroyed unanswered, by an error saying so.
+ */
+class Call {
+ public:
+  Call(const hostlet_host_api* api, hostlet_call* call) : api_(api), call_(call) {}
+  Call(Call&& o) noexcept : api_(o.api_), call_(std::exchange(o.call_, nullptr)) {}
+  Call& operator=(Call&& o) noexcept {
+    if (this != &o) {
+      drop();
+      api_ = o.api_;
+      call_ = std::exchange(o.call_, nullptr);
+    }
+    return *this;
+  }
+  Call(const Call&) = delete;
+  Call& operator=(const Call&) = delete;
+  ~Call() { drop(); }
+
+  /** The attribute's value or NULL. Valid until the call is answered. */
+  const char* attr(const char* key) const { return call_ ? api_->call_attr(call_, key) : nullptr; }
+  std::string attr_or(const char* key, std::string fallback) const {
+    const char* v = attr(key);
+    return v ? std::string(v) : std::move(fallback);
+  }
+  /** The attribute's value; throws Error(-EINVAL, "missing attribute 'key'") when absent. */
+  std::string require(const char* key) const {
+    const char* v = attr(key);
+    if (!v) throw Error(-EINVAL, std::string("missing attribute '") + key + "'");
+    return v;
+  }
+  bool answered() const { return call_ == nullptr; }
+
+  /** Answers ok. data_json, when not empty, must be a JSON text. */
+  void ok(const Attrs& attrs = {}, const std::string& data_json = {}) {
+    if (!call_) return;
+    auto a = detail::c_attrs(attrs);
+    api_->call_reply_ok(std::exchange(call_, nullptr), a.data(), a.size(),
+                        data_json.empty() ? nullptr : data_json.c_str());
+  }
+  void error(const std::string& message) {
+    if (!call_) return;
+    api_->call_reply_error(std::exchange(call_, nullptr), message.c_str());
+  }
+
+ private:
+  void drop() {
+    if (call_) api_->call_reply_error(std::exchange(call_, nullptr), "the plugin dropped the call without an answer");
+  }
+  const hostlet_host_api* api_;
+  hostlet_call* call_;
+};
+
+class Host;
+
+/** A running timer; stopping is automatic on destruction. */
+class Timer {
+ public:
+  Timer() = default;
+  Timer(Timer&&) noexcept = default;
+  Timer& operator=(Timer&& o) noexcept {
+    stop();
+    s_ = std::move(o.s_);
+    return *this;
+  }
+  ~Timer() { stop(); }
+  void stop() {
+    if (s_ && s_->t) s_->api->timer_stop(std::exchange(s_->t, nullptr));
+    s_.reset();
+  }
+  explicit operator bool() const { return s_ && s_->t; }
+
+ private:
+  friend class Host;
+  struct State {
+    const hostlet_host_api* api;
+    hostlet_host* host;
+    hostlet_timer* t = nullptr;
+    std::function<void()> fn;
+  };
+  std::unique_ptr<State> s_;
+};
+
+/** A file-descriptor watch; closed on destruction (the fd itself stays the caller's). */
+class Watch {
+ public:
+  Watch() = default;
+  Watch(Watch&&) noexcept = default;
+  Watch& operator=(Watch&& o) noexcept {
+    close();
+    s_ = std::move(o.s_);
+    return *this;
+  }
+  ~Watch() { close(); }
+  int update(unsigned events) { return s_ && s_->w ? s_->api->watch_update(s_->w, events) : -EINVAL; }
+  void close() {
+    if (s_ && s_->w) s_->api->watch_close(std::exchange(s_->w, nullptr));
+    s_.reset();
+  }
+  explicit operator bool() const { return s_ && s_->w; }
+
+ private:
+  friend class Host;
+  struct State {
+    const hostlet_host_api* api;
+    hostlet_host* host;
+    hostlet_watch* w = nullptr;
+    std::function<void(int fd, unsigned events)> fn;
+  };
+  std::unique_ptr<State> s_;
+};
+
+/** An event subscription; removed on destruction. */
+class Subscription {
+ public:
+  Subscription() = default;
+  Subscription(Subscription&&) noexcept = default;
+  Subscription& operator=(Subscription&& o) noexcept {
+    reset();
+    s_ = std::move(o.s_);
+    return *this;
+  }
+  ~Subscription() { reset(); }
+  void reset() {
+    if (s_ && s_->sub) s_->api->unsubscribe(std::exchange(s_->sub, nullptr));
+    s_.reset();
+  }
+
+ private:
+  friend class Host;
+  struct State {
+    const hostlet_host_api* api;
+    hostlet_host* host;
+    hostlet_sub* sub = nullptr;
+    std::function<void(const Event&)> fn;
+  };
+  std::unique_ptr<State> s_;
+};
+
+/** The plugin's view of its instance: every host service, C++-style. */
+class Host {
+ public:
+  Host(hostlet_host* host, const hostlet_host_api* api) : host_(host), api_(api) {}
+  Host(const Host&) = delete;
+  Host& operator=(const Host&) = delete;
+
+  hostlet_host* c() const { return host_; }
+  const hostlet_host_api* api() const { return api_; }
+  const char* name() const { return api_->instance_name(host_); }
+  uint64_t now_ns() const { return api_->now_ns(host_); }
+
+  /* Logging, printf-style. Thread-safe. */
+  template <class... A> void error(const char* fmt, A... a) const { log(HOSTLET_LOG_ERROR, fmt, a...); }
+  template <class... A> void warn(const char* fmt, A... a) const { log(HOSTLET_LOG_WARN, fmt, a...); }
+  template <class... A> void info(const char* fmt, A... a) const { log(HOSTLET_LOG_INFO, fmt, a...); }
+  template <class... A> void debug(const char* fmt, A... a) const { log(HOSTLET_LOG_DEBUG, fmt, a...); }
+  template <class... A> void log(hostlet_log_level lvl, const char* fmt, A... a) const {
+    if constexpr (sizeof...(A) == 0) api_->log(host_, lvl, "%s", fmt);
+    else api_->log(host_, lvl, fmt, a...);
+  }
+
+  /* Config, after defaults. A key without value and without default throws Error(-ENOENT). */
+  std::string str(const char* key) const {
+    const char* v = nullptr;
+    check(api_->config_string(host_, key, &v), key);
+    return v;
+  }
+  std::optional<std::string> opt_str(const char* key) const {
+    const char* v = nullptr;
+    int r = api_->config_string(host_, key, &v);
+    if (r == -ENOENT) return std::nullopt;
+    check(r, key);
+    return std::string(v);
+  }
+  int64_t integer(const char* key) const {  // INT, DURATION (ms), SIZE (bytes)
+    int64_t v = 0;
+    check(api_->config_int(host_, key, &v), key);
+    return v;
+  }
+  bool boolean(const char* key) const {
+    int v = 0;
+    check(api_->config_bool(host_, key, &v), key);
+    return v != 0;
+  }
+  double number(const char* key) const {
+    double v = 0;
+    check(api_->config_double(host_, key, &v), key);
+    return v;
+  }
+  std::vector<std::string> list(const char* key) const {
+    size_t n = 0;
+    check(api_->config_list_size(host_, key, &n), key);
+    std::vector<std::string> out;
+    for (size_t i = 0; i < n; i++) {
+      const char* v = nullptr;
+      check(api_->config_list_string(host_, key, i, &v), key);
+      out.emplace_back(v);
+    }
+    return out;
+  }
+
+  /**
+   * Offloads `work` to a pool thread; `done` runs on the loop with the status
+   * (0, -ECANCELED, -ETIMEDOUT, -ESHUTDOWN) and, when work returns a value,
+   * that value (default-constructed unless status is 0).
+   * Returns 0 or the offload error (-EAGAIN, -ESHUTDOWN), in which case
+   * neither lambda runs. With a deadline (`timeout_ms`), captured state is
+   * kept alive until the late work ends, then freed.
+   */
+  template <class W, class D>
+  int offload(W&& work, D&& done, uint64_t timeout_ms = 0, hostlet_work** out = nullptr) {
+    using R = std::invoke_result_t<W&>;
+    using Item = OffloadItem<std::decay_t<W>, std::decay_t<D>, R>;
+    auto* item = new (std::nothrow) Item(std::forward<W>(work), std::forward<D>(done), this);
+    if (!item) return -ENOMEM;
+    hostlet_offload_opts opts{sizeof(hostlet_offload_opts), timeout_ms, &Item::late};
+    int r = api_->offload(host_, &opts, &Item::run, &Item::finish, item, out);
+    if (r != 0) delete item;
+    return r;
+  }
+  int cancel(hostlet_work* work) { return api_->offload_cancel(work); }
+
+  /** Timer: fires after timeout_ms, then every repeat_ms (0 = once). Throws Error on failure. */
+  Timer timer(uint64_t timeout_ms, uint64_t repeat_ms, std::function<void()> fn) {
+    Timer t;
+    t.s_.reset(new Timer::State{api_, host_, nullptr, std::move(fn)});
+    check(api_->timer_start(host_, timeout_ms, repeat_ms, &Host::timer_cb, t.s_.get(), &t.s_->t), "timer");
+    return t;
+  }
+
+  /** Watches fd for HOSTLET_WATCH_* events. Throws Error on failure. */
+  Watch watch(int fd, unsigned events, std::function<void(int fd, unsigned events)> fn) {
+    Watch w;
+    w.s_.reset(new Watch::State{api_, host_, nullptr, std::move(fn)});
+    check(api_->watch_fd(host_, fd, events, &Host::watch_cb, w.s_.get(), &w.s_->w), "watch");
+    return w;
+  }
+
+  /**
+   * Publishes an event and calls `done` once every action that rules started
+   * for it has answered (with their outcomes; empty when no rule matched).
+   * Returns 0 (done will run) or -EAGAIN / -EINVAL (done will not run).
+   */
+  int publish_tracked(const char* type, const Attrs& attrs,
+                      std::function<void(uint64_t id, const hostlet_outcome* outcomes, size_t n)> done,
+                      uint64_t* id_out = nullptr) {
+    auto a = detail::c_attrs(attrs);
+    using Fn = std::function<void(uint64_t, const hostlet_outcome*, size_t)>;
+    auto* box = new (std::nothrow) Boxed<Fn>{this, std::move(done)};
+    if (!box) return -ENOMEM;
+    int r = api_->publish_tracked(host_, type, a.data(), a.size(), &Host::tracked_cb, box, id_out);
+    if (r != 0) delete box;
+    return r;
+  }
+
+  /** The agent's uv_loop_t* (see plugin.h), or nullptr. */
+  void* uv_loop() const { return api_->uv_loop(host_); }
+
+  /** Subscribes to events whose type matches type_glob. Throws Error on failure. */
+  Subscription subscribe(const char* type_glob, std::function<void(const Event&)> fn) {
+    Subscription s;
+    s.s_.reset(new Subscription::State{api_, host_, nullptr, std::move(fn)});
+    check(api_->subscribe(host_, type_glob, &Host::event_cb, s.s_.get(), &s.s_->sub), type_glob);
+    return s;
+  }
+
+  /** Publishes an event from this instance. Returns 0, -EAGAIN (queue full) or -EINVAL. */
+  int publish(const char* type, const Attrs& attrs = {}) {
+    auto a = detail::c_attrs(attrs);
+    return api_->publish(host_, type, a.data(), a.size());
+  }
+
+  /**
+   * Registers "<instance>.<verb>". The handler answers the Call now, or moves
+   * it away (into an offload's done lambda) to answer it later. An exception
+   * thrown by the handler answers the call with its message; a call neither
+   * answered nor moved is answered with an error when the handler returns.
+   */
+  void action(const char* verb, std::function<void(Call&)> fn) {
+    actions_.push_back(std::make_unique<ActionState>(ActionState{this, std::move(fn)}));
+    check(api_->register_action(host_, verb, &Host::action_cb, actions_.back().get()), verb);
+  }
+
+  /** Calls any action; `cb` receives the Result on the loop. Returns 0 or -ENOENT/-ESHUTDOWN. */
+  int call(const char* action, const Attrs& attrs, std::function<void(const Result&)> cb) {
+    auto a = detail::c_attrs(attrs);
+    auto* box = new (std::nothrow) Boxed<std::function<void(const Result&)>>{this, std::move(cb)};
+    if (!box) return -ENOMEM;
+    int r = api_->call_action(host_, action, a.data(), a.size(), &Host::result_cb, box);
+    if (r != 0) delete box;
+    return r;
+  }
+
+  /** Runs fn on the loop thread soon. Thread-safe. Returns 0 or -ESHUTDOWN. */
+  int post(std::function<void()> fn) {
+    auto* box = new (std::nothrow) Boxed<std::function<void()>>{this, std::move(fn)};
+    if (!box) return -ENOMEM;
+    int r = api_->post(host_, &Host::post_cb, box);
+    if (r != 0) delete box;
+    return r;
+  }
+
+  /** Runs fn, turning an exception into a log line naming what threw. */
+  template <class F> bool guard(const char* what, F&& fn) const noexcept {
+    try {
+      fn();
+      return true;
+    } catch (const std::exception& e) {
+      api_->log(host_, HOSTLET_LOG_ERROR, "%s threw: %s", what, e.what());
+    } catch (...) {
+      api_->log(host_, HOSTLET_LOG_ERROR, "%s threw a non-standard exception", what);
+    }
+    return false;
+  }
+
+ private:
+  void check(int r, const char* what) const {
+    if (r != 0) throw Error(r, std::string(what) + ": " + hostlet_strerror(r));
+  }
+
+  template <class W, class D, class R>
+  struct OffloadItem {
+    template <class W2, class D2>
+    OffloadItem(W2&& w, D2&& d, Host* h) : work(std::forward<W2>(w)), done(std::forward<D2>(d)), host(h) {}
+    W work;
+    D done;
+    Host* host;
+    using Value = std::conditional_t<std::is_void_v<R>, char, R>;
+    Value value{};
+    std::exception_ptr error;
+
+    static void run(void* p) {  // pool thread
+      auto* self = static_cast<OffloadItem*>(p);
+      try {
+        if constexpr (std::is_void_v<R>) self->work();
+        else self->value = self->work();
+      } catch (...) {
+        self->error = std::current_exception();
+      }
+    }
+    static void finish(void* p, int status) {  // loop thread
+      auto* self = static_cast<OffloadItem*>(p);
+      if (status == 0 && self->error) {
+        try {
+          std::rethrow_exception(self->error);
+        } catch (const std::exception& e) {
+          self->host->error("offloaded work threw: %s", e.what());
+        } catch (...) {
+          self->host->error("offloaded work threw a non-standard exception");
+        }
+        status = -EIO;
+      }
+      self->host->guard("offload done callback", [&] {
+        if constexpr (std::is_void_v<R>) self->done(status);
+        else self->done(status, status == 0 ? std::move(self->value) : Value{});
+      });
+      if (status != -ETIMEDOUT) delete self;  // a timed-out item is freed by late()
+    }
+    static void late(void* p) { delete static_cast<OffloadItem*>(p); }
+  };
+
+  struct ActionState {
+    Host* host;
+    std::function<void(Call&)> fn;
+  };
+  template <class Fn> struct Boxed {
+    Host* host;
+    Fn fn;
+  };
+
+  static void timer_cb(void* p) {
+    auto* s = static_cast<Timer::State*>(p);
+    Host h(s->host, s->api);
+    h.guard("timer callback", [&] { s->fn(); });
+  }
+  static void watch_cb(void* p, int fd, unsigned events) {
+    auto* s = static_cast<Watch::State*>(p);
+    Host h(s->host, s->api);
+    h.guard("watch callback", [&] { s->fn(fd, events); });
+  }
+  static void event_cb(void* p, const hostlet_event* e) {
+    auto* s = static_cast<Subscription::State*>(p);
+    Host h(s->host, s->api);
+    h.guard("event callback", [&] { s->fn(Event(e)); });
+  }
+  static int action_cb(void* p, hostlet_call* c, const hostlet_attr*, size_t) {
+    auto* s = static_cast<ActionState*>(p);
+    Call call(s->host->api_, c);
+    try {
+      s->fn(call);
+    } catch (const std::exception& e) {
+      if (!call.answered()) call.error(e.what());  // else the handler moved it away first
+      else s->host->warn("action handler threw after passing its call on: %s", e.what());
+    } catch (...) {
+      if (!call.answered()) call.error("action handler threw a non-standard exception");
+    }
+    return 0;  // an unanswered, unmoved call is answered by ~Call
+  }
+  static void result_cb(void* p, const hostlet_result* r) {
+    std::unique_ptr<Boxed<std::function<void(const Result&)>>> box(
+        static_cast<Boxed<std::function<void(const Result&)>>*>(p));
+    Result res;
+    res.ok = r->ok != 0;
+    if (r->error) res.error = r->error;
+    for (size_t i = 0; i < r->n_attrs; i++) res.attrs.emplace_back(r->attrs[i].key, r->attrs[i].value);
+    if (r->data_json) res.data_json = r->data_json;
+    box->host->guard("call result callback", [&] { box->fn(res); });
+  }
+  static void tracked_cb(void* p, uint64_t id, const hostlet_outcome* o, size_t n) {
+    using Fn = std::function<void(uint64_t, const hostlet_outcome*, size_t)>;
+    std::unique_ptr<Boxed<Fn>> box(static_cast<Boxed<Fn>*>(p));
+    box->host->guard("tracked event callback", [&] { box->fn(id, o, n); });
+  }
+  static void post_cb(void* p) {
+    std::unique_ptr<Boxed<std::function<void()>>> box(static_cast<Boxed<std::function<void()>>*>(p));
+    box->host->guard("posted callback", [&] { box->fn(); });
+  }
+
+  hostlet_host* host_;
+  const hostlet_host_api* api_;
+  std::vector<std::unique_ptr<ActionState>> actions_;
+};
+
+/**
+ * Base class of a C++ plugin. The derived constructor takes Host& and does
+ * what init does (validate, allocate, register actions); throwing fails init.
+ */
+class Plugin {
+ public:
+  explicit Plugin(Host& host) : host_(host) {}
+  virtual ~Plugin() = default;
+  Plugin(const Plugin&) = delete;
+  Plugin& operator=(const Plugin&) = delete;
+
+  /** Opens sockets, subscribes, starts timers. Return a negative errno or throw to fail. */
+  virtual int start() { return 0; }
+  /**
+   * Releases what start opened; call `stopped()` once everything the plugin
+   * opened itself is closed (now or later). Timers, watches and subscriptions
+   * obtained from Host are closed by the host anyway.
+   */
+  virtual void stop(std::function<void()> stopped) { stopped(); }
+
+  Host& host() const { return host_; }
+
+ private:
+  Host& host_;
+};
+
+namespace detail {
+template <class T> struct Instance {
+  Host host;
+  std::unique_ptr<T> plugin;
+  Instance(hostlet_host* h, const hostlet_host_api* a) : host(h, a) {}
+};
+
+template <class T> int init(hostlet_host* h, const hostlet_host_api* api, void** state) {
+  auto inst = std::make_unique<Instance<T>>(h, api);
+  try {
+    inst->plugin = std::make_unique<T>(inst->host);
+  } catch (const Error& e) {
+    api->log(h, HOSTLET_LOG_ERROR, "init failed: %s", e.what());
+    return e.code();
+  } catch (const std::exception& e) {
+    api->log(h, HOSTLET_LOG_ERROR, "init failed: %s", e.what());
+    return -EINVAL;
+  } catch (...) {
+    api->log(h, HOSTLET_LOG_ERROR, "init failed: non-standard exception");
+    return -EINVAL;
+  }
+  *state = inst.release();
+  return 0;
+}
+template <class T> int start(void* state) {
+  auto* inst = static_cast<Instance<T>*>(state);
+  try {
+    return inst->plugin->start();
+  } catch (const Error& e) {
+    inst->host.error("start failed: %s", e.what());
+    return e.code();
+  } catch (const std::exception& e) {
+    inst->host.error("start failed: %s", e.what());
+    return -EIO;
+  } catch (...) {
+    inst->host.error("start failed: non-standard exception");
+    return -EIO;
+  }
+}
+template <class T> void stop(void* state) {
+  auto* inst = static_cast<Instance<T>*>(state);
+  hostlet_host* h = inst->host.c();
+  const hostlet_host_api* api = inst->host.api();
+  bool ok = inst->host.guard("stop", [&] { inst->plugin->stop([h, api] { api->stopped(h); }); });
+  if (!ok) api->stopped(h);  // a throwing stop must not hang the host
+}
+template <class T> void destroy(void* state) {
+  auto* inst = static_cast<Instance<T>*>(state);
+  inst->host.guard("destructor", [&] { inst->plugin.reset(); });
+  delete inst;
+}
+}  // namespace detail
+
+}  // namespace hostlet
+
+/**
+ * Defines the plugin's entry symbol for C++ plugin class T.
+ * CONFIG, ACTIONS, EVENTS are the tables of plugin.h (or nullptr).
+ */
+#define HOSTLET_CPP_PLUGIN(T, NAME, VERSION, DESCRIPTION, CONFIG, ACTIONS, EVENTS) \
+  static const hostlet_plugin hostlet__cpp_plugin_descriptor = {                 \
+      HOSTLET_ABI_MAJOR,                                                          \
+      HOSTLET_ABI_MINOR,                                                          \
+      sizeof(hostlet_plugin),                                                     \
+      NAME,                                                                       \
+      VERSION,                                                                    \
+      DESCRIPTION,                                                                \
+      CONFIG,                                                                     \
+      ACTIONS,                                                                    \
+      EVENTS,                                                                     \
+      &hostlet::detail::init<T>,                                                  \
+      &hostlet::detail::start<T>,                                                 \
+      &hostlet::detail::stop<T>,                                                  \
+      &hostlet::detail::destroy<T>,                                               \
+  };                                                                              \
+  extern "C" HOSTLET_PLUGIN_ENTRY { return &hostlet__cpp_plugin_descriptor; }
+
+#endif /* HOSTLET_PLUGIN_HPP */
