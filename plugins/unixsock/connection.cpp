@@ -1,0 +1,283 @@
+#include "connection.hpp"
+
+#include <cstring>
+
+namespace hostlet::unixsock {
+namespace {
+
+// Buffers that grew this large in a burst are given back once empty.
+constexpr size_t kKeepCapacity = 256 * 1024;
+
+void release_if_big(std::string& s) {
+  if (s.empty() && s.capacity() > kKeepCapacity) std::string().swap(s);
+}
+
+bool blank(std::string_view l) {
+  for (char c : l)
+    if (c != ' ' && c != '\t') return false;
+  return true;
+}
+
+}  // namespace
+
+Connection::Connection(ConnectionOwner& owner, const Limits& limits, uint64_t serial)
+    : owner_(owner), limits_(limits), serial_(serial) {}
+
+Connection::~Connection() = default;
+
+int Connection::init(uv_loop_t* loop) {
+  int r = uv_pipe_init(loop, &pipe_, 0);
+  if (r == 0) {
+    initialized_ = true;
+    pipe_.data = this;
+    wreq_.data = this;
+  }
+  return r;
+}
+
+bool Connection::read_peer() {
+  uv_os_fd_t fd;
+  if (uv_fileno(reinterpret_cast<uv_handle_t*>(&pipe_), &fd) != 0) return false;
+  socklen_t len = sizeof peer_;
+  return getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer_, &len) == 0;
+}
+
+uint64_t Connection::now() const { return uv_now(pipe_.loop); }
+
+int Connection::start(uint64_t now_ms) {
+  last_input_ms_ = now_ms;
+  int r = uv_read_start(stream(), &Connection::alloc_cb, &Connection::read_cb);
+  if (r == 0) reading_ = true;
+  return r;
+}
+
+void Connection::alloc_cb(uv_handle_t* h, size_t, uv_buf_t* buf) {
+  *buf = static_cast<Connection*>(h->data)->owner_.read_buffer();
+}
+
+void Connection::read_cb(uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
+  auto* c = static_cast<Connection*>(s->data);
+  if (n > 0) {
+    c->on_data(buf->base, static_cast<size_t>(n));
+  } else if (n == UV_EOF) {
+    // The client finished sending (maybe only its half: it may still read).
+    // A last line without '\n' counts; then replies drain and the connection closes.
+    if (!c->in_.empty()) {
+      std::string last = std::move(c->in_);
+      c->in_.clear();
+      c->line(last);
+    }
+    c->drain_and_close();
+  } else if (n < 0) {
+    c->close();  // reset by the peer, or another error: nobody to answer
+  }
+}
+
+void Connection::on_data(const char* data, size_t n) {
+  last_input_ms_ = now();
+  if (!in_.empty()) {
+    // Reading implies in_ holds at most one partial line: complete it first.
+    const char* nl = static_cast<const char*>(std::memchr(data, '\n', n));
+    if (!nl) {
+      in_.append(data, n);
+      if (in_.size() > limits_.max_line) too_long();
+      return;
+    }
+    size_t k = static_cast<size_t>(nl - data);
+    if (in_.size() + k > limits_.max_line) return too_long();
+    if (must_pause()) {
+      in_.append(data, n);
+      return pause();
+    }
+    in_.append(data, k);
+    processing_ = true;
+    line(in_);
+    processing_ = false;
+    in_.clear();
+    data += k + 1;
+    n -= k + 1;
+  }
+  size_t used = process(data, n);
+  if (closing()) return;
+  in_.append(data + used, n - used);
+  if (!paused_ && in_.size() > limits_.max_line) too_long();
+}
+
+size_t Connection::process(const char* data, size_t n) {
+  processing_ = true;
+  size_t off = 0;
+  while (off < n && !stopped_ && !closing()) {
+    if (must_pause()) {
+      pause();
+      break;
+    }
+    const char* p = data + off;
+    const char* nl = static_cast<const char*>(std::memchr(p, '\n', n - off));
+    if (!nl) break;
+    size_t len = static_cast<size_t>(nl - p);
+    if (len > limits_.max_line) {
+      too_long();
+      off = n;
+      break;
+    }
+    line(std::string_view(p, len));
+    off += len + 1;
+  }
+  processing_ = false;
+  return off;
+}
+
+void Connection::line(std::string_view l) {
+  if (!l.empty() && l.back() == '\r') l.remove_suffix(1);
+  if (blank(l)) return;
+  lines++;
+  owner_.on_line(*this, l);
+}
+
+bool Connection::must_pause() const {
+  return pending_ >= limits_.max_pending || queued_bytes() > limits_.max_write_buffer;
+}
+
+void Connection::pause() {
+  paused_ = true;
+  if (reading_) {
+    uv_read_stop(stream());
+    reading_ = false;
+  }
+}
+
+// Resumes once the backlog fell well below the limits, so that a client at the
+// limit does not flip reading on and off for every single reply.
+void Connection::maybe_resume() {
+  if (!paused_ || processing_ || stopped_ || closing()) return;
+  if (pending_ > limits_.max_pending / 2 || queued_bytes() > limits_.max_write_buffer / 2) return;
+  paused_ = false;
+  size_t used = process(in_.data(), in_.size());
+  if (closing()) return;
+  in_.erase(0, used);
+  if (paused_ || stopped_) return;
+  if (in_.size() > limits_.max_line) return too_long();
+  if (uv_read_start(stream(), &Connection::alloc_cb, &Connection::read_cb) == 0) reading_ = true;
+  else close();
+}
+
+void Connection::too_long() {
+  in_.clear();
+  owner_.on_line_too_long(*this);
+  close_after_flush(now());
+}
+
+void Connection::queued() {
+  if (out_.empty()) return;
+  if (!output_waiting_) {
+    output_waiting_ = true;
+    output_since_ms_ = now();
+  }
+  if (!flush_wanted && !writing_ && !closing_) {
+    flush_wanted = true;
+    owner_.want_flush(*this);
+  }
+}
+
+void Connection::flush() {
+  flush_wanted = false;
+  if (closing_ || writing_ || out_.empty()) return;
+  uv_buf_t b = uv_buf_init(out_.data(), static_cast<unsigned>(out_.size()));
+  int r = uv_try_write(stream(), &b, 1);
+  if (r == UV_EAGAIN) r = 0;
+  if (r < 0) return close();  // EPIPE and the like: the client is gone
+  size_t sent = static_cast<size_t>(r);
+  if (sent == out_.size()) {
+    out_.clear();
+    release_if_big(out_);
+    return after_output();
+  }
+  if (sent > 0) output_since_ms_ = now();
+  wbuf_.swap(out_);  // out_ takes wbuf_'s spare capacity
+  out_.clear();
+  wsent_ = sent;
+  uv_buf_t rest = uv_buf_init(wbuf_.data() + sent, static_cast<unsigned>(wbuf_.size() - sent));
+  if (uv_write(&wreq_, stream(), &rest, 1, &Connection::write_cb) != 0) return close();
+  writing_ = true;
+}
+
+void Connection::write_cb(uv_write_t* req, int status) {
+  auto* c = static_cast<Connection*>(req->data);
+  c->writing_ = false;
+  c->wbuf_.clear();
+  c->wsent_ = 0;
+  release_if_big(c->wbuf_);
+  if (status == UV_ECANCELED) return;  // the handle is closing
+  if (status < 0) return c->close();
+  c->output_since_ms_ = c->now();
+  if (!c->out_.empty()) {
+    c->flush();
+    if (c->writing_ || c->closing_) return;
+  }
+  c->after_output();
+}
+
+void Connection::after_output() {
+  if (queued_bytes() > 0) return;
+  output_waiting_ = false;
+  if (close_after_flush_) return close();
+  if (close_when_drained_ && pending_ == 0) return close();
+  maybe_resume();
+}
+
+void Connection::pending_done() {
+  if (pending_) pending_--;
+  if (closing_) return;
+  if (close_when_drained_ && drained()) return close();
+  maybe_resume();
+}
+
+void Connection::stop_reading() {
+  stopped_ = true;
+  in_.clear();
+  if (reading_) {
+    uv_read_stop(stream());
+    reading_ = false;
+  }
+}
+
+void Connection::drain_and_close() {
+  stop_reading();
+  close_when_drained_ = true;
+  if (drained() && !writing_) close();
+}
+
+void Connection::close_after_flush(uint64_t now_ms) {
+  if (closing_ || close_after_flush_) return;
+  stop_reading();
+  close_after_flush_ = true;
+  closing_since_ms_ = now_ms;
+  if (queued_bytes() == 0) close();
+  else queued();
+}
+
+void Connection::close() {
+  if (closing_ || !initialized_) return;
+  closing_ = true;
+  reading_ = false;
+  uv_close(reinterpret_cast<uv_handle_t*>(&pipe_), &Connection::close_cb);
+}
+
+void Connection::close_cb(uv_handle_t* h) {
+  auto* c = static_cast<Connection*>(h->data);
+  c->handle_closed_ = true;
+  c->owner_.on_closed(*c);
+}
+
+Connection::Timeout Connection::expired(uint64_t now_ms, uint64_t linger_ms) const {
+  if (closing_) return Timeout::none;
+  if (close_after_flush_) return now_ms - closing_since_ms_ >= linger_ms ? Timeout::linger : Timeout::none;
+  uint64_t idle = limits_.idle_timeout_ms;
+  if (idle == 0) return Timeout::none;
+  if (output_waiting_ && now_ms - output_since_ms_ >= idle) return Timeout::stuck_output;
+  if (pending_ == 0 && !output_waiting_ && !close_when_drained_ && now_ms - last_input_ms_ >= idle)
+    return Timeout::idle;
+  return Timeout::none;
+}
+
+}  // namespace hostlet::unixsock

@@ -1,0 +1,700 @@
+/*
+ * unixsock: a notification source on a Unix stream socket.
+ *
+ * Example configuration:
+ *
+ *   plugins:
+ *     - name: notify                 # the source of every event it publishes
+ *       plugin: unixsock
+ *       config:
+ *         socket: /run/hostlet/notify.sock
+ *         mode: "0660"               # octal, as a string
+ *         group: libvirt             # a name or a gid; default: the agent's group
+ *         allow_uids: [0, 1000]      # checked with SO_PEERCRED; empty (with
+ *         allow_gids: []             #   allow_gids empty): anyone who can open the socket
+ *         max_line: 64KiB
+ *         max_connections: 256
+ *         max_pending: 128           # ack-done replies one connection may wait for
+ *         max_write_buffer: 1MiB     # unsent replies one connection may have
+ *         idle_timeout: 300s         # 0 = never
+ *         drain_timeout: 2s          # at stop, for pending replies
+ *
+ * Protocol: newline-delimited JSON, one notification per line:
+ *
+ *   {"type": "vm.start", "attrs": {"name": "vm1"}, "id": 7, "ack": "done"}
+ *
+ * `type` is required ([A-Za-z0-9_.:-], 1 to 256 characters); `attrs` values
+ * are strings; `id` (a string or a number) is echoed; `ack` is "accepted"
+ * (the default: reply once the event is queued), "done" (reply once every
+ * action the event started has answered, with the results) or "none" (no
+ * reply on success). Errors are always answered, whatever `ack` says:
+ *
+ *   {"id":7,"ok":true,"event":42}
+ *   {"id":7,"ok":true,"event":42,"results":[{"action":"virt.domain.start",
+ *     "rule":"/etc/hostlet/hostlet.yaml:12","ok":true,"attrs":{},"data":...}]}
+ *   {"id":7,"ok":false,"error":"attribute 'name' must be a string, not a number"}
+ *
+ * Each client is served on the agent's loop with libuv directly; protocol.cpp
+ * parses lines, connection.cpp frames, buffers and bounds them, and this file
+ * binds the socket, admits clients and turns lines into events.
+ */
+#include <hostlet/plugin.hpp>
+
+#include <fcntl.h>
+#include <grp.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <list>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "connection.hpp"
+#include "protocol.hpp"
+
+namespace hostlet::unixsock {
+namespace {
+
+constexpr size_t kReadChunk = 64 * 1024;
+// A client that got a closing error line (line too long, refused, idle) but
+// does not read it is closed anyway after this long (or idle_timeout if shorter).
+constexpr uint64_t kLingerMs = 5000;
+constexpr int64_t kMaxSunPath = sizeof(sockaddr_un::sun_path) - 1;
+
+const hostlet_config_key kConfig[] = {
+    {"socket", HOSTLET_CONFIG_STRING, nullptr,
+     "path of the Unix stream socket to listen on (at most 107 bytes); a stale socket file there is "
+     "replaced, a live one is an error",
+     1, kMaxSunPath, HOSTLET_CONFIG_REQUIRED},
+    {"mode", HOSTLET_CONFIG_STRING, "0660", "permissions of the socket file, in octal", 0, 0, 0},
+    {"group", HOSTLET_CONFIG_STRING, nullptr, "group of the socket file, a name or a gid (default: the agent's)",
+     0, 0, 0},
+    {"allow_uids", HOSTLET_CONFIG_INT_LIST, nullptr,
+     "peer uids allowed to connect (SO_PEERCRED); when allow_uids and allow_gids are both empty, "
+     "anyone who can open the socket may",
+     0, 4294967294, 0},
+    {"allow_gids", HOSTLET_CONFIG_INT_LIST, nullptr,
+     "peer effective gids allowed to connect (supplementary groups are not seen)", 0, 4294967294, 0},
+    {"max_line", HOSTLET_CONFIG_SIZE, "64KiB",
+     "longest line, without its newline; a longer one is answered with an error and the connection closed",
+     64, 64LL << 20, 0},
+    {"max_connections", HOSTLET_CONFIG_INT, "256",
+     "connections served at once; one more gets an error line and is closed", 1, 65536, 0},
+    {"max_pending", HOSTLET_CONFIG_INT, "128",
+     "ack-done replies one connection may wait for; at the limit it is not read until half are answered", 1,
+     1000000, 0},
+    {"max_write_buffer", HOSTLET_CONFIG_SIZE, "1MiB",
+     "unsent reply bytes per connection above which it is not read until the client takes its replies", 4096,
+     1LL << 30, 0},
+    {"idle_timeout", HOSTLET_CONFIG_DURATION, "300s",
+     "close a connection that sends nothing and waits for nothing this long, or whose replies stay unread "
+     "this long; 0 = never",
+     0, 7LL * 24 * 3600 * 1000, 0},
+    {"drain_timeout", HOSTLET_CONFIG_DURATION, "2s",
+     "at stop: how long connections may wait for their pending replies before they are closed", 0,
+     600LL * 1000, 0},
+    {nullptr, HOSTLET_CONFIG_STRING, nullptr, nullptr, 0, 0, 0},
+};
+
+const hostlet_action_info kActions[] = {
+    {"stats", "",
+     "this instance's counters: connections, open, refused_peer, refused_limit, accepted, rejected, "
+     "queue_full, replies, too_long, idle_closed, stuck_closed"},
+    {nullptr, nullptr, nullptr},
+};
+
+const hostlet_event_info kEvents[] = {
+    {"*", "as sent by the client",
+     "one event per accepted line, with the client's type and attrs; the source is the instance name"},
+    {nullptr, nullptr, nullptr},
+};
+
+unsigned parse_mode(const std::string& text) {
+  if (text.empty() || text.size() > 5) throw Error(-EINVAL, "mode '" + text + "': expected octal such as \"0660\"");
+  unsigned v = 0;
+  for (char ch : text) {
+    if (ch < '0' || ch > '7') throw Error(-EINVAL, "mode '" + text + "': expected octal such as \"0660\"");
+    v = v * 8 + static_cast<unsigned>(ch - '0');
+  }
+  if (v > 07777) throw Error(-EINVAL, "mode '" + text + "' is out of range");
+  return v;
+}
+
+bool all_digits(const std::string& s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
+}
+
+// Group names are resolved once, in init: it may consult NSS (a blocking call),
+// which is acceptable while the agent loads its config and nowhere else.
+gid_t resolve_group(const std::string& group) {
+  if (all_digits(group)) return static_cast<gid_t>(std::stoul(group));
+  std::vector<char> buf(16384);
+  struct group gr {};
+  struct group* res = nullptr;
+  int r = getgrnam_r(group.c_str(), &gr, buf.data(), buf.size(), &res);
+  if (r != 0 || !res) throw Error(-EINVAL, "group '" + group + "' not found");
+  return res->gr_gid;
+}
+
+std::vector<uint32_t> id_list(Host& host, const char* key) {
+  std::vector<uint32_t> out;
+  for (const auto& s : host.list(key)) {
+    if (!all_digits(s)) throw Error(-EINVAL, std::string(key) + ": '" + s + "' is not a numeric id");
+    out.push_back(static_cast<uint32_t>(std::stoul(s)));
+  }
+  return out;
+}
+
+const char* publish_error(int r) {
+  switch (r) {
+    case -EAGAIN: return "event queue full";
+    case -ESHUTDOWN: return "the agent is stopping";
+    case -EINVAL: return "event refused by the agent: invalid argument";
+    default: return hostlet_strerror(r);
+  }
+}
+
+// Logs at most one line per second for a recurring condition, with how many were left out.
+struct RateLimit {
+  uint64_t last_ms = 0;
+  uint64_t suppressed = 0;
+  bool allow(uint64_t now_ms) {
+    if (last_ms != 0 && now_ms - last_ms < 1000) {
+      suppressed++;
+      return false;
+    }
+    last_ms = now_ms;
+    return true;
+  }
+  uint64_t take_suppressed() { return std::exchange(suppressed, 0); }
+};
+
+struct Counters {
+  uint64_t connections = 0;    // admitted
+  uint64_t refused_peer = 0;   // not in allow_uids / allow_gids
+  uint64_t refused_limit = 0;  // over max_connections
+  uint64_t accepted = 0;       // notifications published
+  uint64_t rejected = 0;       // lines answered with an error
+  uint64_t queue_full = 0;     // of which: the event bus was full
+  uint64_t replies = 0;        // reply lines queued
+  uint64_t too_long = 0;
+  uint64_t idle_closed = 0;
+  uint64_t stuck_closed = 0;
+};
+
+class UnixSock final : public Plugin, public ConnectionOwner {
+ public:
+  explicit UnixSock(Host& host);
+  ~UnixSock() override = default;
+
+  int start() override;
+  void stop(std::function<void()> stopped) override;
+
+ private:
+  struct PendingAck {
+    UnixSock* self;
+    Connection* conn;
+    std::string id_json;
+  };
+
+  // ConnectionOwner
+  void on_line(Connection& c, std::string_view line) override;
+  void on_line_too_long(Connection& c) override;
+  void want_flush(Connection& c) override;
+  void on_closed(Connection& c) override;
+  uv_buf_t read_buffer() override { return uv_buf_init(rbuf_.get(), kReadChunk); }
+
+  static void on_connection(uv_stream_t* server, int status);
+  static void on_idle(uv_idle_t* idle);
+  static void on_sweep(uv_timer_t* timer);
+  static void on_handle_closed(uv_handle_t* h);
+  static void on_event_done(void* arg, uint64_t event_id, const hostlet_outcome* outcomes, size_t n);
+  static void on_event_queued(void*, uint64_t, const hostlet_outcome*, size_t) {}
+
+  int listen_socket();
+  int clear_stale_socket();
+  void accept_one();
+  bool peer_allowed(const ucred& peer) const;
+  void refuse(Connection& c, const std::string& message);
+  void reply_error(Connection& c, std::string_view id_json, std::string_view message);
+  void sweep();
+  void free_if_done(Connection& c);
+  void maybe_stopped();
+  void close_handle(uv_handle_t* h);
+  uint64_t now() const { return uv_now(loop_); }
+  uint64_t linger_ms() const {
+    return limits_.idle_timeout_ms ? std::min(limits_.idle_timeout_ms, kLingerMs) : kLingerMs;
+  }
+
+  // Config.
+  std::string path_;
+  unsigned mode_ = 0660;
+  bool has_group_ = false;
+  gid_t gid_ = 0;
+  std::vector<uint32_t> allow_uids_, allow_gids_;
+  Limits limits_;
+  size_t max_connections_ = 256;
+  uint64_t drain_timeout_ms_ = 2000;
+
+  // Loop state.
+  uv_loop_t* loop_ = nullptr;
+  uv_pipe_t server_{};
+  uv_idle_t idle_{};
+  uv_timer_t sweep_{};
+  bool server_open_ = false, idle_open_ = false, sweep_open_ = false;
+  int open_handles_ = 0;
+  bool bound_ = false;  // path_ is our socket file (remove it at stop)
+  dev_t sock_dev_ = 0;
+  ino_t sock_ino_ = 0;
+
+  std::list<Connection> conns_;
+  size_t open_conns_ = 0;  // admitted and not yet closed
+  uint64_t serial_ = 0;
+  std::vector<Connection*> to_flush_, flushing_;
+  std::unique_ptr<char[]> rbuf_;
+
+  // Per-line scratch, reused.
+  Notification note_;
+  std::string error_;
+  std::vector<hostlet_attr> cattrs_;
+
+  Counters n_;
+  RateLimit refused_log_, limit_log_;
+  bool stopping_ = false;
+  bool stopped_called_ = false;
+  uint64_t stop_deadline_ms_ = 0;
+  std::function<void()> stopped_;
+};
+
+UnixSock::UnixSock(Host& host) : Plugin(host) {
+  path_ = host.str("socket");
+  if (path_.empty()) throw Error(-EINVAL, "socket: empty path");
+  if (path_.size() > static_cast<size_t>(kMaxSunPath))
+    throw Error(-ENAMETOOLONG, "socket: path longer than " + std::to_string(kMaxSunPath) + " bytes");
+  mode_ = parse_mode(host.str("mode"));
+  if (auto g = host.opt_str("group"); g && !g->empty()) {
+    gid_ = resolve_group(*g);
+    has_group_ = true;
+  }
+  allow_uids_ = id_list(host, "allow_uids");
+  allow_gids_ = id_list(host, "allow_gids");
+  limits_.max_line = static_cast<size_t>(host.integer("max_line"));
+  limits_.max_pending = static_cast<size_t>(host.integer("max_pending"));
+  limits_.max_write_buffer = static_cast<size_t>(host.integer("max_write_buffer"));
+  limits_.idle_timeout_ms = static_cast<uint64_t>(host.integer("idle_timeout"));
+  max_connections_ = static_cast<size_t>(host.integer("max_connections"));
+  drain_timeout_ms_ = static_cast<uint64_t>(host.integer("drain_timeout"));
+  if (limits_.max_line < 1 || limits_.max_pending < 1 || max_connections_ < 1)
+    throw Error(-EINVAL, "max_line, max_pending and max_connections must be at least 1");
+
+  host.action("stats", [this](Call& call) {
+    auto s = [](uint64_t v) { return std::to_string(v); };
+    call.ok({{"socket", path_},
+             {"connections", s(n_.connections)},
+             {"open", s(open_conns_)},
+             {"refused_peer", s(n_.refused_peer)},
+             {"refused_limit", s(n_.refused_limit)},
+             {"accepted", s(n_.accepted)},
+             {"rejected", s(n_.rejected)},
+             {"queue_full", s(n_.queue_full)},
+             {"replies", s(n_.replies)},
+             {"too_long", s(n_.too_long)},
+             {"idle_closed", s(n_.idle_closed)},
+             {"stuck_closed", s(n_.stuck_closed)}});
+  });
+}
+
+int UnixSock::start() {
+  loop_ = static_cast<uv_loop_t*>(host().uv_loop());
+  if (!loop_) {
+    host().error("the host offers no libuv loop");
+    return -ENOTSUP;
+  }
+  rbuf_.reset(new char[kReadChunk]);
+
+  uv_idle_init(loop_, &idle_);
+  idle_.data = this;
+  idle_open_ = true;
+  open_handles_++;
+  uv_timer_init(loop_, &sweep_);
+  sweep_.data = this;
+  sweep_open_ = true;
+  open_handles_++;
+
+  int r = listen_socket();
+  if (r != 0) return r;
+
+  uint64_t period = limits_.idle_timeout_ms ? std::clamp<uint64_t>(limits_.idle_timeout_ms / 4, 10, 1000) : 1000;
+  uv_timer_start(&sweep_, &UnixSock::on_sweep, period, period);
+  host().info("listening on %s (mode %04o%s)", path_.c_str(), mode_,
+              allow_uids_.empty() && allow_gids_.empty() ? "" : ", allow lists");
+  return 0;
+}
+
+// A socket file that nobody answers is left over from an agent that died: it
+// is replaced. One that answers belongs to a live agent: that is an error.
+int UnixSock::clear_stale_socket() {
+  struct stat st {};
+  if (lstat(path_.c_str(), &st) != 0) {
+    if (errno == ENOENT) return 0;
+    int e = -errno;
+    host().error("%s: %s", path_.c_str(), strerror(-e));
+    return e;
+  }
+  if (!S_ISSOCK(st.st_mode)) {
+    host().error("%s exists and is not a socket; not replacing it", path_.c_str());
+    return -EEXIST;
+  }
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  std::memcpy(sa.sun_path, path_.c_str(), path_.size() + 1);
+  int r = connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+  int e = r == 0 ? 0 : errno;
+  ::close(fd);
+  if (r == 0 || e == EAGAIN || e == EINPROGRESS) {
+    host().error("%s: another process is listening on this socket", path_.c_str());
+    return -EADDRINUSE;
+  }
+  if (e != ECONNREFUSED && e != ENOENT) {
+    host().error("%s: cannot tell whether the socket is in use: %s", path_.c_str(), strerror(e));
+    return -e;
+  }
+  if (e == ECONNREFUSED) {
+    host().info("%s: replacing a stale socket file", path_.c_str());
+    if (unlink(path_.c_str()) != 0 && errno != ENOENT) {
+      e = errno;
+      host().error("%s: cannot remove the stale socket: %s", path_.c_str(), strerror(e));
+      return -e;
+    }
+  }
+  return 0;
+}
+
+// socket + bind + chmod/chown + listen by hand, then uv_pipe_open: libuv's own
+// uv_pipe_bind would unlink the path at close even if it no longer is ours,
+// and the file's mode must be set before the first client can connect.
+int UnixSock::listen_socket() {
+  int r = clear_stale_socket();
+  if (r != 0) return r;
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    r = -errno;
+    host().error("socket: %s", strerror(-r));
+    return r;
+  }
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  std::memcpy(sa.sun_path, path_.c_str(), path_.size() + 1);
+  auto fail = [&](const char* what) {
+    int e = -errno;
+    host().error("%s: %s: %s", path_.c_str(), what, strerror(-e));
+    ::close(fd);
+    if (bound_) unlink(path_.c_str());
+    bound_ = false;
+    return e;
+  };
+  if (bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) return fail("bind");
+  bound_ = true;
+  struct stat st {};
+  if (stat(path_.c_str(), &st) != 0) return fail("stat");
+  sock_dev_ = st.st_dev;
+  sock_ino_ = st.st_ino;
+  if (has_group_ && chown(path_.c_str(), static_cast<uid_t>(-1), gid_) != 0) return fail("chown");
+  if (chmod(path_.c_str(), mode_) != 0) return fail("chmod");
+  if (listen(fd, SOMAXCONN) != 0) return fail("listen");
+
+  uv_pipe_init(loop_, &server_, 0);
+  server_.data = this;
+  server_open_ = true;
+  open_handles_++;
+  r = uv_pipe_open(&server_, fd);
+  if (r == 0) r = uv_listen(reinterpret_cast<uv_stream_t*>(&server_), SOMAXCONN, &UnixSock::on_connection);
+  if (r != 0) {
+    host().error("%s: %s", path_.c_str(), uv_strerror(r));
+    return r;  // stop() closes server_ (and with it fd) and removes the file
+  }
+  return 0;
+}
+
+void UnixSock::on_connection(uv_stream_t* server, int status) {
+  auto* self = static_cast<UnixSock*>(server->data);
+  if (status < 0) {
+    if (self->limit_log_.allow(self->now())) self->host().warn("accept: %s", uv_strerror(status));
+    return;
+  }
+  self->host().guard("accept", [&] { self->accept_one(); });
+}
+
+void UnixSock::accept_one() {
+  Connection& c = conns_.emplace_back(*this, limits_, ++serial_);
+  c.self = std::prev(conns_.end());
+  if (c.init(loop_) != 0) {
+    conns_.pop_back();
+    return;
+  }
+  open_handles_++;
+  if (uv_accept(reinterpret_cast<uv_stream_t*>(&server_), c.stream()) != 0) return c.close();
+  bool known = c.read_peer();
+  const ucred& p = c.peer();
+  if (!(known ? peer_allowed(p) : allow_uids_.empty() && allow_gids_.empty())) {
+    n_.refused_peer++;
+    if (refused_log_.allow(now())) {
+      host().warn("refused a connection from uid %d gid %d pid %d: not in allow_uids/allow_gids%s",
+                  static_cast<int>(p.uid), static_cast<int>(p.gid), static_cast<int>(p.pid),
+                  refused_log_.suppressed ? " (and others since the last report)" : "");
+      refused_log_.take_suppressed();
+    }
+    return refuse(c, "permission denied: uid " + std::to_string(static_cast<int>(p.uid)) +
+                         " is not allowed to send notifications here");
+  }
+  if (open_conns_ >= max_connections_) {
+    n_.refused_limit++;
+    if (limit_log_.allow(now())) {
+      uint64_t more = limit_log_.take_suppressed();
+      host().warn("refused a connection from uid %d pid %d: max_connections (%zu) reached (%llu more refused "
+                  "in the last second)",
+                  static_cast<int>(p.uid), static_cast<int>(p.pid), max_connections_,
+                  static_cast<unsigned long long>(more));
+    }
+    return refuse(c, "too many connections (max_connections " + std::to_string(max_connections_) + ")");
+  }
+  c.admitted = true;
+  open_conns_++;
+  n_.connections++;
+  if (c.start(now()) != 0) return c.close();
+  host().debug("connection %llu from uid %d pid %d", static_cast<unsigned long long>(c.serial()),
+               static_cast<int>(p.uid), static_cast<int>(p.pid));
+}
+
+bool UnixSock::peer_allowed(const ucred& peer) const {
+  if (allow_uids_.empty() && allow_gids_.empty()) return true;
+  auto has = [](const std::vector<uint32_t>& v, uint32_t x) { return std::find(v.begin(), v.end(), x) != v.end(); };
+  return has(allow_uids_, peer.uid) || has(allow_gids_, peer.gid);
+}
+
+void UnixSock::refuse(Connection& c, const std::string& message) {
+  reply_error(c, "null", message);
+  c.close_after_flush(now());
+}
+
+void UnixSock::reply_error(Connection& c, std::string_view id_json, std::string_view message) {
+  append_error_reply(c.out(), id_json, message);
+  n_.replies++;
+  c.queued();
+}
+
+void UnixSock::on_line(Connection& c, std::string_view line) {
+  if (!parse_notification(line, note_, error_)) {
+    n_.rejected++;
+    host().debug("connection %llu: %s", static_cast<unsigned long long>(c.serial()), error_.c_str());
+    return reply_error(c, note_.id_json, error_);
+  }
+  cattrs_.resize(note_.n_attrs);
+  for (size_t i = 0; i < note_.n_attrs; i++)
+    cattrs_[i] = {note_.attrs[i].first.c_str(), note_.attrs[i].second.c_str()};
+  const hostlet_host_api* api = host().api();
+  hostlet_host* h = host().c();
+  uint64_t id = 0;
+  int r = 0;
+  switch (note_.ack) {
+    case Ack::none:
+      r = api->publish(h, note_.type.c_str(), cattrs_.data(), cattrs_.size());
+      if (r == 0) {
+        n_.accepted++;
+        return;
+      }
+      break;
+    case Ack::accepted:
+      // Tracked only to learn the event id for the reply.
+      r = api->publish_tracked(h, note_.type.c_str(), cattrs_.data(), cattrs_.size(), &UnixSock::on_event_queued,
+                               nullptr, &id);
+      if (r == 0) {
+        n_.accepted++;
+        append_accepted_reply(c.out(), note_.id_json, id);
+        n_.replies++;
+        c.queued();
+        return;
+      }
+      break;
+    case Ack::done: {
+      auto* p = new PendingAck{this, &c, note_.id_json};
+      c.pending_add();  // before publishing, in case the host answers at once
+      r = api->publish_tracked(h, note_.type.c_str(), cattrs_.data(), cattrs_.size(), &UnixSock::on_event_done, p,
+                               &id);
+      if (r == 0) {
+        n_.accepted++;
+        return;
+      }
+      delete p;
+      c.pending_done();
+      break;
+    }
+  }
+  n_.rejected++;
+  if (r == -EAGAIN) n_.queue_full++;
+  reply_error(c, note_.id_json, publish_error(r));
+}
+
+void UnixSock::on_event_done(void* arg, uint64_t event_id, const hostlet_outcome* outcomes, size_t n) {
+  std::unique_ptr<PendingAck> p(static_cast<PendingAck*>(arg));
+  UnixSock* self = p->self;
+  Connection& c = *p->conn;
+  self->host().guard("ack done reply", [&] {
+    if (!c.writable()) return;  // the client is gone: nobody to tell
+    append_done_reply(c.out(), p->id_json, event_id, outcomes, n);
+    self->n_.replies++;
+    c.queued();
+  });
+  c.pending_done();
+  self->free_if_done(c);
+  if (self->stopping_) self->maybe_stopped();
+}
+
+void UnixSock::on_line_too_long(Connection& c) {
+  n_.rejected++;
+  n_.too_long++;
+  host().debug("connection %llu: line longer than max_line (%zu bytes); closing",
+               static_cast<unsigned long long>(c.serial()), limits_.max_line);
+  reply_error(c, "null", "line exceeds max_line (" + std::to_string(limits_.max_line) + " bytes); closing");
+}
+
+void UnixSock::want_flush(Connection& c) {
+  to_flush_.push_back(&c);
+  if (!uv_is_active(reinterpret_cast<uv_handle_t*>(&idle_)) && idle_open_)
+    uv_idle_start(&idle_, &UnixSock::on_idle);
+}
+
+// Writes are batched: replies queued during one loop turn go out together on
+// the next (an idle handle, so the loop does not block in between).
+void UnixSock::on_idle(uv_idle_t* idle) {
+  auto* self = static_cast<UnixSock*>(idle->data);
+  uv_idle_stop(idle);
+  self->flushing_.swap(self->to_flush_);
+  self->host().guard("flush", [&] {
+    for (Connection* c : self->flushing_)
+      if (c->flush_wanted) c->flush();
+  });
+  self->flushing_.clear();
+}
+
+void UnixSock::on_sweep(uv_timer_t* timer) {
+  auto* self = static_cast<UnixSock*>(timer->data);
+  self->host().guard("sweep", [&] { self->sweep(); });
+}
+
+void UnixSock::sweep() {
+  uint64_t t = now();
+  for (Connection& c : conns_) {
+    switch (c.expired(t, linger_ms())) {
+      case Connection::Timeout::none: break;
+      case Connection::Timeout::idle: {
+        n_.idle_closed++;
+        std::string msg = "idle for " + std::to_string(limits_.idle_timeout_ms) + " ms";
+        if (c.partial_bytes()) msg += " with an incomplete line of " + std::to_string(c.partial_bytes()) + " bytes";
+        host().debug("connection %llu: %s; closing", static_cast<unsigned long long>(c.serial()), msg.c_str());
+        reply_error(c, "null", msg + "; closing");
+        c.close_after_flush(t);
+        break;
+      }
+      case Connection::Timeout::stuck_output:
+        n_.stuck_closed++;
+        host().warn("closing connection %llu (uid %d): its replies went unread for %llu ms (%zu bytes queued)",
+                    static_cast<unsigned long long>(c.serial()), static_cast<int>(c.peer().uid),
+                    static_cast<unsigned long long>(limits_.idle_timeout_ms), c.queued_bytes());
+        c.close();
+        break;
+      case Connection::Timeout::linger: c.close(); break;
+    }
+  }
+  if (stopping_ && t >= stop_deadline_ms_) {
+    for (Connection& c : conns_) c.close();
+  }
+}
+
+void UnixSock::on_closed(Connection& c) {
+  open_handles_--;
+  if (c.admitted) {
+    c.admitted = false;
+    open_conns_--;
+  }
+  free_if_done(c);
+  if (stopping_) maybe_stopped();
+}
+
+void UnixSock::free_if_done(Connection& c) {
+  if (!c.can_free()) return;
+  if (c.flush_wanted) to_flush_.erase(std::remove(to_flush_.begin(), to_flush_.end(), &c), to_flush_.end());
+  conns_.erase(c.self);
+}
+
+void UnixSock::stop(std::function<void()> stopped) {
+  stopping_ = true;
+  stopped_ = std::move(stopped);
+  if (server_open_) {
+    close_handle(reinterpret_cast<uv_handle_t*>(&server_));
+    server_open_ = false;
+  }
+  if (bound_) {
+    // Remove the file only if it is still ours (not replaced by someone else meanwhile).
+    struct stat st {};
+    if (stat(path_.c_str(), &st) == 0 && st.st_dev == sock_dev_ && st.st_ino == sock_ino_) unlink(path_.c_str());
+    bound_ = false;
+  }
+  if (loop_) stop_deadline_ms_ = now() + drain_timeout_ms_;
+  for (Connection& c : conns_) {
+    if (drain_timeout_ms_ == 0) c.close();
+    else c.drain_and_close();
+  }
+  host().info("stopping: %llu connections, %llu notifications accepted, %llu rejected, %llu replies",
+              static_cast<unsigned long long>(n_.connections), static_cast<unsigned long long>(n_.accepted),
+              static_cast<unsigned long long>(n_.rejected), static_cast<unsigned long long>(n_.replies));
+  maybe_stopped();
+}
+
+// Stopped once every connection handle is closed: then the idle handle and the
+// sweep timer (which enforced the drain deadline) close, and the last close
+// callback reports to the host.
+void UnixSock::maybe_stopped() {
+  if (!stopping_ || stopped_called_) return;
+  for (const Connection& c : conns_)
+    if (c.handle_open()) return;
+  if (idle_open_) {
+    idle_open_ = false;
+    close_handle(reinterpret_cast<uv_handle_t*>(&idle_));
+  }
+  if (sweep_open_) {
+    sweep_open_ = false;
+    close_handle(reinterpret_cast<uv_handle_t*>(&sweep_));
+  }
+  if (open_handles_ == 0) {
+    stopped_called_ = true;
+    auto cb = std::move(stopped_);
+    cb();
+  }
+}
+
+void UnixSock::close_handle(uv_handle_t* h) {
+  if (!uv_is_closing(h)) uv_close(h, &UnixSock::on_handle_closed);
+}
+
+void UnixSock::on_handle_closed(uv_handle_t* h) {
+  auto* self = static_cast<UnixSock*>(h->data);
+  self->open_handles_--;
+  self->maybe_stopped();
+}
+
+}  // namespace
+}  // namespace hostlet::unixsock
+
+HOSTLET_CPP_PLUGIN(hostlet::unixsock::UnixSock, "unixsock", "0.1.0",
+                   "notification source: newline-delimited JSON on a Unix stream socket", hostlet::unixsock::kConfig,
+                   hostlet::unixsock::kActions, hostlet::unixsock::kEvents)

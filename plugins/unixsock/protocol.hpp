@@ -1,0 +1,65 @@
+// The unixsock wire protocol, without any I/O: one notification per line of
+// newline-delimited JSON in, one JSON reply line out.
+//
+//   in:  {"type": "vm.start", "attrs": {"name": "vm1"}, "id": 7, "ack": "done"}
+//   out: {"id":7,"ok":true,"event":42}                                   ack accepted
+//        {"id":7,"ok":true,"event":42,"results":[{"action":...}]}        ack done
+//        {"id":7,"ok":false,"error":"..."}                               any error
+//
+// A line is parsed exactly once, with nlohmann::json's SAX interface straight
+// into a reusable Notification (no DOM, and after the first few lines no
+// allocation for typical notifications). Replies are formatted by hand into
+// the caller's output buffer; every string that goes into a reply is escaped
+// and any invalid UTF-8 in it is replaced, so a reply is always valid JSON.
+#pragma once
+
+#include <hostlet/plugin.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace hostlet::unixsock {
+
+enum class Ack { none, accepted, done };
+
+// Longest accepted event type.
+inline constexpr size_t kMaxTypeLength = 256;
+
+// A parsed line. Reused from line to line: strings keep their capacity.
+struct Notification {
+  std::string type;
+  // attrs[0 .. n_attrs) are valid; entries past n_attrs are spare capacity.
+  std::vector<std::pair<std::string, std::string>> attrs;
+  size_t n_attrs = 0;
+  // The request's id as JSON text ("7", "\"abc\""), or "null" when absent or unusable.
+  std::string id_json = "null";
+  Ack ack = Ack::accepted;
+  bool has_type = false;
+
+  void clear();
+};
+
+// True when `type` is a dotted word: [A-Za-z0-9_.:-]{1,256}.
+bool valid_type(std::string_view type);
+
+// Parses one line (without its '\n'). On failure returns false and sets
+// `error` to a message fit for a reply; `out.id_json` still holds the id when
+// the line had a usable one, so the error reply can echo it.
+bool parse_notification(std::string_view line, Notification& out, std::string& error);
+
+// Appends `s` as a JSON string literal (with quotes). Control characters are
+// escaped; invalid UTF-8 sequences become U+FFFD.
+void append_json_string(std::string& out, std::string_view s);
+
+// Reply lines, each appended to `out` with its trailing '\n'.
+void append_accepted_reply(std::string& out, std::string_view id_json, uint64_t event_id);
+void append_error_reply(std::string& out, std::string_view id_json, std::string_view message);
+// The reply of an `ack: done` notification: ok is true when every outcome is.
+void append_done_reply(std::string& out, std::string_view id_json, uint64_t event_id,
+                       const hostlet_outcome* outcomes, size_t n_outcomes);
+
+}  // namespace hostlet::unixsock
