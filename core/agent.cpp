@@ -1,1 +1,307 @@
-// being written
+#include "agent.hpp"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <filesystem>
+
+#include "control.hpp"
+
+namespace hostlet {
+
+namespace {
+uint64_t realtime_ms() {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1000000;
+}
+constexpr const char* kEmbeddedName = "<embedded hostlet.yaml>";
+}  // namespace
+
+Agent::Agent(AgentOptions opts) : opts_(std::move(opts)) {}
+
+Agent::~Agent() = default;
+
+// Frees an instance once its lane's handles are closed (destroy() ran, or
+// init never succeeded).
+static void dispose(std::unique_ptr<Instance> inst) {
+  Instance* raw = inst.release();
+  raw->lane().close([raw] { delete raw; });
+}
+
+Instance* Agent::find_instance(std::string_view name) const {
+  for (const auto& i : instances_)
+    if (i->name() == name) return i.get();
+  return nullptr;
+}
+
+const InstanceInfo* Agent::info(const std::string& name) const {
+  for (const auto& [n, i] : infos_)
+    if (n == name) return &i;
+  return nullptr;
+}
+
+int Agent::print_errors(const ConfigErrors& errs) const {
+  for (const auto& e : errs) fprintf(stderr, "%s\n", e.str().c_str());
+  return errs.empty() ? 0 : 1;
+}
+
+bool Agent::load_config(ConfigErrors& errs) {
+  std::error_code ec;
+  if (opts_.config_path.empty()) {
+    config_dir_ = std::filesystem::current_path(ec).string();  // relative plugin paths: from here
+    return parse_config(kDefaultConfig, kEmbeddedName, config_, errs);
+  }
+  auto abs = std::filesystem::absolute(opts_.config_path, ec);
+  config_dir_ = (ec ? std::filesystem::current_path(ec) : abs.parent_path()).string();
+  return load_config_file(opts_.config_path, config_, errs);
+}
+
+void Agent::setup_core() {
+  uv_loop_init(&loop_);
+  loop_ready_ = true;
+  const AgentSection& a = config_.agent;
+  bus_ = std::make_unique<EventBus>(&loop_, a.event_queue, a.event_batch);
+  actions_ = std::make_unique<ActionRegistry>(&loop_, a.action_timeout_ms);
+  lag_ = std::make_unique<LagMonitor>(&loop_, a.lag_warn_ms);
+  rules_ = std::make_unique<RuleEngine>(*bus_, *actions_);
+  core_.loop = &loop_;
+  core_.bus = bus_.get();
+  core_.actions = actions_.get();
+  core_.lag = lag_.get();
+  core_.agent = &config_.agent;
+  uv_async_init(&loop_, &core_.post_async, [](uv_async_t* h) { run_posted(*static_cast<Core*>(h->data)); });
+  core_.post_async.data = &core_;
+  uv_unref(reinterpret_cast<uv_handle_t*>(&core_.post_async));
+}
+
+bool Agent::create_instances(ConfigErrors& errs, bool strict) {
+  bool all_ok = true;
+  for (const auto& sec : config_.plugins) {
+    ConfigErrors mine;
+    std::string err;
+    std::string path = Library::resolve(sec.plugin, config_.agent.plugin_dir, config_dir_, err);
+    std::shared_ptr<Library> lib;
+    if (!path.empty()) lib = Library::load(path, err);
+    if (!lib) {
+      mine.push_back({config_.file, sec.plugin_mark, "instance '" + sec.name + "': " + err});
+    } else {
+      ConfigValues values;
+      Mark where = sec.config_mark.line ? sec.config_mark : sec.mark;
+      validate_plugin_config(config_.file, sec.config, where, lib->desc()->config, values, mine);
+      if (mine.empty()) {
+        auto inst = std::make_unique<Instance>(core_, sec, lib, std::move(values), config_.file);
+        int r = inst->init();
+        if (r != 0) {
+          dispose(std::move(inst));
+          mine.push_back({config_.file, sec.mark,
+                          "instance '" + sec.name + "': plugin '" + lib->desc()->name + "' rejected its config: " +
+                              hostlet_strerror(r)});
+        } else {
+          log(Level::Info, sec.name, "loaded %s %s from %s", lib->desc()->name,
+              lib->desc()->version ? lib->desc()->version : "", path.c_str());
+          infos_.push_back({sec.name, InstanceInfo{1, "ok", realtime_ms()}});
+          instances_.push_back(std::move(inst));
+        }
+      }
+    }
+    if (!mine.empty()) {
+      all_ok = false;
+      for (auto& e : mine) {
+        if (!strict) log(Level::Error, sec.name, "%s (instance skipped; the others run)", e.str().c_str());
+        errs.push_back(std::move(e));
+      }
+    }
+  }
+  return all_ok;
+}
+
+void Agent::start_instances() {
+  for (size_t i = 0; i < instances_.size(); i++) {
+    Instance* inst = instances_[i].get();
+    if (inst->start() == 0) {
+      log(Level::Info, inst->name(), "started");
+      continue;
+    }
+    log(Level::Error, inst->name(), "failed to start; instance skipped, the others run");
+    inst->stop(config_.agent.shutdown_timeout_ms, [this, inst](bool finished) {
+      inst->destroy();
+      for (auto it = instances_.begin(); it != instances_.end(); ++it)
+        if (it->get() == inst) {
+          if (!finished) {
+            pinned_.push_back(inst->library());
+            (void)it->release();  // its lane may still hold work: leak the record, never free under it
+          } else {
+            dispose(std::move(*it));
+          }
+          instances_.erase(it);
+          break;
+        }
+    });
+  }
+}
+
+void Agent::request_shutdown() {
+  if (shutting_down_) return;
+  shutting_down_ = true;
+  log(Level::Info, "hostlet", "shutting down: stopping %zu instance(s)", instances_.size());
+  if (control_) control_->close();
+  rules_->deactivate();
+  stop_index_ = instances_.size();
+  stop_next_instance();
+}
+
+void Agent::stop_next_instance() {
+  if (stop_index_ == 0) {
+    finish_shutdown();
+    return;
+  }
+  Instance* inst = instances_[--stop_index_].get();
+  inst->stop(config_.agent.shutdown_timeout_ms, [this, inst](bool finished) {
+    inst->destroy();
+    if (!finished) {
+      stuck_work_ = true;
+      pinned_.push_back(inst->library());
+    }
+    stop_next_instance();
+  });
+}
+
+void Agent::finish_shutdown() {
+  if (stuck_work_) {
+    // A pool thread is still inside plugin code: the loop cannot close while
+    // its request is pending, and freeing the instance would pull memory out
+    // from under it. Exit now, saying so; the kernel reclaims the rest.
+    log(Level::Error, "hostlet", "shutdown deadline passed with offloaded work still running; exiting without waiting");
+    exit_code_ = 2;
+    uv_stop(&loop_);
+    return;
+  }
+  // Every instance is stopped and destroyed: free them once their lanes closed.
+  for (auto& up : instances_) dispose(std::move(up));
+  instances_.clear();
+  close_core_handles();
+}
+
+void Agent::close_core_handles() {
+  auto close_sig = [](uv_signal_t* s) {
+    if (s->loop && !uv_is_closing(reinterpret_cast<uv_handle_t*>(s))) uv_close(reinterpret_cast<uv_handle_t*>(s), nullptr);
+  };
+  close_sig(&sigint_);
+  close_sig(&sigterm_);
+  lag_->close(nullptr);
+  actions_->close(nullptr);
+  bus_->close(nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&core_.post_async), nullptr);
+}
+
+int Agent::check() {
+  ConfigErrors errs;
+  if (!load_config(errs)) return print_errors(errs);
+  set_log_level(opts_.log_level.value_or(Level::Warn));
+  setup_core();
+  create_instances(errs, true);
+  rules_->compile(config_.rules, config_.file, errs);
+  rules_->check_actions(errs);
+  // Undo: instances were only inited.
+  for (auto& inst : instances_) {
+    inst->stop(config_.agent.shutdown_timeout_ms, [](bool) {});
+  }
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  for (auto& up : instances_) {
+    up->destroy();
+    dispose(std::move(up));
+  }
+  instances_.clear();
+  close_core_handles();
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  int rc = uv_loop_close(&loop_);
+  if (rc != 0) fprintf(stderr, "hostlet: internal error: loop not closed cleanly (%s)\n", uv_strerror(rc));
+  if (!errs.empty()) return print_errors(errs);
+  printf("%s: ok (%zu instance%s, %zu rule%s)\n", config_.file.c_str(), config_.plugins.size(),
+         config_.plugins.size() == 1 ? "" : "s", config_.rules.size(), config_.rules.size() == 1 ? "" : "s");
+  return 0;
+}
+
+int Agent::run() {
+  ConfigErrors errs;
+  if (!load_config(errs)) return print_errors(errs);
+  Level lvl = Level::Info;
+  parse_log_level(config_.agent.log_level, lvl);
+  set_log_level(opts_.log_level.value_or(lvl));
+  start_ms_ = realtime_ms();
+
+  // libuv reads UV_THREADPOOL_SIZE once, when the first work item is queued:
+  // set it before anything can queue one.
+  setenv("UV_THREADPOOL_SIZE", std::to_string(config_.agent.threadpool).c_str(), 1);
+  signal(SIGPIPE, SIG_IGN);
+
+  setup_core();
+  log(Level::Info, "hostlet", "hostlet %s starting (config %s, pool %u threads)", HOSTLET_VERSION,
+      config_.file.c_str(), config_.agent.threadpool);
+
+  ConfigErrors inst_errs;
+  create_instances(inst_errs, false);
+
+  ConfigErrors rule_errs;
+  if (!rules_->compile(config_.rules, config_.file, rule_errs)) {
+    // A broken rule is a config error: refuse to run half a config.
+    print_errors(rule_errs);
+    request_shutdown();
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    uv_loop_close(&loop_);
+    return 1;
+  }
+  ConfigErrors unknown;
+  rules_->check_actions(unknown);
+  for (const auto& e : unknown)
+    log(Level::Warn, "hostlet", "%s (its instance failed to load; the rule will fail when it fires)", e.str().c_str());
+  rules_->activate();
+
+  control_ = std::make_unique<ControlServer>(*this);
+  std::string cerr;
+  if (!control_->listen(config_.agent.control_socket, config_.agent.control_mode, cerr)) {
+    log(Level::Error, "hostlet", "control socket: %s", cerr.c_str());
+    control_.reset();
+    exit_code_ = 1;
+    request_shutdown();
+  } else {
+    uv_signal_init(&loop_, &sigint_);
+    uv_signal_init(&loop_, &sigterm_);
+    sigint_.data = sigterm_.data = this;
+    auto on_signal = [](uv_signal_t* s, int signum) {
+      auto* self = static_cast<Agent*>(s->data);
+      if (self->shutting_down_) {
+        log(Level::Warn, "hostlet", "signal %d during shutdown: exiting now", signum);
+        _exit(1);
+      }
+      log(Level::Info, "hostlet", "received %s", signum == SIGINT ? "SIGINT" : "SIGTERM");
+      self->request_shutdown();
+    };
+    uv_signal_start(&sigint_, on_signal, SIGINT);
+    uv_signal_start(&sigterm_, on_signal, SIGTERM);
+    lag_->start();
+    start_instances();
+    log(Level::Info, "hostlet", "ready: %zu instance(s), %zu rule(s), control socket %s", instances_.size(),
+        rules_->size(), config_.agent.control_socket.c_str());
+  }
+
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  if (stuck_work_) return exit_code_;
+  int rc = uv_loop_close(&loop_);
+  if (rc != 0) {
+    log(Level::Error, "hostlet", "loop did not close cleanly: %s", uv_strerror(rc));
+    uv_walk(
+        &loop_,
+        [](uv_handle_t* h, void*) { log(Level::Error, "hostlet", "  open handle: %s", uv_handle_type_name(h->type)); },
+        nullptr);
+    return 1;
+  }
+  log(Level::Info, "hostlet", "stopped");
+  return exit_code_;
+}
+
+}  // namespace hostlet

@@ -1,0 +1,98 @@
+// The agent: one loop, the instances from the config, the bus, the actions,
+// the rules, the control socket, signals and an orderly shutdown.
+#pragma once
+
+#include <uv.h>
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "bus.hpp"
+#include "config.hpp"
+#include "lag.hpp"
+#include "log.hpp"
+#include "plugin_host.hpp"
+#include "rules.hpp"
+
+namespace hostlet {
+
+class ControlServer;
+
+extern const char kDefaultConfig[];  // etc/hostlet.yaml, embedded at build time
+
+struct AgentOptions {
+  std::string config_path;         // empty: the embedded default
+  bool check_only = false;         // --check
+  std::optional<Level> log_level;  // --log-level overrides agent.log_level
+};
+
+// Reload bookkeeping shown by `hostlet-ctl status`.
+struct InstanceInfo {
+  uint64_t loads = 0;
+  std::string last_result = "loaded";  // "ok", "failed: why", ...
+  uint64_t last_time_ms = 0;           // CLOCK_REALTIME ms of the last load/reload
+};
+
+class Agent {
+ public:
+  explicit Agent(AgentOptions opts);
+  ~Agent();
+  Agent(const Agent&) = delete;
+  Agent& operator=(const Agent&) = delete;
+
+  // Runs until SIGINT/SIGTERM; returns the process exit code.
+  int run();
+  // --check: validates config, plugins, their sections and the rules; 0 or 1.
+  int check();
+
+  // For the control socket.
+  Core& core() { return core_; }
+  const Config& config() const { return config_; }
+  const std::vector<std::unique_ptr<Instance>>& instances() const { return instances_; }
+  Instance* find_instance(std::string_view name) const;
+  const InstanceInfo* info(const std::string& name) const;
+  RuleEngine& rules() { return *rules_; }
+  ControlServer* control() { return control_.get(); }
+  uint64_t start_time_ms() const { return start_ms_; }
+  void request_shutdown();
+
+ private:
+  bool load_config(ConfigErrors& errs);
+  // Loads, validates and inits every instance; failures are reported (as
+  // errors in check mode, as log lines otherwise) and the instance skipped.
+  bool create_instances(ConfigErrors& errs, bool strict);
+  void start_instances();
+  void shutdown();
+  void stop_next_instance();
+  void finish_shutdown();
+  void close_core_handles();
+  void setup_core();
+  int print_errors(const ConfigErrors& errs) const;
+
+  AgentOptions opts_;
+  Config config_;
+  std::string config_dir_;
+  uv_loop_t loop_{};
+  bool loop_ready_ = false;
+  Core core_;
+  std::unique_ptr<EventBus> bus_;
+  std::unique_ptr<ActionRegistry> actions_;
+  std::unique_ptr<LagMonitor> lag_;
+  std::unique_ptr<RuleEngine> rules_;
+  std::unique_ptr<ControlServer> control_;
+  std::vector<std::unique_ptr<Instance>> instances_;
+  std::vector<std::pair<std::string, InstanceInfo>> infos_;
+  // Libraries whose code may still run on a pool thread past a drain deadline.
+  std::vector<std::shared_ptr<Library>> pinned_;
+  uv_signal_t sigint_{}, sigterm_{};
+  bool shutting_down_ = false;
+  bool stuck_work_ = false;
+  size_t stop_index_ = 0;
+  uint64_t start_ms_ = 0;
+  int exit_code_ = 0;
+};
+
+}  // namespace hostlet

@@ -1,0 +1,537 @@
+#include "control.hpp"
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+
+#include "agent.hpp"
+#include "log.hpp"
+
+namespace hostlet {
+
+using json = nlohmann::json;
+
+namespace {
+uint64_t realtime_ms() {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1000000;
+}
+
+constexpr size_t kMaxStreamBacklog = 4 << 20;  // bytes queued to an `events` client before we drop
+
+bool valid_event_type(const std::string& t) {
+  if (t.empty() || t.size() > 256) return false;
+  for (unsigned char ch : t)
+    if (!(isalnum(ch) || ch == '.' || ch == '_' || ch == '-' || ch == ':')) return false;
+  return true;
+}
+
+// Reads {"k": "v", ...}; false with err when it is not an object of strings.
+bool read_attrs(const json& j, Attrs& out, std::string& err) {
+  if (j.is_null()) return true;
+  if (!j.is_object()) {
+    err = "'attrs' must be an object of strings";
+    return false;
+  }
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    if (!it.value().is_string()) {
+      err = "attribute '" + it.key() + "' must be a string";
+      return false;
+    }
+    out.emplace_back(it.key(), it.value().get<std::string>());
+  }
+  return true;
+}
+
+json attrs_json(const Attrs& a) {
+  json o = json::object();
+  for (const auto& [k, v] : a) o[k] = v;
+  return o;
+}
+
+json lane_json(const Lane& lane) {
+  const LaneStats& s = lane.stats();
+  auto us = [](uint64_t ns) { return static_cast<double>(ns) / 1000.0; };
+  return json{{"max_inflight", lane.limits().max_inflight},
+              {"max_queue", lane.limits().max_queue},
+              {"submitted", s.submitted},
+              {"rejected", s.rejected},
+              {"running", s.running},
+              {"queued", s.queued},
+              {"done", s.done},
+              {"cancelled", s.cancelled},
+              {"timed_out", s.timed_out},
+              {"shutdown", s.shutdown},
+              {"queue_wait_us", {{"p50", us(s.queue_wait.quantile(0.5))}, {"p99", us(s.queue_wait.quantile(0.99))},
+                                 {"max", us(s.queue_wait.max())}}},
+              {"run_time_us", {{"p50", us(s.run_time.quantile(0.5))}, {"p99", us(s.run_time.quantile(0.99))},
+                               {"max", us(s.run_time.max())}}}};
+}
+
+const char* type_name(hostlet_config_type t) {
+  switch (t) {
+    case HOSTLET_CONFIG_STRING: return "string";
+    case HOSTLET_CONFIG_INT: return "int";
+    case HOSTLET_CONFIG_BOOL: return "bool";
+    case HOSTLET_CONFIG_DOUBLE: return "double";
+    case HOSTLET_CONFIG_DURATION: return "duration";
+    case HOSTLET_CONFIG_SIZE: return "size";
+    case HOSTLET_CONFIG_STRING_LIST: return "string list";
+    case HOSTLET_CONFIG_INT_LIST: return "int list";
+  }
+  return "?";
+}
+}  // namespace
+
+json event_json(const Event& ev) {
+  return json{{"id", ev.id},
+              {"time", static_cast<double>(ev.timestamp_ns) / 1e9},
+              {"source", ev.source},
+              {"type", ev.type},
+              {"attrs", attrs_json(ev.attrs)}};
+}
+
+struct ControlServer::Conn : std::enable_shared_from_this<ControlServer::Conn> {
+  uv_pipe_t pipe{};
+  ControlServer* server = nullptr;
+  std::string buf;
+  size_t backlog = 0;  // bytes written but not yet flushed
+  bool closing = false;
+  EventBus::Sub* stream = nullptr;
+  uint64_t dropped = 0;
+  std::list<std::shared_ptr<Conn>>::iterator it;
+
+  void send(const json& j) {
+    if (closing) return;
+    std::string line = j.dump(-1, ' ', false, json::error_handler_t::replace);
+    line += '\n';
+    struct Req {
+      uv_write_t req;
+      std::string data;
+      std::shared_ptr<Conn> keep;
+    };
+    auto* r = new Req{{}, std::move(line), shared_from_this()};
+    uv_buf_t b = uv_buf_init(r->data.data(), static_cast<unsigned>(r->data.size()));
+    backlog += r->data.size();
+    r->req.data = r;
+    int rc = uv_write(&r->req, reinterpret_cast<uv_stream_t*>(&pipe), &b, 1, [](uv_write_t* req, int) {
+      auto* r = static_cast<Req*>(req->data);
+      r->keep->backlog -= r->data.size();
+      delete r;
+    });
+    if (rc != 0) {
+      backlog -= r->data.size();
+      delete r;
+    }
+  }
+};
+
+ControlServer::ControlServer(Agent& agent) : agent_(agent) {}
+
+ControlServer::~ControlServer() = default;
+
+bool ControlServer::listen(const std::string& path, unsigned mode, std::string& err) {
+  if (path.empty() || path.size() >= sizeof(sockaddr_un{}.sun_path)) {
+    err = "path '" + path + "' is empty or longer than " + std::to_string(sizeof(sockaddr_un{}.sun_path) - 1) + " bytes";
+    return false;
+  }
+  std::error_code ec;
+  auto parent = std::filesystem::path(path).parent_path();
+  if (!parent.empty()) std::filesystem::create_directories(parent, ec);
+  struct stat st;
+  if (lstat(path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) {
+      err = path + " exists and is not a socket; refusing to replace it";
+      return false;
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    memcpy(a.sun_path, path.c_str(), path.size() + 1);
+    bool live = fd >= 0 && connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+    if (fd >= 0) ::close(fd);
+    if (live) {
+      err = path + ": another agent is answering on it";
+      return false;
+    }
+    unlink(path.c_str());  // stale: left by an agent that did not exit cleanly
+  }
+  uv_loop_t* loop = agent_.core().loop;
+  uv_pipe_init(loop, &server_, 0);
+  server_.data = this;
+  listening_ = true;
+  int r = uv_pipe_bind(&server_, path.c_str());
+  if (r == 0) r = chmod(path.c_str(), mode) == 0 ? 0 : -errno;
+  if (r == 0) r = uv_listen(reinterpret_cast<uv_stream_t*>(&server_), 128, &ControlServer::on_connection);
+  if (r != 0) {
+    err = path + ": " + uv_strerror(r);
+    close();
+    return false;
+  }
+  path_ = path;
+  return true;
+}
+
+void ControlServer::close() {
+  for (auto it = conns_.begin(); it != conns_.end();) {
+    auto c = *it++;
+    close_conn(c);
+  }
+  if (listening_) {
+    listening_ = false;
+    uv_close(reinterpret_cast<uv_handle_t*>(&server_), nullptr);
+    if (!path_.empty()) unlink(path_.c_str());
+  }
+}
+
+void ControlServer::close_conn(const std::shared_ptr<Conn>& c) {
+  if (c->closing) return;
+  c->closing = true;
+  if (c->stream) {
+    agent_.core().bus->unsubscribe(c->stream);
+    c->stream = nullptr;
+  }
+  // The handle's data keeps the Conn alive until libuv is done with it.
+  c->pipe.data = new std::shared_ptr<Conn>(c);
+  uv_close(reinterpret_cast<uv_handle_t*>(&c->pipe), [](uv_handle_t* h) {
+    auto* keep = static_cast<std::shared_ptr<Conn>*>(h->data);
+    (*keep)->server->conns_.erase((*keep)->it);
+    delete keep;
+  });
+}
+
+void ControlServer::on_connection(uv_stream_t* server, int status) {
+  auto* self = static_cast<ControlServer*>(server->data);
+  if (status < 0) {
+    log(Level::Warn, "hostlet", "control socket accept: %s", uv_strerror(status));
+    return;
+  }
+  auto c = std::make_shared<Conn>();
+  c->server = self;
+  uv_pipe_init(server->loop, &c->pipe, 0);
+  c->pipe.data = c.get();
+  self->conns_.push_back(c);
+  c->it = std::prev(self->conns_.end());
+  if (uv_accept(server, reinterpret_cast<uv_stream_t*>(&c->pipe)) != 0) {
+    self->close_conn(c);
+    return;
+  }
+  if (self->conns_.size() > self->agent_.config().agent.control_max_connections) {
+    c->send(json{{"ok", false}, {"error", "too many control connections (agent.control_max_connections = " +
+                                              std::to_string(self->agent_.config().agent.control_max_connections) +
+                                              ")"}});
+    self->close_conn(c);
+    return;
+  }
+  uv_read_start(
+      reinterpret_cast<uv_stream_t*>(&c->pipe),
+      [](uv_handle_t*, size_t, uv_buf_t* b) {
+        static thread_local char buf[65536];
+        *b = uv_buf_init(buf, sizeof buf);
+      },
+      [](uv_stream_t* s, ssize_t n, const uv_buf_t* b) {
+        auto* conn = static_cast<Conn*>(s->data);
+        auto c = conn->shared_from_this();
+        ControlServer* srv = c->server;
+        if (n < 0) {
+          srv->close_conn(c);
+          return;
+        }
+        size_t max_line = srv->agent_.config().agent.control_max_line;
+        c->buf.append(b->base, static_cast<size_t>(n));
+        size_t start = 0;
+        for (;;) {
+          size_t nl = c->buf.find('\n', start);
+          if (nl == std::string::npos) break;
+          if (nl - start > max_line) break;
+          srv->handle_line(c, std::string_view(c->buf).substr(start, nl - start));
+          start = nl + 1;
+          if (c->closing) return;
+        }
+        c->buf.erase(0, start);
+        if (c->buf.size() > max_line) {
+          srv->errors_++;
+          c->send(json{{"ok", false}, {"error", "request line longer than agent.control_max_line (" +
+                                                    std::to_string(max_line) + " bytes); closing"}});
+          srv->close_conn(c);
+        }
+      });
+}
+
+void ControlServer::handle_line(const std::shared_ptr<Conn>& c, std::string_view line) {
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  if (line.empty()) return;
+  requests_++;
+  json req = json::parse(line, nullptr, false);
+  if (req.is_discarded()) {
+    errors_++;
+    c->send(json{{"ok", false}, {"error", "invalid JSON"}});
+    return;
+  }
+  if (!req.is_object()) {
+    errors_++;
+    c->send(json{{"ok", false}, {"error", "a request must be a JSON object"}});
+    return;
+  }
+  dispatch(c, req);
+}
+
+void ControlServer::dispatch(const std::shared_ptr<Conn>& c, const json& req) {
+  json id = req.contains("id") ? req["id"] : json(nullptr);
+  auto fail = [&](const std::string& msg) {
+    errors_++;
+    c->send(json{{"id", id}, {"ok", false}, {"error", msg}});
+  };
+  auto str = [&](const char* key) -> std::string {
+    auto it = req.find(key);
+    return it != req.end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
+  if (!req.contains("cmd") || !req["cmd"].is_string()) return fail("missing string 'cmd'");
+  const std::string cmd = req["cmd"].get<std::string>();
+  Core& core = agent_.core();
+
+  if (cmd == "status") {
+    c->send(json{{"id", id}, {"ok", true}, {"data", status_json()}});
+  } else if (cmd == "plugins") {
+    c->send(json{{"id", id}, {"ok", true}, {"data", plugins_json()}});
+  } else if (cmd == "describe") {
+    json d;
+    std::string err;
+    if (!describe_json(str("name"), d, err)) return fail(err);
+    c->send(json{{"id", id}, {"ok", true}, {"data", d}});
+  } else if (cmd == "stats") {
+    c->send(json{{"id", id}, {"ok", true}, {"data", stats_json()}});
+  } else if (cmd == "call") {
+    std::string action = str("action");
+    if (action.empty()) return fail("missing string 'action'");
+    Attrs attrs;
+    std::string err;
+    if (!read_attrs(req.contains("attrs") ? req["attrs"] : json(nullptr), attrs, err)) return fail(err);
+    std::weak_ptr<Conn> wc = c;
+    int r = core.actions->call(action, std::move(attrs), [wc, id](ActionResult&& res) {
+      auto conn = wc.lock();
+      if (!conn) return;
+      if (!res.ok) {
+        conn->server->errors_++;
+        conn->send(json{{"id", id}, {"ok", false}, {"error", res.error}});
+        return;
+      }
+      json out{{"id", id}, {"ok", true}, {"attrs", attrs_json(res.attrs)}};
+      if (!res.data_json.empty()) out["data"] = json::parse(res.data_json, nullptr, false);
+      conn->send(out);
+    });
+    if (r == -ENOENT) {
+      std::string msg = "no such action '" + action + "'";
+      std::string close = did_you_mean(action, core.actions->names());
+      if (!close.empty()) msg += " (did you mean '" + close + "'?)";
+      fail(msg);
+    }
+  } else if (cmd == "notify") {
+    std::string type = str("type");
+    if (!valid_event_type(type)) return fail("missing or invalid 'type' (letters, digits and . _ - :, up to 256)");
+    std::string source = str("source");
+    if (source.empty()) source = "ctl";
+    std::string ack = str("ack");
+    if (ack.empty()) ack = "accepted";
+    if (ack != "none" && ack != "accepted" && ack != "done") return fail("'ack' must be none, accepted or done");
+    Event ev;
+    ev.source = source;
+    ev.type = type;
+    std::string err;
+    if (!read_attrs(req.contains("attrs") ? req["attrs"] : json(nullptr), ev.attrs, err)) return fail(err);
+    std::weak_ptr<Conn> wc = c;
+    if (ack == "done") {
+      ev.tracker = std::make_shared<Tracker>([wc, id](uint64_t eid, std::vector<Tracker::Outcome>& outs) {
+        auto conn = wc.lock();
+        if (!conn) return;
+        bool all_ok = true;
+        json results = json::array();
+        for (auto& o : outs) {
+          json r{{"action", o.action}, {"rule", o.rule}, {"ok", o.result.ok}};
+          if (o.result.ok) {
+            r["attrs"] = attrs_json(o.result.attrs);
+            if (!o.result.data_json.empty()) r["data"] = json::parse(o.result.data_json, nullptr, false);
+          } else {
+            r["error"] = o.result.error;
+            all_ok = false;
+          }
+          results.push_back(std::move(r));
+        }
+        conn->send(json{{"id", id}, {"ok", all_ok}, {"event", eid}, {"results", results}});
+      });
+    }
+    uint64_t eid = 0;
+    int r = core.bus->publish(std::move(ev), &eid);
+    if (r != 0) return fail("event queue full (agent.event_queue); try again");
+    if (ack == "accepted") c->send(json{{"id", id}, {"ok", true}, {"event", eid}});
+  } else if (cmd == "events") {
+    std::string glob = str("type");
+    if (glob.empty()) glob = "*";
+    if (!valid_glob(glob)) return fail("bad glob '" + glob + "'");
+    if (c->stream) return fail("this connection already streams events");
+    std::weak_ptr<Conn> wc = c;
+    c->stream = core.bus->subscribe(glob, [wc](const Event& ev) {
+      auto conn = wc.lock();
+      if (!conn || conn->closing) return;
+      if (conn->backlog > kMaxStreamBacklog) {  // a slow reader loses events, never the agent's memory
+        conn->dropped++;
+        return;
+      }
+      if (conn->dropped) {
+        conn->send(json{{"dropped", conn->dropped}});
+        conn->dropped = 0;
+      }
+      conn->send(json{{"event", event_json(ev)}});
+    }, this);
+    if (!c->stream) return fail("bad glob '" + glob + "'");
+    c->send(json{{"id", id}, {"ok", true}, {"streaming", glob}});
+  } else {
+    fail("unknown command '" + cmd + "' (status, plugins, describe, stats, call, notify, events)");
+  }
+}
+
+json ControlServer::status_json() {
+  json inst = json::array();
+  for (const auto& i : agent_.instances()) {
+    const hostlet_plugin* d = i->library()->desc();
+    json o{{"name", i->name()},
+           {"plugin", d ? d->name : ""},
+           {"version", d && d->version ? d->version : ""},
+           {"path", i->library()->path()},
+           {"state", i->state_name()}};
+    if (const InstanceInfo* info = agent_.info(i->name())) {
+      o["loads"] = info->loads;
+      o["last_result"] = info->last_result;
+      o["last_time"] = static_cast<double>(info->last_time_ms) / 1000.0;
+    }
+    inst.push_back(std::move(o));
+  }
+  return json{{"version", HOSTLET_VERSION},
+              {"pid", getpid()},
+              {"config", agent_.config().file},
+              {"uptime_s", static_cast<double>(realtime_ms() - agent_.start_time_ms()) / 1000.0},
+              {"threadpool", agent_.config().agent.threadpool},
+              {"instances", inst},
+              {"rules", agent_.rules().size()},
+              {"actions", agent_.core().actions->names()}};
+}
+
+json ControlServer::plugins_json() {
+  json arr = json::array();
+  for (const auto& i : agent_.instances()) {
+    const hostlet_plugin* d = i->library()->desc();
+    json actions = json::array();
+    std::string prefix = i->name() + ".";
+    for (const auto& a : agent_.core().actions->names())
+      if (a.rfind(prefix, 0) == 0) actions.push_back(a);
+    arr.push_back(json{{"instance", i->name()},
+                       {"plugin", d->name},
+                       {"version", d->version ? d->version : ""},
+                       {"description", d->description ? d->description : ""},
+                       {"state", i->state_name()},
+                       {"actions", actions}});
+  }
+  return arr;
+}
+
+bool ControlServer::describe_json(const std::string& name, json& out, std::string& err) {
+  const hostlet_plugin* d = nullptr;
+  std::vector<std::string> names;
+  for (const auto& i : agent_.instances()) {
+    const hostlet_plugin* pd = i->library()->desc();
+    names.push_back(i->name());
+    names.push_back(pd->name);
+    if (i->name() == name || name == pd->name) {
+      d = pd;
+      break;
+    }
+  }
+  if (!d) {
+    err = "no instance or plugin named '" + name + "'";
+    std::string close = did_you_mean(name, names);
+    if (!close.empty()) err += " (did you mean '" + close + "'?)";
+    return false;
+  }
+  json cfg = json::array();
+  for (const hostlet_config_key* k = d->config; k && k->key; k++) {
+    json e{{"key", k->key},
+           {"type", type_name(k->type)},
+           {"required", (k->flags & HOSTLET_CONFIG_REQUIRED) != 0},
+           {"description", k->description ? k->description : ""}};
+    e["default"] = k->default_value ? json(k->default_value) : json(nullptr);
+    if (k->min < k->max) e["range"] = json::array({k->min, k->max});
+    cfg.push_back(std::move(e));
+  }
+  json actions = json::array();
+  for (const hostlet_action_info* a = d->actions; a && a->name; a++)
+    actions.push_back(json{{"name", a->name}, {"args", a->args ? a->args : ""},
+                           {"description", a->description ? a->description : ""}});
+  json events = json::array();
+  for (const hostlet_event_info* e = d->events; e && e->type; e++)
+    events.push_back(json{{"type", e->type}, {"attrs", e->attrs ? e->attrs : ""},
+                          {"description", e->description ? e->description : ""}});
+  out = json{{"plugin", d->name},
+             {"version", d->version ? d->version : ""},
+             {"description", d->description ? d->description : ""},
+             {"abi", std::to_string(d->abi_major) + "." + std::to_string(d->abi_minor)},
+             {"config", cfg},
+             {"actions", actions},
+             {"events", events}};
+  return true;
+}
+
+json ControlServer::stats_json() {
+  Core& core = agent_.core();
+  auto ms = [](uint64_t ns) { return static_cast<double>(ns) / 1e6; };
+  const Histogram& lag = core.lag->lateness();
+  BusStats bs = core.bus->stats();
+  json lanes = json::object();
+  json instances = json::object();
+  for (const auto& i : agent_.instances()) {
+    lanes[i->name()] = lane_json(i->lane());
+    const auto& k = i->counters();
+    instances[i->name()] = json{{"published", k.published},
+                                {"publish_dropped", k.publish_dropped},
+                                {"callbacks", k.callbacks},
+                                {"max_callback_ms", ms(k.max_callback_ns)}};
+  }
+  json rules = json::array();
+  for (const auto& r : agent_.rules().stats())
+    rules.push_back(json{{"rule", r.where},
+                         {"matched", r.matched},
+                         {"fired", r.fired},
+                         {"debounced", r.debounced},
+                         {"rate_limited", r.rate_limited},
+                         {"template_errors", r.template_errors},
+                         {"actions_ok", r.actions_ok},
+                         {"actions_failed", r.actions_failed}});
+  return json{{"loop", {{"lag_p50_ms", ms(lag.quantile(0.5))},
+                        {"lag_p99_ms", ms(lag.quantile(0.99))},
+                        {"lag_max_ms", ms(lag.max())},
+                        {"samples", lag.count()},
+                        {"slow_callbacks", core.lag->slow_callbacks()},
+                        {"worst_callback_ms", ms(core.lag->worst_callback_ns())},
+                        {"worst_instance", core.lag->worst_instance()}}},
+              {"bus", {{"published", bs.published},
+                       {"dispatched", bs.dispatched},
+                       {"dropped", bs.dropped},
+                       {"depth", bs.depth},
+                       {"max_depth", bs.max_depth},
+                       {"capacity", agent_.config().agent.event_queue},
+                       {"subscriptions", bs.subscriptions}}},
+              {"actions", {{"pending", core.actions->pending()}}},
+              {"control", {{"connections", conns_.size()}, {"requests", requests_}, {"errors", errors_}}},
+              {"lanes", lanes},
+              {"instances", instances},
+              {"rules", rules},
+              {"plugins_still_mapped_after_unload", Library::unmapped_failures()}};
+}
+
+}  // namespace hostlet

@@ -1,0 +1,65 @@
+// The control socket: newline-delimited JSON requests from hostlet-ctl (or
+// any client) on a Unix stream socket, mode 0600 by default.
+//
+// Request:  {"id": ANY, "cmd": "status"|"plugins"|"describe"|"stats"|"call"|
+//            "notify"|"events"|"reload", ...arguments}
+// Reply:    {"id": ..., "ok": true, ...} or {"id": ..., "ok": false, "error": "..."}
+// `call` answers {"id", "ok": true, "attrs": {...}, "data": ...} exactly as the
+// action did; `events` answers {"id", "ok": true} and then streams
+// {"event": {...}} lines until the client goes away.
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace hostlet {
+
+class Agent;
+
+class ControlServer {
+ public:
+  explicit ControlServer(Agent& agent);
+  ~ControlServer();
+  ControlServer(const ControlServer&) = delete;
+  ControlServer& operator=(const ControlServer&) = delete;
+
+  // Binds and listens; a stale socket file is replaced, a live one is an error.
+  bool listen(const std::string& path, unsigned mode, std::string& err);
+  // Closes the listener and every connection (asynchronously).
+  void close();
+
+  size_t connections() const { return conns_.size(); }
+  uint64_t requests() const { return requests_; }
+  uint64_t errors() const { return errors_; }
+
+  struct Conn;
+
+ private:
+  static void on_connection(uv_stream_t* server, int status);
+  void handle_line(const std::shared_ptr<Conn>& c, std::string_view line);
+  void dispatch(const std::shared_ptr<Conn>& c, const nlohmann::json& req);
+  void close_conn(const std::shared_ptr<Conn>& c);
+
+  nlohmann::json status_json();
+  nlohmann::json plugins_json();
+  nlohmann::json stats_json();
+  bool describe_json(const std::string& name, nlohmann::json& out, std::string& err);
+
+  Agent& agent_;
+  uv_pipe_t server_{};
+  bool listening_ = false;
+  std::string path_;
+  std::list<std::shared_ptr<Conn>> conns_;
+  uint64_t requests_ = 0, errors_ = 0;
+};
+
+// JSON form of an event, as `events` streams it and tests read it.
+nlohmann::json event_json(const struct Event& ev);
+
+}  // namespace hostlet

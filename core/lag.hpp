@@ -1,0 +1,48 @@
+// Loop lag monitor: a repeating timer measures how late the loop wakes it
+// (lateness histogram, p50/p99/max for `hostlet-ctl stats`), and every plugin
+// callback is timed (Instance::run_callback) so that a stall is pinned on the
+// instance whose callback ran long, in a warning naming it.
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "offload.hpp"  // Histogram
+
+namespace hostlet {
+
+class LagMonitor {
+ public:
+  LagMonitor(uv_loop_t* loop, uint64_t warn_ms, uint64_t interval_ms = 100);
+  void start();
+  void close(std::function<void()> cb);
+  void set_warn_ms(uint64_t ms) { warn_ns_ = ms * 1000000ull; }
+
+  // A plugin callback of `instance` took `ns`; warns when it exceeds the threshold.
+  void record_callback(const std::string& instance, const char* what, uint64_t ns);
+
+  const Histogram& lateness() const { return lateness_; }
+  uint64_t slow_callbacks() const { return slow_callbacks_; }
+  const std::string& worst_instance() const { return worst_instance_; }
+  uint64_t worst_callback_ns() const { return worst_ns_; }
+
+ private:
+  static void on_tick(uv_timer_t* t);
+  uv_loop_t* loop_;
+  uv_timer_t timer_{};
+  uint64_t warn_ns_, interval_ms_;
+  uint64_t expected_ns_ = 0;
+  Histogram lateness_;
+  uint64_t slow_callbacks_ = 0, worst_ns_ = 0;
+  std::string worst_instance_;
+  // the longest callback since the previous tick, to name in a lateness warning
+  std::string tick_worst_instance_;
+  const char* tick_worst_what_ = "";
+  uint64_t tick_worst_ns_ = 0;
+  std::function<void()> close_cb_;
+};
+
+}  // namespace hostlet
