@@ -1,0 +1,157 @@
+#include "paths.hpp"
+
+#include <fnmatch.h>
+
+#include <cerrno>
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+
+namespace hostlet::sysfs {
+namespace {
+
+std::vector<std::string_view> components(std::string_view p) {
+  std::vector<std::string_view> out;
+  size_t i = 0;
+  while (i <= p.size()) {
+    size_t j = p.find('/', i);
+    if (j == std::string_view::npos) j = p.size();
+    std::string_view c = p.substr(i, j - i);
+    if (!c.empty() && c != ".") out.push_back(c);
+    i = j + 1;
+  }
+  return out;
+}
+
+bool match_from(const std::vector<std::string_view>& pat, size_t pi, const std::vector<std::string_view>& path,
+                size_t qi) {
+  while (pi < pat.size()) {
+    if (pat[pi] == "**") {
+      for (size_t k = qi; k <= path.size(); k++)
+        if (match_from(pat, pi + 1, path, k)) return true;
+      return false;
+    }
+    if (qi >= path.size()) return false;
+    std::string p(pat[pi]), c(path[qi]);
+    if (fnmatch(p.c_str(), c.c_str(), 0) != 0) return false;
+    pi++;
+    qi++;
+  }
+  return qi == path.size();
+}
+
+bool any_match(const std::vector<std::string>& globs, std::string_view rel) {
+  for (const auto& g : globs)
+    if (glob_match(g, rel)) return true;
+  return false;
+}
+
+// The path below `base`, or npos-like failure: "" for base itself.
+bool below(std::string_view base, std::string_view p, std::string* rest) {
+  if (base == "/") {
+    if (p.empty() || p.front() != '/') return false;
+    *rest = std::string(p.substr(1));
+    return true;
+  }
+  if (p.substr(0, base.size()) != base) return false;
+  if (p.size() == base.size()) {
+    rest->clear();
+    return true;
+  }
+  if (p[base.size()] != '/') return false;
+  *rest = std::string(p.substr(base.size() + 1));
+  return true;
+}
+
+std::string join(const std::vector<std::string_view>& comps) {
+  std::string out;
+  for (auto c : comps) {
+    if (!out.empty()) out += '/';
+    out += c;
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string errno_text(int err) {
+  if (err < 0) err = -err;
+  const char* name = strerrorname_np(err);
+  std::string s = std::strerror(err);
+  if (name) s += std::string(" (") + name + ")";
+  return s;
+}
+
+bool has_glob_chars(std::string_view s) { return s.find_first_of("*?[") != std::string_view::npos; }
+
+bool glob_match(std::string_view pattern, std::string_view path) {
+  return match_from(components(pattern), 0, components(path), 0);
+}
+
+Status PathPolicy::make(const std::string& root, const std::vector<std::string>& writable,
+                        const std::vector<std::string>& readable, PathPolicy* out) {
+  PathPolicy p;
+  if (root.empty() || root.front() != '/') return Status::failure(EINVAL, "root must be an absolute path: \"" + root + "\"");
+  auto comps = components(root);
+  for (auto c : comps)
+    if (c == "..") return Status::failure(EINVAL, "root must not contain '..': \"" + root + "\"");
+  p.root_ = "/" + join(comps);
+
+  auto add = [&](const std::vector<std::string>& in, std::vector<std::string>* to, const char* key) -> Status {
+    for (const auto& g : in) {
+      std::string rel;
+      Status s = p.relative(g, &rel);
+      if (!s.ok()) return Status::failure(EINVAL, std::string(key) + ": " + s.message);
+      to->push_back(rel);
+    }
+    return {};
+  };
+  if (Status s = add(writable, &p.writable_, "writable"); !s.ok()) return s;
+  if (Status s = add(readable, &p.readable_, "readable"); !s.ok()) return s;
+  *out = std::move(p);
+  return {};
+}
+
+Status PathPolicy::relative(std::string_view request, std::string* rel) const {
+  if (request.empty()) return Status::failure(EINVAL, "empty path");
+  if (request.size() > PATH_MAX) return Status::failure(ENAMETOOLONG, "path longer than PATH_MAX");
+  if (request.find('\0') != std::string_view::npos) return Status::failure(EINVAL, "path contains NUL");
+  std::string_view r = request;
+  std::string tail;
+  if (r.front() == '/') {
+    // Lexical normalization first, so "/sys//class" and "/sys/./class" count as under /sys.
+    std::string norm = "/" + join(components(r));
+    if (!below(root_, norm, &tail))
+      return Status::failure(EACCES, "path " + std::string(request) + " is not under root " + root_);
+    r = tail;
+  }
+  auto comps = components(r);
+  for (auto c : comps)
+    if (c == "..") return Status::failure(EACCES, "'..' is not allowed in path " + std::string(request));
+  *rel = join(comps);
+  return {};
+}
+
+std::string PathPolicy::absolute(std::string_view rel) const {
+  if (rel.empty()) return root_;
+  return root_ == "/" ? "/" + std::string(rel) : root_ + "/" + std::string(rel);
+}
+
+Status PathPolicy::resolve(const std::string& rel, std::string* real, std::string* real_rel) const {
+  std::string abs = absolute(rel);
+  std::unique_ptr<char, decltype(&free)> root_real(realpath(root_.c_str(), nullptr), &free);
+  if (!root_real) return Status::failure(errno, "root " + root_ + ": " + errno_text(errno));
+  std::unique_ptr<char, decltype(&free)> r(realpath(abs.c_str(), nullptr), &free);
+  if (!r) return Status::failure(errno, abs + ": " + errno_text(errno));
+  if (!below(root_real.get(), r.get(), real_rel))
+    return Status::failure(EACCES, abs + " resolves to " + r.get() + ", outside root " + root_);
+  *real = r.get();
+  return {};
+}
+
+bool PathPolicy::writable(std::string_view rel) const { return any_match(writable_, rel); }
+
+bool PathPolicy::readable(std::string_view rel) const { return readable_.empty() || any_match(readable_, rel); }
+
+}  // namespace hostlet::sysfs
