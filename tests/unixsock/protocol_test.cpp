@@ -1,0 +1,303 @@
+// plugins/unixsock/protocol.cpp: parsing every kind of line, and reply formatting.
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include "protocol.hpp"
+
+using hostlet::unixsock::Ack;
+using hostlet::unixsock::Notification;
+using json = nlohmann::json;
+namespace us = hostlet::unixsock;
+
+namespace {
+
+struct Parsed {
+  bool ok;
+  std::string error;
+  Notification n;
+};
+
+Parsed parse(std::string_view line) {
+  Parsed p;
+  p.ok = us::parse_notification(line, p.n, p.error);
+  return p;
+}
+
+std::string error_of(std::string_view line) {
+  Parsed p = parse(line);
+  REQUIRE_FALSE(p.ok);
+  REQUIRE_FALSE(p.error.empty());
+  return p.error;
+}
+
+std::string attr(const Notification& n, const std::string& key) {
+  for (size_t i = 0; i < n.n_attrs; i++)
+    if (n.attrs[i].first == key) return n.attrs[i].second;
+  FAIL("no attribute " << key);
+  return {};
+}
+
+// Every reply must be one line of valid JSON.
+json reply_json(const std::string& line) {
+  REQUIRE(!line.empty());
+  REQUIRE(line.back() == '\n');
+  REQUIRE(line.find('\n') == line.size() - 1);
+  REQUIRE(json::accept(line));
+  return json::parse(line);
+}
+
+}  // namespace
+
+TEST_CASE("protocol: a full notification is parsed", "[unixsock][protocol]") {
+  Parsed p = parse(R"({"type":"vm.start","attrs":{"name":"vm1","host":"h"},"id":7,"ack":"done"})");
+  REQUIRE(p.ok);
+  CHECK(p.n.type == "vm.start");
+  REQUIRE(p.n.n_attrs == 2);
+  CHECK(attr(p.n, "name") == "vm1");
+  CHECK(attr(p.n, "host") == "h");
+  CHECK(p.n.id_json == "7");
+  CHECK(p.n.ack == Ack::done);
+}
+
+TEST_CASE("protocol: defaults: no attrs, id null, ack accepted", "[unixsock][protocol]") {
+  Parsed p = parse(R"({"type":"x"})");
+  REQUIRE(p.ok);
+  CHECK(p.n.n_attrs == 0);
+  CHECK(p.n.id_json == "null");
+  CHECK(p.n.ack == Ack::accepted);
+}
+
+TEST_CASE("protocol: ack values", "[unixsock][protocol]") {
+  CHECK(parse(R"({"type":"x","ack":"none"})").n.ack == Ack::none);
+  CHECK(parse(R"({"type":"x","ack":"accepted"})").n.ack == Ack::accepted);
+  CHECK(parse(R"({"type":"x","ack":"done"})").n.ack == Ack::done);
+  CHECK_THAT(error_of(R"({"type":"x","ack":"later"})"), Catch::Contains("unknown \"ack\" value 'later'"));
+  CHECK_THAT(error_of(R"({"type":"x","ack":1})"), Catch::Contains("\"ack\" must be a string"));
+}
+
+TEST_CASE("protocol: ids are echoed as JSON text", "[unixsock][protocol]") {
+  CHECK(parse(R"({"type":"x","id":"a\"b"})").n.id_json == R"("a\"b")");
+  CHECK(parse(R"({"type":"x","id":-12})").n.id_json == "-12");
+  CHECK(parse(R"({"type":"x","id":18446744073709551615})").n.id_json == "18446744073709551615");
+  CHECK(parse(R"({"type":"x","id":1.5e3})").n.id_json == "1.5e3");
+  CHECK(parse(R"({"type":"x","id":null})").n.id_json == "null");
+  CHECK(parse(R"({"type":"x","id":"\u00e9\u4e2d"})").n.id_json == "\"\xc3\xa9\xe4\xb8\xad\"");
+  CHECK_THAT(error_of(R"({"type":"x","id":true})"), Catch::Contains("\"id\" must be a string or a number"));
+  CHECK_THAT(error_of(R"({"type":"x","id":{"a":1}})"), Catch::Contains("\"id\" must be a string or a number"));
+  CHECK_THAT(error_of(R"({"type":"x","id":[1]})"), Catch::Contains("\"id\" must be a string or a number"));
+}
+
+TEST_CASE("protocol: the id is kept for the error reply even after a bad field", "[unixsock][protocol]") {
+  Parsed p = parse(R"({"type":5,"attrs":{"a":1},"id":"req-9"})");
+  REQUIRE_FALSE(p.ok);
+  CHECK(p.error == "\"type\" must be a string, not a number");  // the first error wins
+  CHECK(p.n.id_json == "\"req-9\"");
+}
+
+TEST_CASE("protocol: invalid JSON", "[unixsock][protocol]") {
+  for (const char* line : {"{", "{\"type\":", "hello", "{\"type\":\"x\"} trailing", "{'type':'x'}",
+                           "{\"type\":\"x\",}", "{\"type\":\"x\"}}", "\"unterminated"}) {
+    INFO(line);
+    CHECK_THAT(error_of(line), Catch::StartsWith("invalid JSON"));
+  }
+  CHECK_THAT(error_of("{"), Catch::Contains("column"));
+}
+
+TEST_CASE("protocol: JSON that is not an object", "[unixsock][protocol]") {
+  for (const char* line : {"[]", "[{\"type\":\"x\"}]", "\"x\"", "42", "true", "null", "-1.5"}) {
+    INFO(line);
+    CHECK(error_of(line) == "not a JSON object");
+  }
+}
+
+TEST_CASE("protocol: missing, non-string, empty and malformed type", "[unixsock][protocol]") {
+  CHECK(error_of("{}") == "missing \"type\"");
+  CHECK(error_of(R"({"attrs":{"a":"b"}})") == "missing \"type\"");
+  CHECK(error_of(R"({"type":""})") == "empty \"type\"");
+  CHECK(error_of(R"({"type":1})") == "\"type\" must be a string, not a number");
+  CHECK(error_of(R"({"type":null})") == "\"type\" must be a string, not null");
+  CHECK(error_of(R"({"type":true})") == "\"type\" must be a string, not a boolean");
+  CHECK(error_of(R"({"type":["a"]})") == "\"type\" must be a string, not an array");
+  CHECK(error_of(R"({"type":{"a":"b"}})") == "\"type\" must be a string, not an object");
+  CHECK_THAT(error_of(R"({"type":"has space"})"), Catch::StartsWith("invalid \"type\" 'has space'"));
+  CHECK_THAT(error_of(R"({"type":"semi;colon"})"), Catch::StartsWith("invalid \"type\""));
+  CHECK_THAT(error_of(R"({"type":"a\u0000b"})"), Catch::StartsWith("invalid \"type\""));
+  CHECK_THAT(error_of(R"({"type":"caf\u00e9"})"), Catch::StartsWith("invalid \"type\""));
+  std::string longest(256, 'a'), too_long(257, 'a');
+  CHECK(parse("{\"type\":\"" + longest + "\"}").ok);
+  std::string e = error_of("{\"type\":\"" + too_long + "\"}");
+  CHECK_THAT(e, Catch::StartsWith("invalid \"type\""));
+  CHECK(e.size() < 200);  // the offending value is cut in the message
+}
+
+TEST_CASE("protocol: valid_type", "[unixsock][protocol]") {
+  CHECK(us::valid_type("vm.start"));
+  CHECK(us::valid_type("A-b_c:d.9"));
+  CHECK_FALSE(us::valid_type(""));
+  CHECK_FALSE(us::valid_type("a/b"));
+  CHECK_FALSE(us::valid_type("a b"));
+  CHECK_FALSE(us::valid_type("*"));
+}
+
+TEST_CASE("protocol: attrs must be an object of strings", "[unixsock][protocol]") {
+  CHECK(error_of(R"({"type":"x","attrs":[]})") == "\"attrs\" must be an object, not an array");
+  CHECK(error_of(R"({"type":"x","attrs":"a=b"})") == "\"attrs\" must be an object, not a string");
+  CHECK(error_of(R"({"type":"x","attrs":null})") == "\"attrs\" must be an object, not null");
+  CHECK(error_of(R"({"type":"x","attrs":{"n":1}})") == "attribute 'n' must be a string, not a number");
+  CHECK(error_of(R"({"type":"x","attrs":{"n":1.5}})") == "attribute 'n' must be a string, not a number");
+  CHECK(error_of(R"({"type":"x","attrs":{"b":false}})") == "attribute 'b' must be a string, not a boolean");
+  CHECK(error_of(R"({"type":"x","attrs":{"z":null}})") == "attribute 'z' must be a string, not null");
+  CHECK(error_of(R"({"type":"x","attrs":{"o":{"p":"q"}}})") == "attribute 'o' must be a string, not an object");
+  CHECK(error_of(R"({"type":"x","attrs":{"l":["q"]}})") == "attribute 'l' must be a string, not an array");
+  CHECK(error_of(R"({"type":"x","attrs":{"":"v"}})") == "attribute names must not be empty");
+  CHECK(error_of(R"({"type":"x","attrs":{"a\u0000":"v"}})") == "attribute names must not contain NUL characters");
+  CHECK(error_of(R"({"type":"x","attrs":{"a":"v\u0000w"}})") == "attribute 'a' contains a NUL character");
+  // The error names the first offender; later good attributes do not hide it.
+  CHECK(error_of(R"({"type":"x","attrs":{"ok":"1","bad":2,"ok2":"3"}})") ==
+        "attribute 'bad' must be a string, not a number");
+}
+
+TEST_CASE("protocol: attribute values may hold any valid text", "[unixsock][protocol]") {
+  Parsed p = parse(R"({"type":"x","attrs":{"q":"a \"b\" \\ \n\t","u":"\u00e9\ud83d\ude00","e":""}})");
+  REQUIRE(p.ok);
+  CHECK(attr(p.n, "q") == "a \"b\" \\ \n\t");
+  CHECK(attr(p.n, "u") == "\xc3\xa9\xf0\x9f\x98\x80");
+  CHECK(attr(p.n, "e").empty());
+}
+
+TEST_CASE("protocol: duplicate keys: the last one wins", "[unixsock][protocol]") {
+  Parsed p = parse(R"({"type":"a","type":"b","attrs":{"k":"1","j":"x","k":"2"}})");
+  REQUIRE(p.ok);
+  CHECK(p.n.type == "b");
+  REQUIRE(p.n.n_attrs == 2);
+  CHECK(p.n.attrs[0].first == "k");
+  CHECK(p.n.attrs[0].second == "2");
+  CHECK(p.n.attrs[1].first == "j");
+  Parsed q = parse(R"({"type":"a","attrs":{"old":"1"},"attrs":{"new":"2"}})");
+  REQUIRE(q.ok);
+  REQUIRE(q.n.n_attrs == 1);
+  CHECK(q.n.attrs[0].first == "new");
+}
+
+TEST_CASE("protocol: unknown top-level keys are ignored, however nested", "[unixsock][protocol]") {
+  Parsed p = parse(R"({"v":2,"type":"x","extra":{"attrs":{"n":1},"type":5,"deep":[[{"id":true}]]},"attrs":{"a":"b"}})");
+  REQUIRE(p.ok);
+  CHECK(p.n.type == "x");
+  CHECK(p.n.n_attrs == 1);
+  CHECK(p.n.id_json == "null");
+}
+
+TEST_CASE("protocol: invalid UTF-8 is rejected and the error reply stays valid JSON", "[unixsock][protocol]") {
+  for (std::string line : {std::string("{\"type\":\"x\",\"attrs\":{\"a\":\"\xff\xfe\"}}"),
+                           std::string("{\"type\":\"\xc3\x28\"}"),
+                           std::string("{\"type\":\"x\",\"attrs\":{\"\xed\xa0\x80\":\"v\"}}"),  // surrogate
+                           std::string("{\"type\":\"x\",\"id\":\"\xc0\xaf\"}"),                  // overlong
+                           std::string("\xff{\"type\":\"x\"}")}) {
+    Parsed p = parse(line);
+    REQUIRE_FALSE(p.ok);
+    CHECK_THAT(p.error, Catch::StartsWith("invalid JSON"));
+    std::string out;
+    us::append_error_reply(out, p.n.id_json, p.error);
+    json j = reply_json(out);
+    CHECK(j["ok"] == false);
+  }
+  CHECK_THAT(error_of("{\"type\":\"x\",\"attrs\":{\"a\":\"\xff\"}}"), Catch::Contains("UTF-8"));
+}
+
+TEST_CASE("protocol: a notification is reusable across lines", "[unixsock][protocol]") {
+  Notification n;
+  std::string err;
+  REQUIRE(us::parse_notification(R"({"type":"a","attrs":{"x":"1","y":"2"},"id":1,"ack":"done"})", n, err));
+  REQUIRE_FALSE(us::parse_notification(R"({"type":"b","attrs":{"x":1}})", n, err));
+  REQUIRE(us::parse_notification(R"({"type":"c"})", n, err));
+  CHECK(n.type == "c");
+  CHECK(n.n_attrs == 0);
+  CHECK(n.id_json == "null");
+  CHECK(n.ack == Ack::accepted);
+}
+
+TEST_CASE("protocol: deep nesting in an ignored key does not hurt", "[unixsock][protocol]") {
+  std::string deep = "{\"type\":\"x\",\"junk\":" + std::string(20000, '[') + std::string(20000, ']') + "}";
+  CHECK(parse(deep).ok);
+}
+
+TEST_CASE("protocol: many attributes, with duplicates", "[unixsock][protocol]") {
+  std::string line = "{\"type\":\"x\",\"attrs\":{";
+  for (int i = 0; i < 2000; i++) line += (i ? "," : "") + std::string("\"k") + std::to_string(i % 1000) + "\":\"" + std::to_string(i) + "\"";
+  line += "}}";
+  Parsed p = parse(line);
+  REQUIRE(p.ok);
+  REQUIRE(p.n.n_attrs == 1000);
+  CHECK(attr(p.n, "k7") == "1007");
+}
+
+TEST_CASE("protocol: json string escaping", "[unixsock][protocol]") {
+  auto esc = [](std::string_view s) {
+    std::string out;
+    us::append_json_string(out, s);
+    return out;
+  };
+  CHECK(esc("plain") == "\"plain\"");
+  CHECK(esc("q\"b\\") == "\"q\\\"b\\\\\"");
+  CHECK(esc(std::string("\n\r\t\b\f\x01\x1f", 7)) == "\"\\n\\r\\t\\b\\f\\u0001\\u001f\"");
+  CHECK(esc(std::string("a\0b", 3)) == "\"a\\u0000b\"");
+  CHECK(esc("\xc3\xa9\xf0\x9f\x98\x80") == "\"\xc3\xa9\xf0\x9f\x98\x80\"");
+  CHECK(esc("a\xffz") == "\"a\\ufffdz\"");
+  CHECK(esc("\xe2\x82") == "\"\\ufffd\\ufffd\"");  // truncated sequence
+  CHECK(esc("\xf4\x90\x80\x80") == "\"\\ufffd\\ufffd\\ufffd\\ufffd\"");  // above U+10FFFF
+  for (const char* s : {"\xff", "\xc3", "x\xe0\x80\x80y", "\xed\xb0\x80"}) CHECK(json::accept(esc(s)));
+}
+
+TEST_CASE("protocol: accepted and error replies", "[unixsock][protocol]") {
+  std::string out;
+  us::append_accepted_reply(out, "\"a\"", 42);
+  CHECK(out == "{\"id\":\"a\",\"ok\":true,\"event\":42}\n");
+  out.clear();
+  us::append_error_reply(out, "null", "event queue full");
+  CHECK(out == "{\"id\":null,\"ok\":false,\"error\":\"event queue full\"}\n");
+  out.clear();
+  us::append_error_reply(out, "3", "bad \"x\"\n");
+  json j = reply_json(out);
+  CHECK(j["id"] == 3);
+  CHECK(j["error"] == "bad \"x\"\n");
+}
+
+TEST_CASE("protocol: done replies carry every outcome", "[unixsock][protocol]") {
+  hostlet_attr a[] = {{"state", "running"}, {"q", "\"x\""}};
+  hostlet_outcome o[3] = {};
+  o[0].action = "virt.domain.start";
+  o[0].rule = "/etc/hostlet.yaml:12";
+  o[0].result.ok = 1;
+  o[0].result.attrs = a;
+  o[0].result.n_attrs = 2;
+  o[0].result.data_json = "{\n  \"list\": [1, 2]\n}";  // pretty-printed: must stay on one line
+  o[1].action = "sys.write";
+  o[1].rule = "f:3";
+  o[1].result.ok = 0;
+  o[1].result.error = "permission denied";
+  o[2].action = "x.y";
+  o[2].rule = "f:9";
+  o[2].result.ok = 1;
+  o[2].result.data_json = "not json";
+
+  std::string out;
+  us::append_done_reply(out, "7", 99, o, 3);
+  json j = reply_json(out);
+  CHECK(j["id"] == 7);
+  CHECK(j["ok"] == false);
+  CHECK(j["event"] == 99);
+  REQUIRE(j["results"].size() == 3);
+  CHECK(j["results"][0] == json::parse(R"({"action":"virt.domain.start","rule":"/etc/hostlet.yaml:12","ok":true,
+      "attrs":{"state":"running","q":"\"x\""},"data":{"list":[1,2]}})"));
+  CHECK(j["results"][1] == json::parse(R"({"action":"sys.write","rule":"f:3","ok":false,"error":"permission denied"})"));
+  CHECK(j["results"][2]["data"].is_null());
+  CHECK_FALSE(j["results"][0].contains("error"));
+  CHECK_FALSE(j["results"][1].contains("attrs"));
+
+  out.clear();
+  us::append_done_reply(out, "null", 5, o, 1);
+  CHECK(reply_json(out)["ok"] == true);
+  out.clear();
+  us::append_done_reply(out, "null", 6, nullptr, 0);
+  CHECK(out == "{\"id\":null,\"ok\":true,\"event\":6,\"results\":[]}\n");
+}
