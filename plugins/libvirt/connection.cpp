@@ -15,7 +15,9 @@ Connection* Connection::open(const Settings& s, Listener* listener, uint64_t gen
   if (s.keepalive_interval_s > 0) {
     int r = virConnectSetKeepAlive(c->conn_, s.keepalive_interval_s, s.keepalive_count);
     c->keepalive_ = r == 0;
-    if (r < 0) c->warnings_ += "keepalive off: " + libvirt_failure("").error + "; ";
+    virErrorPtr e = r < 0 ? virGetLastError() : nullptr;
+    if (e && e->code == VIR_ERR_NO_SUPPORT) virResetLastError();  // in-process drivers: nothing to keep alive
+    else if (r < 0) c->warnings_ += "keepalive off: " + libvirt_failure("").error + "; ";
     else if (r == 1) c->warnings_ += "keepalive off: the server does not support it; ";
   }
   if (virConnectRegisterCloseCallback(c->conn_, &Connection::close_cb, c, nullptr) == 0)

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
 
 #include <cerrno>
 #include <climits>
@@ -359,6 +360,10 @@ int remove_timeout(int timer) {
   return 0;
 }
 
+// libvirt prints every error to stderr unless a handler is set; hostlet
+// reports them itself (call errors, log lines). Process-wide, hence here.
+void ignore_error(void*, virErrorPtr) {}
+
 }  // namespace
 
 extern "C" int hostlet_virt_events_acquire(uv_loop_t* loop) {
@@ -391,9 +396,11 @@ extern "C" int hostlet_virt_events_acquire(uv_loop_t* loop) {
     sync_all(b);
     if (!b.frees.empty()) wake(b);
   }
-  if (register_now)
+  if (register_now) {
+    virSetErrorFunc(nullptr, ignore_error);
     virEventRegisterImpl(add_handle, update_handle, remove_handle, add_timeout, update_timeout,
                          remove_timeout);
+  }
   return 0;
 }
 

@@ -51,7 +51,8 @@ extern "C" {
  * Takes a reference on the bridge for `loop`. Call it on the loop's thread,
  * before the first virConnectOpen*() that should use events or keepalive;
  * that thread becomes the bridge's loop thread. The first call in the process
- * registers the bridge with virEventRegisterImpl().
+ * registers the bridge with virEventRegisterImpl() and silences libvirt's
+ * default error printer (virSetErrorFunc; errors are reported by the plugin).
  * \return 0; -EBUSY attached to another loop (one process, one loop);
  *         -EINVAL loop is NULL; a negative uv error from uv_async_init.
  */

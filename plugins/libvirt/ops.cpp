@@ -195,8 +195,9 @@ hostlet::Attrs identity(virDomainPtr d) { return {{"name", name_of(d)}, {"uuid",
 // Looks the domain up by uuid (preferred) or name; nullptr with *fail set when absent.
 DomainPtr lookup(virConnectPtr c, const Args& a, Outcome* fail) {
   const char* uuid = get(a, "uuid");
-  DomainPtr d(uuid ? virDomainLookupByUUIDString(c, uuid) : virDomainLookupByName(c, get(a, "name")));
-  if (!d) *fail = libvirt_failure("");
+  const char* name = get(a, "name");
+  DomainPtr d(uuid ? virDomainLookupByUUIDString(c, uuid) : virDomainLookupByName(c, name));
+  if (!d) *fail = libvirt_failure(uuid ? std::string("domain uuid ") + uuid : std::string("domain '") + name + "'");
   return d;
 }
 
