@@ -175,10 +175,11 @@ void Agent::finish_shutdown() {
     // A pool thread is still inside plugin code: the loop cannot close while
     // its request is pending, and freeing the instance would pull memory out
     // from under it. Exit now, saying so; the kernel reclaims the rest.
+    // _exit: libuv's library destructor would join the pool threads, i.e.
+    // wait for the very work that outlived its deadline.
     log(Level::Error, "hostlet", "shutdown deadline passed with offloaded work still running; exiting without waiting");
-    exit_code_ = 2;
-    uv_stop(&loop_);
-    return;
+    fflush(stdout);
+    _exit(2);
   }
   // Every instance is stopped and destroyed: free them once their lanes closed.
   for (auto& up : instances_) dispose(std::move(up));

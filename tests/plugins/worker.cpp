@@ -32,7 +32,7 @@ class Worker final : public hostlet::Plugin {
       int64_t ms = std::stoll(call.attr_or("ms", std::to_string(default_ms_)));
       uint64_t timeout = std::stoull(call.attr_or("timeout_ms", "0"));
       if (ms < 0 || ms > 600000) throw hostlet::Error(-EINVAL, "ms must be between 0 and 600000");
-      int r = this->host().offload(
+      this->host().offload(
           [ms] {
             int now = ++g_running;
             int prev = g_max_running.load();
@@ -45,8 +45,7 @@ class Worker final : public hostlet::Plugin {
             if (status != 0) return call.error(std::string("work: ") + hostlet_strerror(status));
             call.ok({{"version", FIXTURE_VERSION}, {"ms", std::to_string(ms)}});
           },
-          timeout);
-      if (r != 0) throw hostlet::Error(r, std::string("offload: ") + hostlet_strerror(r));
+          timeout);  // a full lane answers through done(-EAGAIN)
     });
     host.action("version", [](hostlet::Call& call) { call.ok({{"version", FIXTURE_VERSION}}); });
     // echo {...}: answers with the same attributes and data {"n": count}
@@ -71,6 +70,14 @@ class Worker final : public hostlet::Plugin {
     host.action("bad_json", [](hostlet::Call& call) { call.ok({}, "{not json"); });
     // drop: never answers (the Call destructor must answer for it)
     host.action("drop", [](hostlet::Call& call) { hostlet::Call gone = std::move(call); });
+    // spin {ms}: busy-waits ON THE LOOP THREAD (what a plugin must never do),
+    // so that tests can see the lag monitor name this instance
+    host.action("spin", [](hostlet::Call& call) {
+      auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(std::stoll(call.attr_or("ms", "100")));
+      while (std::chrono::steady_clock::now() < until) {
+      }
+      call.ok();
+    });
     // throw: the handler throws; the wrapper answers with the message
     host.action("throw", [](hostlet::Call&) -> void { throw std::runtime_error("thrown on purpose"); });
   }
@@ -104,6 +111,7 @@ const hostlet_action_info kActions[] = {
     {"bad_json", "", "answers invalid JSON data"},
     {"drop", "", "never answers"},
     {"throw", "", "throws from the handler"},
+    {"spin", "ms", "busy-waits on the loop thread (to test the lag monitor)"},
     {nullptr, nullptr, nullptr},
 };
 const hostlet_event_info kEvents[] = {

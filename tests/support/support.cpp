@@ -85,7 +85,7 @@ Process::Process(std::vector<std::string> argv, const std::map<std::string, std:
     for (auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
     if (gid >= 0 && setgid(static_cast<gid_t>(gid)) != 0) _exit(126);
     if (uid >= 0 && setuid(static_cast<uid_t>(uid)) != 0) _exit(126);
-    signal(SIGPIPE, SIG_DFL);
+    ::signal(SIGPIPE, SIG_DFL);
     execvp(args[0], args.data());
     dprintf(2, "exec %s: %s\n", args[0], strerror(errno));
     _exit(127);

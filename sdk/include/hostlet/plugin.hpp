@@ -313,9 +313,11 @@ class Host {
    * Offloads `work` to a pool thread; `done` runs on the loop with the status
    * (0, -ECANCELED, -ETIMEDOUT, -ESHUTDOWN) and, when work returns a value,
    * that value (default-constructed unless status is 0).
-   * Returns 0 or the offload error (-EAGAIN, -ESHUTDOWN), in which case
-   * neither lambda runs. With a deadline (`timeout_ms`), captured state is
-   * kept alive until the late work ends, then freed.
+   * When the work cannot be queued (-EAGAIN: the lane is full; -ESHUTDOWN),
+   * `done` runs at once with that status, before offload returns it: one
+   * error path for the caller, and a Call moved into `done` gets answered.
+   * With a deadline (`timeout_ms`), captured state is kept alive until the
+   * late work ends, then freed.
    */
   template <class W, class D>
   int offload(W&& work, D&& done, uint64_t timeout_ms = 0, hostlet_work** out = nullptr) {
@@ -325,7 +327,7 @@ class Host {
     if (!item) return -ENOMEM;
     hostlet_offload_opts opts{sizeof(hostlet_offload_opts), timeout_ms, &Item::late};
     int r = api_->offload(host_, &opts, &Item::run, &Item::finish, item, out);
-    if (r != 0) delete item;
+    if (r != 0) Item::finish(item, r);  // runs done(r) and frees the item
     return r;
   }
   int cancel(hostlet_work* work) { return api_->offload_cancel(work); }

@@ -1,0 +1,421 @@
+// End-to-end tests of the agent binary: the loader's good and bad cases, the
+// config check, actions and rules through the control socket, offload
+// limits seen from outside, the lag monitor, and shutdown with work running.
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <atomic>
+#include <thread>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include "support.hpp"
+
+using namespace hostlet::test;
+using json = nlohmann::json;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::string fixture(const std::string& name) { return env_path("HOSTLET_TEST_PLUGINS") + "/" + name + ".so"; }
+
+std::string base_config(const std::string& extra_plugins = "", const std::string& rules = "",
+                        const std::string& agent_extra = "") {
+  return "agent: {control_socket: \"@DIR@/control.sock\", log_level: debug" + agent_extra + "}\n"
+         "plugins:\n"
+         "  - {name: w, plugin: " + fixture("worker_v1") + ", max_inflight: 2, max_queue: 64}\n" +
+         extra_plugins + (rules.empty() ? "" : "rules:\n" + rules);
+}
+
+json ctl_json(Agent& a, std::vector<std::string> args) {
+  args.insert(args.begin(), "--json");
+  Run r = a.ctl(args);
+  INFO("hostlet-ctl " << args[1] << " stderr: " << r.err << " stdout: " << r.out);
+  json j = json::parse(r.out, nullptr, false);
+  REQUIRE_FALSE(j.is_discarded());
+  return j;
+}
+
+Run check(TempDir& dir, const std::string& yaml) {
+  std::string path = dir.write("check.yaml", yaml);
+  return run({env_path("HOSTLET_BIN"), "--check", "-c", path});
+}
+
+}  // namespace
+
+TEST_CASE("agent: --version and --help answer and exit 0; a bad argument exits 64") {
+  Run v = run({env_path("HOSTLET_BIN"), "--version"});
+  CHECK(v.exit_code == 0);
+  CHECK(v.out.find("plugin ABI 1.0") != std::string::npos);
+  Run h = run({env_path("HOSTLET_BIN"), "--help"});
+  CHECK(h.exit_code == 0);
+  CHECK(h.out.find("--check") != std::string::npos);
+  Run bad = run({env_path("HOSTLET_BIN"), "--frobnicate"});
+  CHECK(bad.exit_code == 64);
+  CHECK(bad.err.find("unknown argument '--frobnicate'") != std::string::npos);
+  Run lvl = run({env_path("HOSTLET_BIN"), "--log-level", "loud"});
+  CHECK(lvl.exit_code == 64);
+}
+
+TEST_CASE("agent: --check accepts a good config and prints a summary") {
+  TempDir dir;
+  Run r = check(dir, base_config("", "  - on: {type: go}\n    do: w.echo\n    with: {a: \"${x}\"}\n"));
+  INFO(r.err);
+  CHECK(r.exit_code == 0);
+  CHECK(r.out.find("ok (1 instance, 1 rule)") != std::string::npos);
+}
+
+TEST_CASE("agent: --check reports every loader failure with file, line and column") {
+  TempDir dir;
+  std::string yaml = base_config(
+      "  - {name: abi, plugin: " + fixture("bad_abi") + "}\n"            // line 4
+      "  - {name: noentry, plugin: " + fixture("no_entry") + "}\n"       // line 5
+      "  - name: initf\n"                                                 // line 6
+      "    plugin: " + fixture("init_fails") + "\n"
+      "  - {name: missing, plugin: /nonexistent/x.so}\n"                  // line 8
+      "  - {name: byname, plugin: no_such_plugin_anywhere}\n",            // line 9
+      "  - on: {type: go}\n    do: w.ech\n");                             // lines 11..12
+  Run r = check(dir, yaml);
+  std::string f = dir / "check.yaml";
+  INFO(r.err);
+  CHECK(r.exit_code == 1);
+  CHECK(r.err.find(f + ":4:25: instance 'abi'") != std::string::npos);
+  CHECK(r.err.find("built for plugin ABI 2.0, this agent speaks 1.0") != std::string::npos);
+  CHECK(r.err.find(f + ":5:29: instance 'noentry'") != std::string::npos);
+  CHECK(r.err.find("no entry symbol 'hostlet_plugin_entry'") != std::string::npos);
+  CHECK(r.err.find(f + ":6:5: instance 'initf': plugin 'init_fails' rejected its config") != std::string::npos);
+  CHECK(r.err.find("refusing to start: always") != std::string::npos);  // the plugin's own words
+  CHECK(r.err.find(f + ":8:29: instance 'missing': plugin file /nonexistent/x.so not found") != std::string::npos);
+  CHECK(r.err.find(f + ":9:28: instance 'byname': plugin 'no_such_plugin_anywhere' not found") != std::string::npos);
+  CHECK(r.err.find(f + ":12:9: rule: unknown action 'w.ech' (did you mean 'w.echo'?)") != std::string::npos);
+}
+
+TEST_CASE("agent: --check reports schema errors of a plugin's config section") {
+  TempDir dir;
+  std::string yaml =
+      "plugins:\n"
+      "  - name: w\n"
+      "    plugin: " + fixture("worker_v1") + "\n"
+      "    config:\n"
+      "      default_mss: 5\n"          // line 5: unknown key with suggestion
+      "      fail_start: perhaps\n";    // line 6: not a bool
+  Run r = check(dir, yaml);
+  std::string f = dir / "check.yaml";
+  INFO(r.err);
+  CHECK(r.exit_code == 1);
+  CHECK(r.err.find(f + ":5:7:") != std::string::npos);
+  CHECK(r.err.find("default_ms") != std::string::npos);  // did you mean
+  CHECK(r.err.find(f + ":6:19:") != std::string::npos);
+}
+
+TEST_CASE("agent: --check reports YAML syntax errors and duplicate instance names") {
+  TempDir dir;
+  Run syntax = check(dir, "agent: {threadpool: 4\nplugins: []\n");
+  CHECK(syntax.exit_code == 1);
+  CHECK(syntax.err.find(dir / "check.yaml") != std::string::npos);
+  std::string dup = "plugins:\n  - {name: w, plugin: " + fixture("worker_v1") + "}\n  - {name: w, plugin: " +
+                    fixture("worker_v2") + "}\n";
+  Run d = check(dir, dup);
+  INFO(d.err);
+  CHECK(d.exit_code == 1);
+  CHECK(d.err.find(dir / "check.yaml" + ":3:") != std::string::npos);
+  Run missing = run({env_path("HOSTLET_BIN"), "--check", "-c", dir / "nope.yaml"});
+  CHECK(missing.exit_code == 1);
+  CHECK(missing.err.find("nope.yaml") != std::string::npos);
+}
+
+TEST_CASE("agent: bad plugins are reported and skipped while the others run") {
+  TempDir dir;
+  Agent a(dir, base_config("  - {name: abi, plugin: " + fixture("bad_abi") + "}\n"
+                           "  - {name: noentry, plugin: " + fixture("no_entry") + "}\n"
+                           "  - {name: initf, plugin: " + fixture("init_fails") + "}\n"
+                           "  - {name: nostart, plugin: " + fixture("worker_v2") + ", config: {fail_start: true}}\n"));
+  REQUIRE(a.start());
+  json st = ctl_json(a, {"status"});
+  REQUIRE(st["ok"] == true);
+  std::vector<std::string> names;
+  wait_until([&] {
+    st = ctl_json(a, {"status"});
+    return st["data"]["instances"].size() == 1;
+  });
+  for (auto& i : st["data"]["instances"]) names.push_back(i["name"]);
+  CHECK(names == std::vector<std::string>{"w"});
+  std::string log = a.log();
+  CHECK(log.find("[abi]") != std::string::npos);
+  CHECK(log.find("[noentry]") != std::string::npos);
+  CHECK(log.find("[initf] refusing to start: always") != std::string::npos);
+  CHECK(log.find("[nostart] start failed") != std::string::npos);
+  json r = ctl_json(a, {"call", "w.version"});
+  CHECK(r["ok"] == true);
+  CHECK(r["attrs"]["version"] == "1");
+  auto st_code = a.stop();
+  REQUIRE(st_code);
+  CHECK(WIFEXITED(*st_code));
+  CHECK(WEXITSTATUS(*st_code) == 0);
+  CHECK(a.log().find("loop did not close cleanly") == std::string::npos);
+}
+
+TEST_CASE("agent: actions answer ok, errors, throws, drops and invalid JSON with clear messages") {
+  TempDir dir;
+  Agent a(dir, base_config());
+  REQUIRE(a.start());
+  json echo = ctl_json(a, {"call", "w.echo", "a=1", "b=two"});
+  CHECK(echo["ok"] == true);
+  CHECK(echo["attrs"] == json{{"a", "1"}, {"b", "two"}});
+  CHECK(echo["data"] == json{{"n", 2}});
+  json fail = ctl_json(a, {"call", "w.fail", "message=nope"});
+  CHECK(fail["ok"] == false);
+  CHECK(fail["error"] == "nope");
+  CHECK(ctl_json(a, {"call", "w.throw"})["error"] == "thrown on purpose");
+  CHECK(ctl_json(a, {"call", "w.drop"})["error"] == "the plugin dropped the call without an answer");
+  CHECK(ctl_json(a, {"call", "w.bad_json"})["error"] == "the plugin answered with invalid JSON data");
+  json unknown = ctl_json(a, {"call", "w.wrk"});
+  CHECK(unknown["ok"] == false);
+  CHECK(unknown["error"] == "no such action 'w.wrk' (did you mean 'w.work'?)");
+  json badarg = ctl_json(a, {"call", "w.work", "ms=-5"});
+  CHECK(badarg["ok"] == false);
+  CHECK(badarg["error"] == "ms must be between 0 and 600000");
+  // human-readable form and exit codes
+  Run ok = a.ctl({"call", "w.echo", "a=1"});
+  CHECK(ok.exit_code == 0);
+  CHECK(ok.out.find("a=1") != std::string::npos);
+  Run err = a.ctl({"call", "w.fail"});
+  CHECK(err.exit_code == 1);
+  CHECK(err.err.find("error: failed on purpose") != std::string::npos);
+  Run usage = a.ctl({"call", "w.echo", "novalue"});
+  CHECK(usage.exit_code == 64);
+}
+
+TEST_CASE("agent: hostlet-ctl exits 2 when the agent cannot be reached") {
+  Run r = run({env_path("HOSTLET_CTL"), "-s", "/nonexistent/control.sock", "status"});
+  CHECK(r.exit_code == 2);
+  CHECK(r.err.find("cannot reach the agent") != std::string::npos);
+}
+
+TEST_CASE("agent: max_inflight is never exceeded and a full lane answers EAGAIN") {
+  TempDir dir;
+  Agent a(dir, "agent: {control_socket: \"@DIR@/control.sock\", threadpool: 8}\n"
+               "plugins:\n"
+               "  - {name: w, plugin: " + fixture("worker_v1") + ", max_inflight: 2, max_queue: 4}\n");
+  REQUIRE(a.start());
+  // 6 fit (2 running + 4 queued); the rest are refused at once.
+  std::vector<std::unique_ptr<LineClient>> clients;
+  for (int i = 0; i < 10; i++) {
+    clients.push_back(std::make_unique<LineClient>(a.control_socket()));
+    REQUIRE(clients.back()->send_line(
+        json{{"id", i}, {"cmd", "call"}, {"action", "w.work"}, {"attrs", {{"ms", "300"}}}}.dump()));
+  }
+  int ok = 0, again = 0;
+  for (auto& c : clients) {
+    auto line = c->recv_line(20s);
+    REQUIRE(line);
+    json j = json::parse(*line);
+    if (j["ok"] == true) ok++;
+    else if (j["error"].get<std::string>().find("queue full") != std::string::npos) again++;
+    else FAIL("unexpected answer " << *line);
+  }
+  CHECK(ok == 6);
+  CHECK(again == 4);
+  json m = ctl_json(a, {"call", "w.max_running"});
+  CHECK(std::stoi(m["attrs"]["max"].get<std::string>()) <= 2);
+  json stats = ctl_json(a, {"stats"});
+  CHECK(stats["data"]["lanes"]["w"]["rejected"] == 4);
+  CHECK(stats["data"]["lanes"]["w"]["done"] == 6);
+}
+
+TEST_CASE("agent: an offload past its deadline fails with a timeout and the agent keeps serving") {
+  TempDir dir;
+  Agent a(dir, base_config());
+  REQUIRE(a.start());
+  json r = ctl_json(a, {"call", "w.work", "ms=800", "timeout_ms=100"});
+  CHECK(r["ok"] == false);
+  CHECK(r["error"] == "work: deadline passed");
+  CHECK(ctl_json(a, {"call", "w.version"})["ok"] == true);
+  wait_until([&] { return ctl_json(a, {"stats"})["data"]["lanes"]["w"]["running"] == 0; }, 5s);
+  CHECK(ctl_json(a, {"stats"})["data"]["lanes"]["w"]["timed_out"] == 1);
+}
+
+TEST_CASE("agent: rules turn notifications into actions; ack done carries the results") {
+  TempDir dir;
+  Agent a(dir, base_config("",
+                           "  - on: {type: go, attrs: {x: \"[0-9]*\"}}\n"
+                           "    do: [w.echo, w.work]\n"
+                           "    with: {a: \"${x}\", ms: \"1\"}\n"
+                           "  - on: {type: chain}\n"
+                           "    do: [w.fail, w.echo]\n"));
+  REQUIRE(a.start());
+  json done = ctl_json(a, {"notify", "go", "x=42"});
+  INFO(done.dump());
+  CHECK(done["ok"] == true);
+  REQUIRE(done["results"].size() == 2);
+  CHECK(done["results"][0]["action"] == "w.echo");
+  CHECK(done["results"][0]["attrs"]["a"] == "42");
+  CHECK(done["results"][1]["action"] == "w.work");
+  CHECK(done["results"][1]["attrs"]["version"] == "1");
+  // not matching the attribute glob: no actions
+  json none = ctl_json(a, {"notify", "go", "x=abc"});
+  CHECK(none["ok"] == true);
+  CHECK(none["results"].empty());
+  // a failing first action ends the chain
+  json chain = ctl_json(a, {"notify", "chain"});
+  CHECK(chain["ok"] == false);
+  REQUIRE(chain["results"].size() == 1);
+  CHECK(chain["results"][0]["error"] == "failed on purpose");
+  // a missing template attribute is an error for that event only
+  json missing = ctl_json(a, {"notify", "go"});
+  CHECK(missing["results"].empty());  // attrs glob needs x: the rule does not match
+  json accepted = ctl_json(a, {"notify", "--ack", "accepted", "go", "x=1"});
+  CHECK(accepted["ok"] == true);
+  CHECK(accepted["event"].is_number());
+}
+
+TEST_CASE("agent: a missing template attribute fails that event with the rule's location") {
+  TempDir dir;
+  Agent a(dir, base_config("", "  - on: {type: go}\n    do: w.echo\n    with: {a: \"${x}\"}\n"));
+  REQUIRE(a.start());
+  json r = ctl_json(a, {"notify", "go", "y=1"});
+  CHECK(r["ok"] == false);
+  REQUIRE(r["results"].size() == 1);
+  std::string err = r["results"][0]["error"];
+  CHECK(err.find("has no attribute 'x'") != std::string::npos);
+  CHECK(r["results"][0]["rule"] == a.config_path() + ":5");
+  CHECK(a.log().find("rule " + a.config_path() + ":5: with.a") != std::string::npos);
+  CHECK(ctl_json(a, {"notify", "go", "x=1"})["ok"] == true);  // the next event is fine
+}
+
+TEST_CASE("agent: hostlet-ctl events streams events, action results included") {
+  TempDir dir;
+  Agent a(dir, base_config("", "  - on: {type: go}\n    do: w.echo\n    with: {a: \"${x}\"}\n"));
+  REQUIRE(a.start());
+  LineClient stream(a.control_socket());
+  REQUIRE(stream.send_line(R"({"id":1,"cmd":"events","type":"*"})"));
+  auto first = stream.recv_line();
+  REQUIRE(first);
+  CHECK(json::parse(*first)["ok"] == true);
+  REQUIRE(ctl_json(a, {"notify", "--ack", "done", "go", "x=5"})["ok"] == true);
+  std::vector<json> seen;
+  while (seen.size() < 2) {
+    auto l = stream.recv_line(10s);
+    REQUIRE(l);
+    seen.push_back(json::parse(*l)["event"]);
+  }
+  CHECK(seen[0]["source"] == "ctl");
+  CHECK(seen[0]["type"] == "go");
+  CHECK(seen[0]["attrs"]["x"] == "5");
+  CHECK(seen[1]["source"] == "hostlet");
+  CHECK(seen[1]["type"] == "action.done");
+  CHECK(seen[1]["attrs"]["action"] == "w.echo");
+  CHECK(seen[1]["attrs"]["result.a"] == "5");
+}
+
+TEST_CASE("agent: the control socket answers bad requests with errors and keeps serving") {
+  TempDir dir;
+  Agent a(dir, base_config("", "", ", control_max_line: 1024"));
+  REQUIRE(a.start());
+  LineClient c(a.control_socket());
+  auto ask = [&](const std::string& line) {
+    REQUIRE(c.send_line(line));
+    auto r = c.recv_line();
+    REQUIRE(r);
+    return json::parse(*r);
+  };
+  CHECK(ask("{not json")["error"] == "invalid JSON");
+  CHECK(ask("[1,2]")["error"] == "a request must be a JSON object");
+  CHECK(ask(R"({"id":7})")["error"] == "missing string 'cmd'");
+  json unk = ask(R"({"id":8,"cmd":"dance"})");
+  CHECK(unk["id"] == 8);
+  CHECK(unk["error"].get<std::string>().find("unknown command 'dance'") == 0);
+  CHECK(ask(R"({"cmd":"call","action":"w.echo","attrs":{"a":1}})")["error"] == "attribute 'a' must be a string");
+  CHECK(ask(R"({"cmd":"notify","type":"bad type!"})")["ok"] == false);
+  CHECK(ask(R"({"cmd":"notify","type":"t","ack":"sometimes"})")["ok"] == false);
+  CHECK(ask("{\"cmd\":\"call\",\"action\":\"w.echo\",\"attrs\":{\"a\":\"\xff\xfe\"}}")["error"] == "invalid JSON");
+  CHECK(ask(R"({"cmd":"status"})")["ok"] == true);
+  // an over-long line: an error, then the connection is closed; others are unaffected
+  LineClient big(a.control_socket());
+  REQUIRE(big.send(std::string(4096, 'x')));
+  auto r = big.recv_line();
+  REQUIRE(r);
+  CHECK(json::parse(*r)["error"].get<std::string>().find("longer than agent.control_max_line") != std::string::npos);
+  CHECK(big.wait_closed());
+  CHECK(ask(R"({"cmd":"status"})")["ok"] == true);
+}
+
+TEST_CASE("agent: plugins --describe prints a plugin's schema, actions and events") {
+  TempDir dir;
+  Agent a(dir, base_config());
+  REQUIRE(a.start());
+  json d = ctl_json(a, {"plugins", "--describe", "w"});
+  CHECK(d["data"]["plugin"] == "worker");
+  CHECK(d["data"]["config"][0]["key"] == "default_ms");
+  CHECK(d["data"]["config"][0]["type"] == "duration");
+  CHECK(d["data"]["events"][0]["type"] == "worker.pong");
+  Run human = a.ctl({"plugins", "--describe", "worker"});
+  CHECK(human.exit_code == 0);
+  CHECK(human.out.find("default_ms") != std::string::npos);
+  Run bad = a.ctl({"plugins", "--describe", "wrker"});
+  CHECK(bad.exit_code == 1);
+  CHECK(bad.err.find("did you mean 'worker'") != std::string::npos);
+}
+
+TEST_CASE("agent: the lag monitor names the instance whose callback blocked the loop") {
+  TempDir dir;
+  Agent a(dir, base_config("", "", ", lag_warn: 20ms"));
+  REQUIRE(a.start());
+  REQUIRE(ctl_json(a, {"call", "w.spin", "ms=150"})["ok"] == true);
+  CHECK(wait_until([&] { return a.log().find("[w] action handler ran") != std::string::npos; }));
+  json s = ctl_json(a, {"stats"});
+  CHECK(s["data"]["loop"]["slow_callbacks"].get<int>() >= 1);
+  CHECK(s["data"]["loop"]["worst_instance"] == "w");
+}
+
+TEST_CASE("agent: SIGTERM waits for running work, then stops cleanly") {
+  TempDir dir;
+  Agent a(dir, base_config());
+  REQUIRE(a.start());
+  LineClient c(a.control_socket());
+  REQUIRE(c.send_line(R"({"id":1,"cmd":"call","action":"w.work","attrs":{"ms":"700"}})"));
+  std::this_thread::sleep_for(150ms);  // let it start on a pool thread
+  auto st = a.stop(SIGTERM);
+  REQUIRE(st);
+  CHECK(WIFEXITED(*st));
+  CHECK(WEXITSTATUS(*st) == 0);
+  CHECK(a.log().find("stopped") != std::string::npos);
+  CHECK(a.log().find("loop did not close cleanly") == std::string::npos);
+}
+
+TEST_CASE("agent: SIGTERM with work stuck past the shutdown deadline exits 2 and says why") {
+  TempDir dir;
+  Agent a(dir, base_config("", "", ", shutdown_timeout: 200ms"));
+  REQUIRE(a.start());
+  LineClient c(a.control_socket());
+  REQUIRE(c.send_line(R"({"id":1,"cmd":"call","action":"w.work","attrs":{"ms":"30000"}})"));
+  std::this_thread::sleep_for(150ms);
+  auto t0 = std::chrono::steady_clock::now();
+  auto st = a.stop(SIGTERM);
+  REQUIRE(st);
+  CHECK(std::chrono::steady_clock::now() - t0 < 10s);
+  CHECK(WIFEXITED(*st));
+  CHECK(WEXITSTATUS(*st) == 2);
+  CHECK(a.log().find("still running after 200 ms") != std::string::npos);
+}
+
+TEST_CASE("agent: a second agent on a live control socket refuses to start; a stale socket is replaced") {
+  TempDir dir;
+  Agent a(dir, base_config());
+  REQUIRE(a.start());
+  TempDir dir2;
+  std::string cfg2 = "agent: {control_socket: \"" + a.control_socket() + "\"}\n";
+  Agent b(dir2, cfg2);
+  b.start(3s);
+  auto st = b.process().wait(10s);
+  REQUIRE(st);
+  CHECK(WEXITSTATUS(*st) == 1);
+  CHECK(b.log().find("another agent is answering on it") != std::string::npos);
+  // kill -9 leaves the socket file behind; the next agent replaces it
+  a.process().signal(SIGKILL);
+  a.process().wait(10s);
+  Agent c(dir, base_config());
+  REQUIRE(c.start());
+  CHECK(ctl_json(c, {"status"})["ok"] == true);
+}
