@@ -33,31 +33,34 @@ struct ConfigError {
 };
 using ConfigErrors = std::vector<ConfigError>;
 
+// `agent:` -- the YAML keys are the field names, except that the *_ms fields
+// drop the suffix (`lag_warn: 50ms`, `shutdown_timeout: 5s`, ...) and take a
+// duration (see parse_duration_ms).
 struct AgentSection {
-  std::string control_socket = "/run/hostlet/control.sock";
-  unsigned control_mode = 0600;          // octal in YAML as a string "0600" or an int
-  size_t control_max_connections = 64;
-  size_t control_max_line = 1 << 20;
+  std::string control_socket = "/run/hostlet/control.sock";  // < 108 bytes (sun_path)
+  unsigned control_mode = 0600;          // octal in YAML as a string "0600" or an int; 0..0777
+  size_t control_max_connections = 64;   // 1..65536
+  size_t control_max_line = 1 << 20;     // a size (parse_size), 64 bytes..1GiB
   std::string plugin_dir;                // empty: the build's default (HOSTLET_PLUGIN_DIR)
   unsigned threadpool = 4;               // 1..1024, sets UV_THREADPOOL_SIZE
   std::string log_level = "info";        // error|warn|info|debug
-  size_t event_queue = 65536;            // bus queue bound, >= 16
-  unsigned event_batch = 256;            // events dispatched per loop iteration, >= 1
-  uint64_t lag_warn_ms = 50;             // a callback longer than this is logged with its instance
-  uint64_t shutdown_timeout_ms = 5000;   // per instance: drain deadline at shutdown
-  uint64_t reload_timeout_ms = 5000;     // per instance: drain deadline during a reload
-  uint64_t action_timeout_ms = 30000;    // an action not answered by then fails with a timeout
+  size_t event_queue = 65536;            // bus queue bound, 16..16777216
+  unsigned event_batch = 256;            // events dispatched per loop iteration, 1..65536
+  uint64_t lag_warn_ms = 50;             // `lag_warn`, 1ms..1m: a callback longer than this is logged with its instance
+  uint64_t shutdown_timeout_ms = 5000;   // `shutdown_timeout`, 0..1h: per instance, drain deadline at shutdown
+  uint64_t reload_timeout_ms = 5000;     // `reload_timeout`, 0..1h: per instance, drain deadline during a reload
+  uint64_t action_timeout_ms = 30000;    // `action_timeout`, 1ms..24h: an action not answered by then fails
   Mark mark;
 };
 
 struct InstanceSection {
-  std::string name;                 // required, [A-Za-z0-9_-]+, unique
+  std::string name;                 // required, [A-Za-z0-9_-]{1,64}, unique, not "hostlet"
   std::string plugin;               // required: a plugin name or a path containing '/'
   unsigned max_inflight = 4;        // 1..4096
   size_t max_queue = 1024;          // 0..1000000
-  uint64_t offload_timeout_ms = 0;  // default deadline of this instance's offloads, 0 = none
+  uint64_t offload_timeout_ms = 0;  // `offload_timeout`, 0..24h: default deadline of its offloads, 0 = none
   bool watch = false;               // reload when the .so file changes
-  YAML::Node config;                // the `config:` mapping, or an undefined node when absent
+  YAML::Node config{YAML::NodeType::Undefined};  // the `config:` mapping (or null), undefined when absent
   Mark mark, name_mark, plugin_mark, config_mark;
 };
 
@@ -69,8 +72,9 @@ struct RuleSection {
   std::vector<std::pair<std::string, Mark>> actions;        // `do:` one name or a list, in order
   std::vector<std::pair<std::string, std::string>> with;   // attribute -> template text ("${name}")
   Mark with_mark;
-  uint64_t debounce_ms = 0;          // 0 = off
-  double rate_limit = 0;             // max firings per second, 0 = unlimited
+  uint64_t debounce_ms = 0;          // `debounce`, 0..24h; 0 = off
+  double rate_limit = 0;             // max firings per second ("10", "10/s", "30/m", "100/h"), 0 = unlimited
+  std::string name;                  // optional, unique among rules; empty = unnamed
 };
 
 struct Config {
@@ -118,9 +122,17 @@ class ConfigValues {
 // with key NULL; may be NULL = no keys accepted). Applies defaults (a bad
 // default in the schema is an error naming the plugin's key). `where` marks
 // the instance for errors about missing required keys.
+// Defaults of scalar types are the literal text of default_value (no YAML
+// quoting: "*" is the string *); defaults of list types are YAML ("[a, b]",
+// a single scalar, or "" for an empty list).
+// Messages start with "config" (e.g. "config.uri: ..."); the overload taking
+// `path` starts them with that instead, e.g. "plugins[0].config".
 bool validate_plugin_config(const std::string& file, const YAML::Node& section, Mark where,
                             const hostlet_config_key* schema, ConfigValues& out,
                             ConfigErrors& errs);
+bool validate_plugin_config(const std::string& file, const YAML::Node& section, Mark where,
+                            const hostlet_config_key* schema, ConfigValues& out,
+                            ConfigErrors& errs, std::string_view path);
 
 // "250ms", "5s", "2m", "1h", "1.5s", or a plain integer of milliseconds.
 std::optional<uint64_t> parse_duration_ms(std::string_view text);
@@ -129,5 +141,9 @@ std::optional<uint64_t> parse_size(std::string_view text);
 // The candidate closest to `word` by edit distance when it is close enough
 // (distance <= max(1, len/3)); empty otherwise.
 std::string did_you_mean(std::string_view word, const std::vector<std::string>& candidates);
+// Checks fnmatch(3) pattern syntax (flags 0): an unbalanced '[', an unknown
+// "[:class:]" or a trailing lone '\\' is an error. Returns the problem, or
+// empty when the pattern is valid.
+std::string glob_syntax_error(std::string_view pattern);
 
 }  // namespace hostlet
