@@ -4,6 +4,13 @@
 
 namespace hostlet_virt {
 
+const hostlet_virt_sink_ops Connection::kSinkOps = {
+    &Connection::lifecycle_cb,
+    &Connection::reboot_cb,
+    &Connection::watchdog_cb,
+    &Connection::closed_cb,
+};
+
 Connection* Connection::open(const Settings& s, Listener* listener, uint64_t generation, std::string* error) {
   auto* c = new Connection(listener, generation);
   c->conn_ = s.readonly ? virConnectOpenReadOnly(s.uri.c_str()) : virConnectOpen(s.uri.c_str());
@@ -20,62 +27,43 @@ Connection* Connection::open(const Settings& s, Listener* listener, uint64_t gen
     else if (r < 0) c->warnings_ += "keepalive off: " + libvirt_failure("").error + "; ";
     else if (r == 1) c->warnings_ += "keepalive off: the server does not support it; ";
   }
-  if (virConnectRegisterCloseCallback(c->conn_, &Connection::close_cb, c, nullptr) == 0)
-    c->close_registered_ = true;
-  else
-    c->warnings_ += "no close callback: " + libvirt_failure("").error + "; ";
-  if (s.domain_events) {
-    struct {
-      int id;
-      virConnectDomainEventGenericCallback cb;
-    } const wanted[] = {
-        {VIR_DOMAIN_EVENT_ID_LIFECYCLE, VIR_DOMAIN_EVENT_CALLBACK(&Connection::lifecycle_cb)},
-        {VIR_DOMAIN_EVENT_ID_REBOOT, VIR_DOMAIN_EVENT_CALLBACK(&Connection::reboot_cb)},
-        {VIR_DOMAIN_EVENT_ID_WATCHDOG, VIR_DOMAIN_EVENT_CALLBACK(&Connection::watchdog_cb)},
-    };
-    for (const auto& w : wanted) {
-      int id = virConnectDomainEventRegisterAny(c->conn_, nullptr, w.id, w.cb, c, nullptr);
-      if (id >= 0) c->callback_ids_.push_back(id);
-      else c->warnings_ += "domain event " + std::to_string(w.id) + " not delivered: " + libvirt_failure("").error + "; ";
-    }
-    c->events_ = !c->callback_ids_.empty();
+  c->sink_ = hostlet_virt_sink_new(&kSinkOps, c);
+  if (!c->sink_) {
+    *error = "out of memory";
+    delete c;
+    return nullptr;
   }
+  char err[1024];
+  unsigned got = hostlet_virt_sink_register(c->sink_, c->conn_, s.domain_events, err, sizeof err);
+  c->events_ = (got & HOSTLET_VIRT_SINK_LIFECYCLE) != 0;
+  if (err[0]) c->warnings_ += std::string(err) + "; ";
   if (!c->warnings_.empty()) c->warnings_.resize(c->warnings_.size() - 2);
   return c;
 }
 
-void Connection::close() {
-  if (!conn_) return;
-  // Local deregistration happens first; the daemon round trip may fail on a dead connection.
-  for (int id : callback_ids_) virConnectDomainEventDeregisterAny(conn_, id);
-  callback_ids_.clear();
-  if (close_registered_) virConnectUnregisterCloseCallback(conn_, &Connection::close_cb);
-  close_registered_ = false;
-  virConnectClose(conn_);
-  conn_ = nullptr;
-  virResetLastError();
+Connection::~Connection() {
+  if (sink_) hostlet_virt_sink_close(sink_, conn_);  // detaches now, closes on a bridge thread
+  else if (conn_) hostlet_virt_conn_unref(conn_);
 }
 
-Connection::~Connection() { close(); }
-
-void Connection::close_cb(virConnectPtr, int reason, void* opaque) {
-  auto* c = static_cast<Connection*>(opaque);
-  c->listener_->on_closed(*c, reason);
-}
-
-void Connection::lifecycle_cb(virConnectPtr, virDomainPtr dom, int event, int detail, void* opaque) {
-  auto* c = static_cast<Connection*>(opaque);
+void Connection::lifecycle_cb(void* self, virDomainPtr dom, int event, int detail) {
+  auto* c = static_cast<Connection*>(self);
   c->listener_->on_lifecycle(*c, dom, event, detail);
 }
 
-void Connection::reboot_cb(virConnectPtr, virDomainPtr dom, void* opaque) {
-  auto* c = static_cast<Connection*>(opaque);
+void Connection::reboot_cb(void* self, virDomainPtr dom) {
+  auto* c = static_cast<Connection*>(self);
   c->listener_->on_reboot(*c, dom);
 }
 
-void Connection::watchdog_cb(virConnectPtr, virDomainPtr dom, int action, void* opaque) {
-  auto* c = static_cast<Connection*>(opaque);
+void Connection::watchdog_cb(void* self, virDomainPtr dom, int action) {
+  auto* c = static_cast<Connection*>(self);
   c->listener_->on_watchdog(*c, dom, action);
+}
+
+void Connection::closed_cb(void* self, int reason) {
+  auto* c = static_cast<Connection*>(self);
+  c->listener_->on_closed(*c, reason);
 }
 
 }  // namespace hostlet_virt

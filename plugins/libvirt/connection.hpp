@@ -1,13 +1,16 @@
-// One libvirt connection with the plugin's callbacks on it. Opened and closed
-// on pool threads (both block: they talk to the daemon); its callbacks reach a
-// Listener, on the loop thread except on_closed.
+// One libvirt connection with the plugin's callbacks on it. Opened on a pool
+// thread (it talks to the daemon). Its callbacks reach a Listener through a
+// sink of the event bridge, so that libvirt never holds a pointer into the
+// plugin: destroying the Connection detaches them at once, and the close
+// itself (deregistration, last reference) runs on a thread of the bridge.
 #pragma once
+
+#include "event_bridge.hpp"
 
 #include <libvirt/libvirt.h>
 
 #include <cstdint>
 #include <string>
-#include <vector>
 
 namespace hostlet_virt {
 
@@ -38,9 +41,8 @@ class Connection {
   // Opens `s.uri`, sets keepalive, registers the close callback and the
   // domain event callbacks. Pool thread. nullptr with *error on failure.
   static Connection* open(const Settings& s, Listener* listener, uint64_t generation, std::string* error);
-  // Deregisters every callback and drops the connection. Pool thread. After
-  // it returns no callback of this object runs again.
-  void close();
+  // Detaches the callbacks (none runs after this returns) and hands the
+  // connection to the bridge to close. Any thread; never blocks on the daemon.
   ~Connection();
 
   Connection(const Connection&) = delete;
@@ -50,21 +52,21 @@ class Connection {
   uint64_t generation() const { return gen_; }
   bool keepalive() const { return keepalive_; }
   bool events() const { return events_; }
-  // Why keepalive or events are off ("" when on or not asked for).
+  // Why keepalive, the close callback or events are off ("" when all is well).
   const std::string& warnings() const { return warnings_; }
 
  private:
   Connection(Listener* l, uint64_t gen) : listener_(l), gen_(gen) {}
-  static void close_cb(virConnectPtr, int reason, void* opaque);
-  static void lifecycle_cb(virConnectPtr, virDomainPtr dom, int event, int detail, void* opaque);
-  static void reboot_cb(virConnectPtr, virDomainPtr dom, void* opaque);
-  static void watchdog_cb(virConnectPtr, virDomainPtr dom, int action, void* opaque);
+  static void lifecycle_cb(void* self, virDomainPtr dom, int event, int detail);
+  static void reboot_cb(void* self, virDomainPtr dom);
+  static void watchdog_cb(void* self, virDomainPtr dom, int action);
+  static void closed_cb(void* self, int reason);
+  static const hostlet_virt_sink_ops kSinkOps;
 
   Listener* listener_;
   uint64_t gen_;
   virConnectPtr conn_ = nullptr;
-  std::vector<int> callback_ids_;
-  bool close_registered_ = false;
+  hostlet_virt_sink* sink_ = nullptr;
   bool keepalive_ = false;
   bool events_ = false;
   std::string warnings_;

@@ -9,11 +9,17 @@
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <condition_variable>
 #include <climits>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <new>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -88,6 +94,25 @@ struct TimeoutRec {
 
 using FreeList = std::vector<std::pair<virFreeCallback, void*>>;
 
+}  // namespace
+
+// Forwards libvirt's callbacks to a plugin until detached (see the header).
+struct hostlet_virt_sink {
+  std::mutex mu;
+  std::condition_variable idle;
+  hostlet_virt_sink_ops ops{};
+  void* arg = nullptr;
+  bool detached = false;
+  int busy = 0;  // forwards running now
+  // What to deregister; written by register, read by close (a later thread).
+  std::vector<int> callback_ids;
+  bool close_registered = false;
+};
+
+namespace {
+
+using Sink = hostlet_virt_sink;
+
 struct Bridge {
   std::mutex mu;
   bool registered = false;
@@ -104,7 +129,14 @@ struct Bridge {
   std::vector<std::unique_ptr<TimeoutRec>> doomed_timeouts;
   FreeList frees;
   DoneList dones;  // release() callbacks to run on the loop
+  // Closes running on threads of this library; the last release waits for them.
+  size_t closes_running = 0;
+  bool detach_waiting = false;   // the last release came while closes ran
+  DoneList waiting_dones;        // its callbacks
+  std::vector<Sink*> dead_sinks;  // deregistered; freed on the loop
+  size_t sinks = 0;
   Batch* batch = nullptr;  // set while a detach closes handles
+  std::vector<Batch*> batches;  // detaches whose handles are still closing
   size_t open_uv = 0;
   unsigned long long dispatched = 0;
 
@@ -121,7 +153,13 @@ void on_closed(uv_handle_t* h) {
   auto* batch = static_cast<Batch*>(h->data);
   std::free(h);
   if (batch && --batch->left == 0) {
-    DoneList dones = std::move(batch->dones);
+    DoneList dones;
+    {
+      Bridge& b = bridge();
+      std::lock_guard lk(b.mu);
+      dones = std::move(batch->dones);
+      b.batches.erase(std::remove(b.batches.begin(), b.batches.end(), batch), b.batches.end());
+    }
     delete batch;
     for (auto& [done, arg] : dones) done(arg);
   }
@@ -266,16 +304,53 @@ void run_frees(Bridge& b, std::unique_lock<std::mutex>& lk) {
   }
 }
 
+void detach(Bridge& b, std::unique_lock<std::mutex>& lk, DoneList dones);
+
+// Frees sinks whose callbacks are deregistered. On the loop, because libvirt
+// dispatches domain events there: one being dispatched now has returned.
+void free_dead_sinks(Bridge& b) {
+  for (Sink* s : b.dead_sinks) delete s;
+  b.sinks -= b.dead_sinks.size();
+  b.dead_sinks.clear();
+}
+
 void on_async(uv_async_t*) {
   Bridge& b = bridge();
   std::unique_lock lk(b.mu);
   if (!b.loop) return;
   sync_all(b);
   run_frees(b, lk);
+  free_dead_sinks(b);
   DoneList dones;
   dones.swap(b.dones);
+  if (b.detach_waiting && b.refs > 0) {  // acquired again meanwhile: no detach after all
+    b.detach_waiting = false;
+    dones.insert(dones.end(), b.waiting_dones.begin(), b.waiting_dones.end());
+    b.waiting_dones.clear();
+  } else if (b.detach_waiting && b.closes_running == 0) {
+    b.detach_waiting = false;
+    DoneList waiting;
+    waiting.swap(b.waiting_dones);
+    detach(b, lk, std::move(waiting));
+  }
   lk.unlock();
   for (auto& [done, arg] : dones) done(arg);
+}
+
+// Runs fn on a thread of this library, counted in closes_running.
+void run_close(std::function<void()> fn) {
+  Bridge& b = bridge();
+  {
+    std::lock_guard lk(b.mu);
+    b.closes_running++;
+  }
+  std::thread([fn = std::move(fn)] {
+    fn();
+    Bridge& b = bridge();
+    std::lock_guard lk(b.mu);
+    b.closes_running--;
+    wake(b);
+  }).detach();
 }
 
 // ---- the six functions libvirt calls, from any thread ----
@@ -375,6 +450,7 @@ extern "C" int hostlet_virt_events_acquire(uv_loop_t* loop) {
     if (b.loop && b.loop != loop) return -EBUSY;
     if (b.loop) {
       b.refs++;
+      if (b.detach_waiting) wake(b);  // on_async cancels the pending detach
       return 0;
     }
     auto* a = alloc_uv<uv_async_t>();
@@ -412,18 +488,44 @@ extern "C" void hostlet_virt_events_release(void (*done)(void*), void* arg) {
     if (done) done(arg);
     return;
   }
-  if (--b.refs > 0) {
-    if (done) b.dones.emplace_back(done, arg);
+  if (--b.refs > 0 || b.closes_running > 0) {
+    // Not the last, or closes still run (they may remove records; their free
+    // callbacks need the loop): on_async finishes.
+    if (b.refs == 0) {
+      b.detach_waiting = true;
+      if (done) b.waiting_dones.emplace_back(done, arg);
+    } else if (done) {
+      b.dones.emplace_back(done, arg);
+    }
     wake(b);
     return;
   }
+  detach(b, lk, done ? DoneList{{done, arg}} : DoneList{});
+}
+
+extern "C" void hostlet_virt_events_cancel_done(void* arg) {
+  Bridge& b = bridge();
+  std::lock_guard lk(b.mu);
+  auto drop = [arg](DoneList& l) {
+    l.erase(std::remove_if(l.begin(), l.end(), [arg](const auto& d) { return d.second == arg; }), l.end());
+  };
+  drop(b.dones);
+  drop(b.waiting_dones);
+  for (Batch* batch : b.batches) drop(batch->dones);
+}
+
+namespace {
+
+// Closes every uv handle; records stay for libvirt. `dones` run once all are closed.
+void detach(Bridge& b, std::unique_lock<std::mutex>& lk, DoneList dones) {
   sync_all(b);
   run_frees(b, lk);
-  // Detach: close every uv handle; records stay for libvirt. Callbacks of
-  // earlier releases still waiting for the async go with this batch.
+  free_dead_sinks(b);
   auto* batch = new Batch;
-  batch->dones.swap(b.dones);
-  if (done) batch->dones.emplace_back(done, arg);
+  batch->dones = std::move(dones);
+  batch->dones.insert(batch->dones.end(), b.dones.begin(), b.dones.end());
+  b.dones.clear();
+  b.batches.push_back(batch);
   b.batch = batch;
   for (auto& [id, r] : b.handles) {
     r->poll.reset();
@@ -440,7 +542,165 @@ extern "C" void hostlet_virt_events_release(void (*done)(void*), void* arg) {
   b.batch = nullptr;
   b.loop = nullptr;
   b.loop_thread = {};
-  // batch->left >= 1 (the async handle): done runs from the last close callback.
+  // batch->left >= 1 (the async handle): its dones run from the last close callback.
+}
+
+// ---- sinks ----
+
+thread_local const Sink* t_forwarding = nullptr;
+
+template <class F> void forward(Sink* s, F&& call) {
+  {
+    std::lock_guard lk(s->mu);
+    if (s->detached) return;
+    s->busy++;
+  }
+  const Sink* outer = std::exchange(t_forwarding, s);
+  call(s->ops, s->arg);
+  t_forwarding = outer;
+  std::lock_guard lk(s->mu);
+  if (--s->busy == 0) s->idle.notify_all();
+}
+
+void close_tramp(virConnectPtr, int reason, void* opaque) {
+  forward(static_cast<Sink*>(opaque), [&](const hostlet_virt_sink_ops& o, void* a) {
+    if (o.closed) o.closed(a, reason);
+  });
+}
+void lifecycle_tramp(virConnectPtr, virDomainPtr dom, int event, int detail, void* opaque) {
+  forward(static_cast<Sink*>(opaque), [&](const hostlet_virt_sink_ops& o, void* a) {
+    if (o.lifecycle) o.lifecycle(a, dom, event, detail);
+  });
+}
+void reboot_tramp(virConnectPtr, virDomainPtr dom, void* opaque) {
+  forward(static_cast<Sink*>(opaque), [&](const hostlet_virt_sink_ops& o, void* a) {
+    if (o.reboot) o.reboot(a, dom);
+  });
+}
+void watchdog_tramp(virConnectPtr, virDomainPtr dom, int action, void* opaque) {
+  forward(static_cast<Sink*>(opaque), [&](const hostlet_virt_sink_ops& o, void* a) {
+    if (o.watchdog) o.watchdog(a, dom, action);
+  });
+}
+
+void append_error(char* err, size_t errlen, const char* what) {
+  if (!err || errlen == 0) return;
+  virErrorPtr e = virGetLastError();
+  size_t used = std::strlen(err);
+  if (used + 1 >= errlen) return;
+  std::snprintf(err + used, errlen - used, "%s%s: %s", used ? "; " : "", what,
+                e && e->message ? e->message : "unknown error");
+  virResetLastError();
+}
+
+}  // namespace
+
+extern "C" hostlet_virt_sink* hostlet_virt_sink_new(const hostlet_virt_sink_ops* ops, void* arg) {
+  auto* s = new (std::nothrow) Sink;
+  if (!s) return nullptr;
+  if (ops) s->ops = *ops;
+  s->arg = arg;
+  Bridge& b = bridge();
+  std::lock_guard lk(b.mu);
+  b.sinks++;
+  return s;
+}
+
+extern "C" unsigned hostlet_virt_sink_register(hostlet_virt_sink* s, virConnectPtr conn, int domain_events,
+                                               char* err, size_t errlen) {
+  if (err && errlen) err[0] = '\0';
+  if (!s || !conn) return 0;
+  unsigned got = 0;
+  if (virConnectRegisterCloseCallback(conn, close_tramp, s, nullptr) == 0) got |= HOSTLET_VIRT_SINK_CLOSE;
+  else append_error(err, errlen, "close callback");
+  std::vector<int> ids;
+  if (domain_events) {
+    struct {
+      int id;
+      virConnectDomainEventGenericCallback cb;
+      unsigned bit;
+      const char* what;
+    } const wanted[] = {
+        {VIR_DOMAIN_EVENT_ID_LIFECYCLE, VIR_DOMAIN_EVENT_CALLBACK(lifecycle_tramp), HOSTLET_VIRT_SINK_LIFECYCLE,
+         "lifecycle events"},
+        {VIR_DOMAIN_EVENT_ID_REBOOT, VIR_DOMAIN_EVENT_CALLBACK(reboot_tramp), HOSTLET_VIRT_SINK_REBOOT,
+         "reboot events"},
+        {VIR_DOMAIN_EVENT_ID_WATCHDOG, VIR_DOMAIN_EVENT_CALLBACK(watchdog_tramp), HOSTLET_VIRT_SINK_WATCHDOG,
+         "watchdog events"},
+    };
+    for (const auto& w : wanted) {
+      int id = virConnectDomainEventRegisterAny(conn, nullptr, w.id, w.cb, s, nullptr);
+      if (id >= 0) {
+        ids.push_back(id);
+        got |= w.bit;
+      } else {
+        append_error(err, errlen, w.what);
+      }
+    }
+  }
+  std::lock_guard lk(s->mu);
+  s->close_registered = (got & HOSTLET_VIRT_SINK_CLOSE) != 0;
+  s->callback_ids = std::move(ids);
+  return got;
+}
+
+extern "C" void hostlet_virt_sink_detach(hostlet_virt_sink* s) {
+  if (!s) return;
+  std::unique_lock lk(s->mu);
+  s->detached = true;
+  const int self = t_forwarding == s ? 1 : 0;
+  s->idle.wait(lk, [&] { return s->busy <= self; });
+}
+
+extern "C" void hostlet_virt_sink_close(hostlet_virt_sink* s, virConnectPtr conn) {
+  if (!s) {
+    if (conn) hostlet_virt_conn_unref(conn);
+    return;
+  }
+  hostlet_virt_sink_detach(s);
+  run_close([s, conn] {
+    std::vector<int> ids;
+    bool close_registered;
+    {
+      std::lock_guard lk(s->mu);
+      ids = s->callback_ids;
+      close_registered = s->close_registered;
+    }
+    if (conn) {
+      // Local deregistration comes first; the daemon round trip may fail on a dead connection.
+      for (int id : ids) virConnectDomainEventDeregisterAny(conn, id);
+      if (close_registered) virConnectUnregisterCloseCallback(conn, close_tramp);
+      virConnectClose(conn);
+      virResetLastError();
+    }
+    Bridge& b = bridge();
+    std::lock_guard lk(b.mu);
+    if (b.loop) {
+      b.dead_sinks.push_back(s);  // freed on the loop (wake comes from run_close)
+    } else {
+      delete s;  // no loop: nothing can be dispatching
+      b.sinks--;
+    }
+  });
+}
+
+extern "C" void hostlet_virt_conn_unref(virConnectPtr conn) {
+  if (!conn) return;
+  bool on_loop;
+  {
+    Bridge& b = bridge();
+    std::lock_guard lk(b.mu);
+    on_loop = b.on_loop();
+  }
+  if (!on_loop) {
+    virConnectClose(conn);
+    virResetLastError();
+    return;
+  }
+  run_close([conn] {
+    virConnectClose(conn);
+    virResetLastError();
+  });
 }
 
 extern "C" void hostlet_virt_events_get_info(hostlet_virt_events_info* out) {
@@ -454,4 +714,6 @@ extern "C" void hostlet_virt_events_get_info(hostlet_virt_events_info* out) {
   out->pending_frees = b.frees.size();
   out->open_uv_handles = b.open_uv;
   out->dispatched = b.dispatched;
+  out->closes_running = b.closes_running;
+  out->sinks = b.sinks;
 }

@@ -7,6 +7,8 @@
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
 
+#include "event_bridge.hpp"
+
 #include <hostlet/plugin.hpp>
 #include <nlohmann/json.hpp>
 
@@ -47,7 +49,8 @@ struct DomainFree {
 using DomainPtr = std::unique_ptr<virDomain, DomainFree>;
 
 // A counted reference to a connection. Dropping the last reference of a
-// remote connection talks to the daemon: do it on a pool thread.
+// remote connection talks to the daemon: on the loop thread the bridge does
+// it on a thread of its own (hostlet_virt_conn_unref).
 class ConnRef {
  public:
   ConnRef() = default;
@@ -67,7 +70,7 @@ class ConnRef {
   ConnRef& operator=(const ConnRef&) = delete;
   ~ConnRef() { reset(); }
   void reset() {
-    if (c_) virConnectClose(c_);
+    if (c_) hostlet_virt_conn_unref(c_);
     c_ = nullptr;
   }
   virConnectPtr get() const { return c_; }

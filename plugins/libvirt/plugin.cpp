@@ -26,16 +26,18 @@
 // connections are thread-safe). libvirt's event loop runs on the agent's loop
 // through the hostlet-virt-events bridge, so domain events, keepalive and
 // the close callback need no thread of their own. Every blocking libvirt call
-// (open, every action, stats, close) runs on a pool thread: actions and stats
-// through the instance's lane (host offload), connection teardown with a
-// plain uv_queue_work (it must happen even when the lane is full or the
-// instance is stopping). The close callback, which may run on a pool thread,
-// is handed to the loop with post(). While disconnected, actions fail at once.
+// (open, every action, stats) runs on a pool thread through the instance's
+// lane (host offload); closing a connection runs on a thread of the bridge.
+// The close callback, which may run on a pool thread, is handed to the loop
+// with post(). While disconnected, actions fail at once.
 //
-// Stop waits for every offloaded item of this instance to be gone (timed-out
-// ones included), closes the connection on a pool thread, then releases the
-// bridge and reports stopped from the bridge's close callback: no code of
-// this .so runs after stopped(), so the host may unload it.
+// libvirt never holds a pointer into this .so: its callbacks are the
+// bridge's, forwarding through a sink that is detached synchronously when a
+// connection is dropped. Stop waits for every offloaded item of this instance
+// to be gone (timed-out ones included: they hold a reference to the
+// connection), drops the connection, then releases the bridge, which reports
+// stopped from its own code once the close has finished and its handles are
+// closed: no code of this .so runs after stopped(), so the host may unload it.
 #include "connection.hpp"
 #include "event_bridge.hpp"
 #include "ops.hpp"
@@ -56,14 +58,8 @@
 namespace hostlet_virt {
 namespace {
 
-class Virt;
-
-// Dropping a ConnectionPtr closes the connection on a pool thread.
-struct Retire {
-  Virt* v = nullptr;
-  void operator()(Connection* c) const;
-};
-using ConnectionPtr = std::unique_ptr<Connection, Retire>;
+// Dropping a ConnectionPtr detaches its callbacks and closes it on a thread of the bridge.
+using ConnectionPtr = std::unique_ptr<Connection>;
 
 class Virt final : public hostlet::Plugin, private Listener {
  public:
@@ -75,7 +71,6 @@ class Virt final : public hostlet::Plugin, private Listener {
  private:
   enum class Phase { idle, connecting, connected, waiting, stopping };
 
-  friend struct Retire;
   struct OpenResult {
     ConnectionPtr conn;
     std::string error;
@@ -103,7 +98,6 @@ class Virt final : public hostlet::Plugin, private Listener {
   void connect_failed(const std::string& error);
   void schedule_retry();
   void on_lost(uint64_t gen, int reason);
-  void retire(Connection* c);
   void use(ConnectionPtr c);
   std::string not_connected() const;
 
@@ -131,7 +125,7 @@ class Virt final : public hostlet::Plugin, private Listener {
   uv_loop_t* loop_;
 
   Phase phase_ = Phase::idle;
-  ConnectionPtr conn_{nullptr, Retire{this}};
+  ConnectionPtr conn_;
   uint64_t gen_ = 0;         // generation of the latest open
   uint64_t closed_gen_ = 0;  // a close callback for a connection still being opened
   uint64_t backoff_ms_;
@@ -145,15 +139,12 @@ class Virt final : public hostlet::Plugin, private Listener {
   uint64_t stats_skipped_ = 0, events_dropped_ = 0;
 
   size_t tokens_ = 0;
-  size_t teardowns_ = 0;
   uint64_t next_work_ = 1;
   std::unordered_map<uint64_t, hostlet_work*> works_;
   bool bridge_acquired_ = false;
   bool releasing_ = false;
   std::function<void()> stopped_;
 };
-
-void Retire::operator()(Connection* c) const { v->retire(c); }
 
 std::string lower_words(std::vector<std::string> v) {
   std::string s;
@@ -187,7 +178,13 @@ Virt::Virt(hostlet::Host& host) : Plugin(host), loop_(static_cast<uv_loop_t*>(ho
   host.action("connection.info", [this](hostlet::Call& call) { connection_info(call); });
 }
 
-Virt::~Virt() = default;
+Virt::~Virt() {
+  // Normally stop has released everything. A host that gave up waiting for
+  // stopped() destroys the instance anyway: then forget the pending done and let go.
+  hostlet_virt_events_cancel_done(this);
+  conn_.reset();
+  if (bridge_acquired_) hostlet_virt_events_release(nullptr, nullptr);
+}
 
 int Virt::start() {
   int r = hostlet_virt_events_acquire(loop_);
@@ -221,10 +218,9 @@ void Virt::connect() {
   phase_ = Phase::connecting;
   const uint64_t gen = ++gen_;
   int r = offload(
-      [settings = settings_, listener = static_cast<Listener*>(this), gen, retire = Retire{this},
-       token = Token(this)]() {
+      [settings = settings_, listener = static_cast<Listener*>(this), gen, token = Token(this)]() {
         OpenResult res;
-        res.conn = ConnectionPtr(Connection::open(settings, listener, gen, &res.error), retire);
+        res.conn.reset(Connection::open(settings, listener, gen, &res.error));
         return res;
       },
       [this](int status, OpenResult res) { on_open_done(status, std::move(res)); });
@@ -303,33 +299,6 @@ void Virt::on_lost(uint64_t gen, int reason) {
   publish("connection.lost", {{"uri", settings_.uri}, {"reason", why}});
   backoff_ms_ = reconnect_min_ms_;
   schedule_retry();
-}
-
-void Virt::retire(Connection* c) {
-  if (!c) return;
-  struct Job {
-    Virt* v;
-    Connection* c;
-    uv_work_t req;
-  };
-  auto* job = new Job{this, c, {}};
-  job->req.data = job;
-  teardowns_++;
-  int r = uv_queue_work(
-      loop_, &job->req, [](uv_work_t* req) { static_cast<Job*>(req->data)->c->close(); },
-      [](uv_work_t* req, int) {
-        std::unique_ptr<Job> j(static_cast<Job*>(req->data));
-        delete j->c;
-        j->v->teardowns_--;
-        j->v->maybe_stopped();
-      });
-  if (r != 0) {  // cannot happen with valid arguments; never leak the callbacks on a live connection
-    host().error("uv_queue_work: %s; closing the connection on the loop", uv_strerror(r));
-    c->close();
-    delete c;
-    delete job;
-    teardowns_--;
-  }
 }
 
 std::string Virt::not_connected() const {
@@ -496,12 +465,11 @@ void Virt::token_released() {
 void Virt::maybe_stopped() {
   if (phase_ != Phase::stopping || !stopped_ || releasing_) return;
   if (tokens_ > 0) return;
-  conn_.reset();  // after the last call that could still use it
-  if (teardowns_ > 0) return;
   releasing_ = true;
+  conn_.reset();  // after the last call that could still use it
   if (bridge_acquired_) {
     bridge_acquired_ = false;
-    hostlet_virt_events_release(&Virt::bridge_released, this);  // done runs later, from the bridge
+    hostlet_virt_events_release(&Virt::bridge_released, this);  // done runs later, from the bridge's code
   } else {
     bridge_released(this);
   }
