@@ -198,10 +198,14 @@ class UnixSock final : public Plugin, public ConnectionOwner {
   void stop(std::function<void()> stopped) override;
 
  private:
+  // An `ack: done` notification waiting for its event's outcome. Owned by
+  // acks_ so that any the host never completes (it skips the callbacks of a
+  // destroyed instance) are freed with the instance.
   struct PendingAck {
     UnixSock* self;
     Connection* conn;
     std::string id_json;
+    std::list<PendingAck>::iterator it;
   };
 
   // ConnectionOwner
@@ -255,6 +259,7 @@ class UnixSock final : public Plugin, public ConnectionOwner {
   ino_t sock_ino_ = 0;
 
   std::list<Connection> conns_;
+  std::list<PendingAck> acks_;
   size_t open_conns_ = 0;  // admitted and not yet closed
   uint64_t serial_ = 0;
   std::vector<Connection*> to_flush_, flushing_;
@@ -526,7 +531,8 @@ void UnixSock::on_line(Connection& c, std::string_view line) {
       }
       break;
     case Ack::done: {
-      auto* p = new PendingAck{this, &c, note_.id_json};
+      PendingAck* p = &acks_.emplace_back(PendingAck{this, &c, note_.id_json, {}});
+      p->it = std::prev(acks_.end());
       c.pending_add();  // before publishing, in case the host answers at once
       r = api->publish_tracked(h, note_.type.c_str(), cattrs_.data(), cattrs_.size(), &UnixSock::on_event_done, p,
                                &id);
@@ -534,7 +540,7 @@ void UnixSock::on_line(Connection& c, std::string_view line) {
         n_.accepted++;
         return;
       }
-      delete p;
+      acks_.erase(p->it);
       c.pending_done();
       break;
     }
@@ -545,7 +551,7 @@ void UnixSock::on_line(Connection& c, std::string_view line) {
 }
 
 void UnixSock::on_event_done(void* arg, uint64_t event_id, const hostlet_outcome* outcomes, size_t n) {
-  std::unique_ptr<PendingAck> p(static_cast<PendingAck*>(arg));
+  auto* p = static_cast<PendingAck*>(arg);
   UnixSock* self = p->self;
   Connection& c = *p->conn;
   self->host().guard("ack done reply", [&] {
@@ -554,6 +560,7 @@ void UnixSock::on_event_done(void* arg, uint64_t event_id, const hostlet_outcome
     self->n_.replies++;
     c.queued();
   });
+  self->acks_.erase(p->it);
   c.pending_done();
   self->free_if_done(c);
   if (self->stopping_) self->maybe_stopped();
