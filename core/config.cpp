@@ -712,11 +712,22 @@ void parse_do(Reporter& r, const Entry& d, RuleSection& rule) {
   }
 }
 
-// `${` must be closed; the rules engine owns the rest of the template syntax.
+// The template syntax the rules engine reads (core/rules.cpp): "${name}"
+// substitutes, "$$" is a literal '$', a lone '$' is literal. Checked here too
+// so that a mistake is reported with its line and column.
 std::string template_problem(const std::string& s) {
-  for (size_t i = s.find("${"); i != std::string::npos; i = s.find("${", i + 2)) {
-    if (s.find('}', i + 2) == std::string::npos)
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '$') continue;
+    if (i + 1 < s.size() && s[i + 1] == '$') {
+      ++i;
+      continue;
+    }
+    if (i + 1 >= s.size() || s[i + 1] != '{') continue;
+    const size_t end = s.find('}', i + 2);
+    if (end == std::string::npos)
       return "unterminated '${' at position " + std::to_string(i + 1) + " in '" + s + "'";
+    if (end == i + 2) return "empty '${}' at position " + std::to_string(i + 1) + " in '" + s + "'";
+    i = end;
   }
   return {};
 }

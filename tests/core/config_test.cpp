@@ -591,10 +591,14 @@ TEST_CASE("config: attrs and with are mappings of strings") {
         "test.yaml:1:47: rules[0].with: duplicate key 'a' (first at line 1)");
   CHECK(only_error("rules: [{on: {type: a}, do: x.y, with: {a: 'x ${name'}}]\n") ==
         "test.yaml:1:44: rules[0].with.a: unterminated '${' at position 3 in 'x ${name'");
-  const Parsed p = parse("rules: [{on: {type: a}, do: x.y, with: {n: 5, t: 'a ${b} c'}}]\n");
+  CHECK(only_error("rules: [{on: {type: a}, do: x.y, with: {a: 'x${}'}}]\n") ==
+        "test.yaml:1:44: rules[0].with.a: empty '${}' at position 2 in 'x${}'");
+  const Parsed p = parse(
+      "rules: [{on: {type: a}, do: x.y, with: {n: 5, t: 'a ${b} c', d: '$${x $ $'}}]\n");
+  CAPTURE(p.lines());
   REQUIRE(p.ok);
   using Pairs = std::vector<std::pair<std::string, std::string>>;
-  CHECK(p.cfg.rules[0].with == Pairs{{"n", "5"}, {"t", "a ${b} c"}});
+  CHECK(p.cfg.rules[0].with == Pairs{{"n", "5"}, {"t", "a ${b} c"}, {"d", "$${x $ $"}});
 }
 
 TEST_CASE("config: rate_limit is per second, or N/s, N/m, N/h") {
