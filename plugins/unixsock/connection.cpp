@@ -31,6 +31,7 @@ int Connection::init(uv_loop_t* loop) {
     initialized_ = true;
     pipe_.data = this;
     wreq_.data = this;
+    sreq_.data = this;
   }
   return r;
 }
@@ -57,20 +58,24 @@ void Connection::alloc_cb(uv_handle_t* h, size_t, uv_buf_t* buf) {
 
 void Connection::read_cb(uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
   auto* c = static_cast<Connection*>(s->data);
-  if (n > 0) {
-    c->on_data(buf->base, static_cast<size_t>(n));
-  } else if (n == UV_EOF) {
-    // The client finished sending (maybe only its half: it may still read).
-    // A last line without '\n' counts; then replies drain and the connection closes.
-    if (!c->in_.empty()) {
-      std::string last = std::move(c->in_);
-      c->in_.clear();
-      c->line(last);
-    }
-    c->drain_and_close();
-  } else if (n < 0) {
-    c->close();  // reset by the peer, or another error: nobody to answer
+  if (c->discard_) {
+    if (n < 0) c->close();  // the client closed (or reset) after its error line
+    return;
   }
+  if (n > 0) c->on_data(buf->base, static_cast<size_t>(n));
+  else if (n == UV_EOF) c->on_eof();
+  else if (n < 0) c->close();  // reset by the peer, or another error: nobody to answer
+}
+
+// The client finished sending (maybe only its half: it may still read). A last
+// line without '\n' counts; once every line is handled and every reply
+// written, the connection closes.
+void Connection::on_eof() {
+  reading_ = false;  // libuv stops reading at EOF
+  eof_ = true;
+  if (!in_.empty()) in_.push_back('\n');
+  paused_ = true;  // maybe_resume() handles what is left, as after a pause
+  maybe_resume();
 }
 
 void Connection::on_data(const char* data, size_t n) {
@@ -86,14 +91,20 @@ void Connection::on_data(const char* data, size_t n) {
     size_t k = static_cast<size_t>(nl - data);
     if (in_.size() + k > limits_.max_line) return too_long();
     if (must_pause()) {
+      limit_pause_ = true;
       in_.append(data, n);
       return pause();
     }
     in_.append(data, k);
     processing_ = true;
-    line(in_);
+    bool took = line(in_);
     processing_ = false;
+    if (!took) {
+      in_.append(data + k, n - k);  // the refused line, its '\n' and the rest
+      return pause();
+    }
     in_.clear();
+    if (closing()) return;
     data += k + 1;
     n -= k + 1;
   }
@@ -108,6 +119,7 @@ size_t Connection::process(const char* data, size_t n) {
   size_t off = 0;
   while (off < n && !stopped_ && !closing()) {
     if (must_pause()) {
+      limit_pause_ = true;
       pause();
       break;
     }
@@ -120,18 +132,22 @@ size_t Connection::process(const char* data, size_t n) {
       off = n;
       break;
     }
-    line(std::string_view(p, len));
+    if (!line(std::string_view(p, len))) {
+      pause();  // refused: offered again on retry()
+      break;
+    }
     off += len + 1;
   }
   processing_ = false;
   return off;
 }
 
-void Connection::line(std::string_view l) {
+bool Connection::line(std::string_view l) {
   if (!l.empty() && l.back() == '\r') l.remove_suffix(1);
-  if (blank(l)) return;
+  if (blank(l)) return true;
+  if (!owner_.on_line(*this, l)) return false;
   lines++;
-  owner_.on_line(*this, l);
+  return true;
 }
 
 bool Connection::must_pause() const {
@@ -146,16 +162,20 @@ void Connection::pause() {
   }
 }
 
-// Resumes once the backlog fell well below the limits, so that a client at the
-// limit does not flip reading on and off for every single reply.
+// After a pause for max_pending / max_write_buffer, reading resumes only once
+// the backlog fell to half the limit, so that a client at the limit does not
+// flip reading on and off for every single reply.
 void Connection::maybe_resume() {
   if (!paused_ || processing_ || stopped_ || closing()) return;
-  if (pending_ > limits_.max_pending / 2 || queued_bytes() > limits_.max_write_buffer / 2) return;
+  if (must_pause()) return;
+  if (limit_pause_ && (pending_ > limits_.max_pending / 2 || queued_bytes() > limits_.max_write_buffer / 2)) return;
   paused_ = false;
+  limit_pause_ = false;
   size_t used = process(in_.data(), in_.size());
   if (closing()) return;
   in_.erase(0, used);
   if (paused_ || stopped_) return;
+  if (eof_) return drain_and_close();
   if (in_.size() > limits_.max_line) return too_long();
   if (uv_read_start(stream(), &Connection::alloc_cb, &Connection::read_cb) == 0) reading_ = true;
   else close();
@@ -220,7 +240,7 @@ void Connection::write_cb(uv_write_t* req, int status) {
 void Connection::after_output() {
   if (queued_bytes() > 0) return;
   output_waiting_ = false;
-  if (close_after_flush_) return close();
+  if (close_after_flush_) return start_shutdown();
   if (close_when_drained_ && pending_ == 0) return close();
   maybe_resume();
 }
@@ -252,8 +272,22 @@ void Connection::close_after_flush(uint64_t now_ms) {
   stop_reading();
   close_after_flush_ = true;
   closing_since_ms_ = now_ms;
-  if (queued_bytes() == 0) close();
+  discard_ = true;
+  if (uv_read_start(stream(), &Connection::alloc_cb, &Connection::read_cb) == 0) reading_ = true;
+  if (queued_bytes() == 0) start_shutdown();
   else queued();
+}
+
+void Connection::start_shutdown() {
+  if (shutdown_started_ || closing_) return;
+  shutdown_started_ = true;
+  if (uv_shutdown(&sreq_, stream(), &Connection::shutdown_cb) != 0) close();
+}
+
+void Connection::shutdown_cb(uv_shutdown_t* req, int status) {
+  auto* c = static_cast<Connection*>(req->data);
+  if (status < 0 && status != UV_ECANCELED) c->close();
+  // else: wait for the client's EOF (read_cb in discard mode) or the linger deadline
 }
 
 void Connection::close() {
@@ -275,7 +309,8 @@ Connection::Timeout Connection::expired(uint64_t now_ms, uint64_t linger_ms) con
   uint64_t idle = limits_.idle_timeout_ms;
   if (idle == 0) return Timeout::none;
   if (output_waiting_ && now_ms - output_since_ms_ >= idle) return Timeout::stuck_output;
-  if (pending_ == 0 && !output_waiting_ && !close_when_drained_ && now_ms - last_input_ms_ >= idle)
+  if (pending_ == 0 && !output_waiting_ && !close_when_drained_ && refused_since_ms == 0 &&
+      now_ms - last_input_ms_ >= idle)
     return Timeout::idle;
   return Timeout::none;
 }

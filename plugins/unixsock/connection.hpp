@@ -35,7 +35,10 @@ class Connection;
 class ConnectionOwner {
  public:
   // One complete line, without '\n' and a trailing '\r', never blank.
-  virtual void on_line(Connection& c, std::string_view line) = 0;
+  // Returns false to refuse it for now (the agent's event queue is full): the
+  // connection then stops reading, keeps the line, and offers it again when
+  // the owner calls retry().
+  virtual bool on_line(Connection& c, std::string_view line) = 0;
   // The client sent more than max_line bytes without a newline; the owner
   // queues an error reply; the connection then closes itself.
   virtual void on_line_too_long(Connection& c) = 0;
@@ -77,12 +80,19 @@ class Connection {
   void flush();
   size_t queued_bytes() const { return out_.size() + (writing_ ? wbuf_.size() - wsent_ : 0); }
 
+  // Offers a refused line again (and reads on) unless a limit still holds.
+  void retry() { maybe_resume(); }
+
   // `ack: done` replies this connection waits for.
   void pending_add() { pending_++; }
   void pending_done();
   size_t pending() const { return pending_; }
 
-  // Reads no more; closes once the queued output is written (or after a linger deadline).
+  // Handles no more input; once the queued output (an error line) is written,
+  // shuts down the sending side and closes when the client closes, or after
+  // the linger deadline. Input meanwhile is read and discarded, because
+  // closing a Unix socket with unread input resets it, and the client could
+  // lose the error line.
   void close_after_flush(uint64_t now_ms);
   void close();
   bool closing() const { return closing_ || close_after_flush_; }
@@ -101,8 +111,10 @@ class Connection {
   // Which deadline, if any, has passed at now_ms (the owner's periodic sweep).
   Timeout expired(uint64_t now_ms, uint64_t linger_ms) const;
 
-  // Used by the owner's flush batching and its list of connections.
+  // Used by the owner's flush batching, its retry list and its list of connections.
   bool flush_wanted = false;
+  bool retry_wanted = false;
+  uint64_t refused_since_ms = 0;  // 0: the current line was not refused
   std::list<Connection>::iterator self;
 
   // Counted against max_connections (refused clients are not).
@@ -114,11 +126,14 @@ class Connection {
   static void read_cb(uv_stream_t* s, ssize_t n, const uv_buf_t* buf);
   static void write_cb(uv_write_t* req, int status);
   static void close_cb(uv_handle_t* h);
+  static void shutdown_cb(uv_shutdown_t* req, int status);
+  void start_shutdown();
 
   void on_data(const char* data, size_t n);
+  void on_eof();
   // Handles the complete lines of data[0, n); returns how many bytes it consumed.
   size_t process(const char* data, size_t n);
-  void line(std::string_view l);
+  bool line(std::string_view l);
   bool must_pause() const;
   void pause();
   void maybe_resume();
@@ -132,6 +147,7 @@ class Connection {
   uint64_t serial_;
   uv_pipe_t pipe_{};
   uv_write_t wreq_{};
+  uv_shutdown_t sreq_{};
   ucred peer_{-1, static_cast<uid_t>(-1), static_cast<gid_t>(-1)};
 
   std::string in_;    // unprocessed input: a partial line, or held lines while paused
@@ -147,12 +163,16 @@ class Connection {
   bool initialized_ = false;
   bool reading_ = false;
   bool paused_ = false;      // stopped reading for backpressure
+  bool limit_pause_ = false; // ... because of max_pending / max_write_buffer
+  bool eof_ = false;         // the client sent its last byte
   bool stopped_ = false;     // stopped reading for good (stop_reading / close_after_flush)
   bool processing_ = false;  // inside process(): no re-entrant resume
   bool writing_ = false;     // a uv_write is in flight
   bool output_waiting_ = false;   // output queued since output_since_ms_
   bool close_after_flush_ = false;
   bool close_when_drained_ = false;
+  bool discard_ = false;        // lingering after close_after_flush: input is dropped
+  bool shutdown_started_ = false;
   bool closing_ = false;     // uv_close called
   bool handle_closed_ = false;
 };

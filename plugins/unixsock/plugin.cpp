@@ -17,6 +17,7 @@
  *         max_pending: 128           # ack-done replies one connection may wait for
  *         max_write_buffer: 1MiB     # unsent replies one connection may have
  *         idle_timeout: 300s         # 0 = never
+ *         queue_wait: 5s             # how long a line may wait for room in the event queue
  *         drain_timeout: 2s          # at stop, for pending replies
  *
  * Protocol: newline-delimited JSON, one notification per line:
@@ -33,6 +34,11 @@
  *   {"id":7,"ok":true,"event":42,"results":[{"action":"virt.domain.start",
  *     "rule":"/etc/hostlet/hostlet.yaml:12","ok":true,"attrs":{},"data":...}]}
  *   {"id":7,"ok":false,"error":"attribute 'name' must be a string, not a number"}
+ *
+ * When the agent's event queue is full, a connection stops reading and offers
+ * its line again every millisecond (the kernel's socket buffer then pushes
+ * back on the client) for up to queue_wait; after that the line is answered
+ * {"ok":false,"error":"event queue full"} and the client may send it again.
  *
  * Each client is served on the agent's loop with libuv directly; protocol.cpp
  * parses lines, connection.cpp frames, buffers and bounds them, and this file
@@ -97,6 +103,10 @@ const hostlet_config_key kConfig[] = {
      "close a connection that sends nothing and waits for nothing this long, or whose replies stay unread "
      "this long; 0 = never",
      0, 7LL * 24 * 3600 * 1000, 0},
+    {"queue_wait", HOSTLET_CONFIG_DURATION, "5s",
+     "when the agent's event queue is full, how long a line waits for room (the connection is not read "
+     "meanwhile) before it is answered \"event queue full\"; 0 = answer at once",
+     0, 600LL * 1000, 0},
     {"drain_timeout", HOSTLET_CONFIG_DURATION, "2s",
      "at stop: how long connections may wait for their pending replies before they are closed", 0,
      600LL * 1000, 0},
@@ -106,7 +116,7 @@ const hostlet_config_key kConfig[] = {
 const hostlet_action_info kActions[] = {
     {"stats", "",
      "this instance's counters: connections, open, refused_peer, refused_limit, accepted, rejected, "
-     "queue_full, replies, too_long, idle_closed, stuck_closed"},
+     "queue_waits, queue_full, replies, too_long, idle_closed, stuck_closed"},
     {nullptr, nullptr, nullptr},
 };
 
@@ -182,7 +192,8 @@ struct Counters {
   uint64_t refused_limit = 0;  // over max_connections
   uint64_t accepted = 0;       // notifications published
   uint64_t rejected = 0;       // lines answered with an error
-  uint64_t queue_full = 0;     // of which: the event bus was full
+  uint64_t queue_waits = 0;    // lines that found the event queue full and waited
+  uint64_t queue_full = 0;     // lines refused because it stayed full past queue_wait
   uint64_t replies = 0;        // reply lines queued
   uint64_t too_long = 0;
   uint64_t idle_closed = 0;
@@ -209,7 +220,7 @@ class UnixSock final : public Plugin, public ConnectionOwner {
   };
 
   // ConnectionOwner
-  void on_line(Connection& c, std::string_view line) override;
+  bool on_line(Connection& c, std::string_view line) override;
   void on_line_too_long(Connection& c) override;
   void want_flush(Connection& c) override;
   void on_closed(Connection& c) override;
@@ -218,6 +229,7 @@ class UnixSock final : public Plugin, public ConnectionOwner {
   static void on_connection(uv_stream_t* server, int status);
   static void on_idle(uv_idle_t* idle);
   static void on_sweep(uv_timer_t* timer);
+  static void on_retry(uv_timer_t* timer);
   static void on_handle_closed(uv_handle_t* h);
   static void on_event_done(void* arg, uint64_t event_id, const hostlet_outcome* outcomes, size_t n);
   static void on_event_queued(void*, uint64_t, const hostlet_outcome*, size_t) {}
@@ -228,6 +240,8 @@ class UnixSock final : public Plugin, public ConnectionOwner {
   bool peer_allowed(const ucred& peer) const;
   void refuse(Connection& c, const std::string& message);
   void reply_error(Connection& c, std::string_view id_json, std::string_view message);
+  int publish(Connection& c);
+  void retry_later(Connection& c);
   void sweep();
   void free_if_done(Connection& c);
   void maybe_stopped();
@@ -246,13 +260,15 @@ class UnixSock final : public Plugin, public ConnectionOwner {
   Limits limits_;
   size_t max_connections_ = 256;
   uint64_t drain_timeout_ms_ = 2000;
+  uint64_t queue_wait_ms_ = 5000;
 
   // Loop state.
   uv_loop_t* loop_ = nullptr;
   uv_pipe_t server_{};
   uv_idle_t idle_{};
   uv_timer_t sweep_{};
-  bool server_open_ = false, idle_open_ = false, sweep_open_ = false;
+  uv_timer_t retry_{};
+  bool server_open_ = false, idle_open_ = false, sweep_open_ = false, retry_open_ = false;
   int open_handles_ = 0;
   bool bound_ = false;  // path_ is our socket file (remove it at stop)
   dev_t sock_dev_ = 0;
@@ -262,7 +278,7 @@ class UnixSock final : public Plugin, public ConnectionOwner {
   std::list<PendingAck> acks_;
   size_t open_conns_ = 0;  // admitted and not yet closed
   uint64_t serial_ = 0;
-  std::vector<Connection*> to_flush_, flushing_;
+  std::vector<Connection*> to_flush_, flushing_, to_retry_, retrying_;
   std::unique_ptr<char[]> rbuf_;
 
   // Per-line scratch, reused.
@@ -296,6 +312,7 @@ UnixSock::UnixSock(Host& host) : Plugin(host) {
   limits_.idle_timeout_ms = static_cast<uint64_t>(host.integer("idle_timeout"));
   max_connections_ = static_cast<size_t>(host.integer("max_connections"));
   drain_timeout_ms_ = static_cast<uint64_t>(host.integer("drain_timeout"));
+  queue_wait_ms_ = static_cast<uint64_t>(host.integer("queue_wait"));
   if (limits_.max_line < 1 || limits_.max_pending < 1 || max_connections_ < 1)
     throw Error(-EINVAL, "max_line, max_pending and max_connections must be at least 1");
 
@@ -308,6 +325,7 @@ UnixSock::UnixSock(Host& host) : Plugin(host) {
              {"refused_limit", s(n_.refused_limit)},
              {"accepted", s(n_.accepted)},
              {"rejected", s(n_.rejected)},
+             {"queue_waits", s(n_.queue_waits)},
              {"queue_full", s(n_.queue_full)},
              {"replies", s(n_.replies)},
              {"too_long", s(n_.too_long)},
@@ -331,6 +349,10 @@ int UnixSock::start() {
   uv_timer_init(loop_, &sweep_);
   sweep_.data = this;
   sweep_open_ = true;
+  open_handles_++;
+  uv_timer_init(loop_, &retry_);
+  retry_.data = this;
+  retry_open_ = true;
   open_handles_++;
 
   int r = listen_socket();
@@ -497,12 +519,42 @@ void UnixSock::reply_error(Connection& c, std::string_view id_json, std::string_
   c.queued();
 }
 
-void UnixSock::on_line(Connection& c, std::string_view line) {
+bool UnixSock::on_line(Connection& c, std::string_view line) {
   if (!parse_notification(line, note_, error_)) {
     n_.rejected++;
+    c.refused_since_ms = 0;
     host().debug("connection %llu: %s", static_cast<unsigned long long>(c.serial()), error_.c_str());
-    return reply_error(c, note_.id_json, error_);
+    reply_error(c, note_.id_json, error_);
+    return true;
   }
+  int r = publish(c);
+  if (r == -EAGAIN && queue_wait_ms_ > 0) {
+    // The event queue is full: keep the line and stop reading this client
+    // (its socket buffer fills and pushes back) until there is room again.
+    uint64_t t = now();
+    if (c.refused_since_ms == 0) {
+      c.refused_since_ms = t;
+      n_.queue_waits++;
+    }
+    if (t - c.refused_since_ms < queue_wait_ms_) {
+      retry_later(c);
+      return false;
+    }
+  }
+  c.refused_since_ms = 0;
+  if (r == 0) return true;
+  n_.rejected++;
+  if (r == -EAGAIN) {
+    n_.queue_full++;
+    if (limit_log_.allow(now()))
+      host().warn("event queue full for %llu ms: refusing notifications", static_cast<unsigned long long>(queue_wait_ms_));
+  }
+  reply_error(c, note_.id_json, publish_error(r));
+  return true;
+}
+
+// Publishes note_ for connection c as its ack asks; queues the accepted reply.
+int UnixSock::publish(Connection& c) {
   cattrs_.resize(note_.n_attrs);
   for (size_t i = 0; i < note_.n_attrs; i++)
     cattrs_[i] = {note_.attrs[i].first.c_str(), note_.attrs[i].second.c_str()};
@@ -513,21 +565,15 @@ void UnixSock::on_line(Connection& c, std::string_view line) {
   switch (note_.ack) {
     case Ack::none:
       r = api->publish(h, note_.type.c_str(), cattrs_.data(), cattrs_.size());
-      if (r == 0) {
-        n_.accepted++;
-        return;
-      }
       break;
     case Ack::accepted:
       // Tracked only to learn the event id for the reply.
       r = api->publish_tracked(h, note_.type.c_str(), cattrs_.data(), cattrs_.size(), &UnixSock::on_event_queued,
                                nullptr, &id);
       if (r == 0) {
-        n_.accepted++;
         append_accepted_reply(c.out(), note_.id_json, id);
         n_.replies++;
         c.queued();
-        return;
       }
       break;
     case Ack::done: {
@@ -536,18 +582,37 @@ void UnixSock::on_line(Connection& c, std::string_view line) {
       c.pending_add();  // before publishing, in case the host answers at once
       r = api->publish_tracked(h, note_.type.c_str(), cattrs_.data(), cattrs_.size(), &UnixSock::on_event_done, p,
                                &id);
-      if (r == 0) {
-        n_.accepted++;
-        return;
+      if (r != 0) {
+        acks_.erase(p->it);
+        c.pending_done();
       }
-      acks_.erase(p->it);
-      c.pending_done();
       break;
     }
   }
-  n_.rejected++;
-  if (r == -EAGAIN) n_.queue_full++;
-  reply_error(c, note_.id_json, publish_error(r));
+  if (r == 0) n_.accepted++;
+  return r;
+}
+
+void UnixSock::retry_later(Connection& c) {
+  if (!c.retry_wanted) {
+    c.retry_wanted = true;
+    to_retry_.push_back(&c);
+  }
+  if (retry_open_ && !uv_is_active(reinterpret_cast<uv_handle_t*>(&retry_)))
+    uv_timer_start(&retry_, &UnixSock::on_retry, 1, 0);
+}
+
+void UnixSock::on_retry(uv_timer_t* timer) {
+  auto* self = static_cast<UnixSock*>(timer->data);
+  self->retrying_.swap(self->to_retry_);
+  self->host().guard("retry", [&] {
+    for (Connection* c : self->retrying_) {
+      if (!c->retry_wanted) continue;
+      c->retry_wanted = false;
+      c->retry();
+    }
+  });
+  self->retrying_.clear();
 }
 
 void UnixSock::on_event_done(void* arg, uint64_t event_id, const hostlet_outcome* outcomes, size_t n) {
@@ -640,6 +705,7 @@ void UnixSock::on_closed(Connection& c) {
 void UnixSock::free_if_done(Connection& c) {
   if (!c.can_free()) return;
   if (c.flush_wanted) to_flush_.erase(std::remove(to_flush_.begin(), to_flush_.end(), &c), to_flush_.end());
+  if (c.retry_wanted) to_retry_.erase(std::remove(to_retry_.begin(), to_retry_.end(), &c), to_retry_.end());
   conns_.erase(c.self);
 }
 
@@ -681,6 +747,10 @@ void UnixSock::maybe_stopped() {
   if (sweep_open_) {
     sweep_open_ = false;
     close_handle(reinterpret_cast<uv_handle_t*>(&sweep_));
+  }
+  if (retry_open_) {
+    retry_open_ = false;
+    close_handle(reinterpret_cast<uv_handle_t*>(&retry_));
   }
   if (open_handles_ == 0) {
     stopped_called_ = true;

@@ -282,8 +282,8 @@ TEST_CASE("unixsock: 20000 pipelined lines are answered in order", "[unixsock]")
   CHECK(in.host.published() == static_cast<size_t>(n));
 }
 
-TEST_CASE("unixsock: a full event queue is refused explicitly, then accepted again", "[unixsock]") {
-  Instance in;
+TEST_CASE("unixsock: with queue_wait 0 a full event queue is refused at once, then accepted again", "[unixsock]") {
+  Instance in(Config{{"queue_wait", "0"}});
   in.host.set_hold(true);
   in.host.set_queue_limit(2);
   Client c(in.sock);
@@ -299,6 +299,51 @@ TEST_CASE("unixsock: a full event queue is refused explicitly, then accepted aga
   c.send_line(note("c", 5));
   expect_ok(c, 5);
   CHECK(in.host.stat("queue_full") == "2");
+}
+
+TEST_CASE("unixsock: a full event queue holds the line (not read meanwhile) until there is room", "[unixsock]") {
+  Instance in(Config{{"queue_wait", "10s"}});
+  in.host.set_hold(true);
+  in.host.set_queue_limit(2);
+  Client c(in.sock), other(in.sock);
+  c.send_line(note("a", 1, "done"));
+  c.send_line(note("b", 2, "done"));
+  c.send_line(note("c", 3));
+  c.send_line(note("d", 4, "none"));
+  c.send_line(note("e", 5));
+  REQUIRE(in.host.wait_published(2));
+  CHECK(c.silent(300ms));  // no error: line 3 waits for room
+  CHECK(in.host.published() == 2);
+  in.host.set_queue_limit(0);
+  in.host.complete_held();
+  std::set<int> ids;  // ack done replies come when the actions finish: any order
+  for (int i = 0; i < 4; i++) {
+    json r = reply(c);
+    CHECK(r["ok"] == true);
+    ids.insert(r["id"].get<int>());
+  }
+  CHECK(ids == std::set<int>{1, 2, 3, 5});
+  CHECK(in.host.published() == 5);
+  CHECK(in.host.stat("queue_waits") == "1");
+  CHECK(in.host.stat("queue_full") == "0");
+  other.send_line(note("x", 6));
+  expect_ok(other, 6);
+}
+
+TEST_CASE("unixsock: a line that waited queue_wait for room is refused with \"event queue full\"", "[unixsock]") {
+  Instance in(Config{{"queue_wait", "300ms"}, {"idle_timeout", "200ms"}});
+  in.host.set_hold(true);
+  in.host.set_queue_limit(1);
+  Client c(in.sock);
+  c.send_line(note("a", 1, "done"));
+  c.send_line(note("b", 2));
+  expect_error(c, "event queue full", 2);  // and not closed as idle while it waited
+  in.host.complete_held();
+  expect_ok(c, 1);
+  c.send_line(note("c", 3));
+  expect_ok(c, 3);
+  CHECK(in.host.stat("queue_full") == "1");
+  CHECK(in.host.logged("event queue full for 300 ms"));
 }
 
 TEST_CASE("unixsock: at max_pending the connection is not read until replies drain", "[unixsock]") {
@@ -653,7 +698,7 @@ TEST_CASE("unixsock: the descriptor documents config, actions and events", "[uni
   }
   CHECK(keys == std::set<std::string>{"socket", "mode", "group", "allow_uids", "allow_gids", "max_line",
                                       "max_connections", "max_pending", "max_write_buffer", "idle_timeout",
-                                      "drain_timeout"});
+                                      "queue_wait", "drain_timeout"});
   CHECK(std::string(p->actions[0].name) == "stats");
   CHECK(p->events[0].type);
 }
