@@ -145,7 +145,14 @@ class UeventPlugin final : public hostlet::Plugin {
     if (!s.forced && s.rcvbuf < sock_.rcvbuf)
       host().warn("rcvbuf %" PRId64 " requested, kernel gave %d (SO_RCVBUFFORCE refused: not root? raise "
                   "net.core.rmem_max)", sock_.rcvbuf, s.rcvbuf);
-    watch_ = host().watch(fd_, HOSTLET_WATCH_READABLE, [this](int, unsigned) { on_readable(); });
+    watch_ = host().watch(fd_, HOSTLET_WATCH_READABLE, [this](int, unsigned events) {
+      on_readable();
+      // After an overflow the socket reports POLLERR (sk_err = ENOBUFS) and
+      // libuv stops a poll handle that sees POLLERR without POLLPRI; the read
+      // above cleared sk_err, so start the watch again or no uevent would
+      // ever be read after the first overflow.
+      if ((events & HOSTLET_WATCH_ERROR) && fd_ >= 0) rearm();
+    });
     host().info("listening for uevents: groups 0x%x, rcvbuf %d%s", sock_.groups, s.rcvbuf,
                 s.forced ? " (forced)" : "");
     return 0;
@@ -176,6 +183,11 @@ class UeventPlugin final : public hostlet::Plugin {
         case RecvStatus::message: on_message(r); break;
       }
     }
+  }
+
+  void rearm() {
+    int r = watch_.update(HOSTLET_WATCH_READABLE);
+    if (r != 0) host().error("cannot re-arm the uevent socket watch: %s", hostlet_strerror(r));
   }
 
   void on_overflow() {

@@ -34,6 +34,20 @@ json ctl_json(Agent& a, std::vector<std::string> args) {
   return j;
 }
 
+// Stops the agent with SIGTERM and checks it exited 0 with a clean log
+// (no sanitizer report, no unclean loop close).
+void stop_clean(Agent& a) {
+  auto code = a.stop();
+  REQUIRE(code);
+  std::string log = a.log();
+  INFO(log);
+  CHECK(WIFEXITED(*code));
+  CHECK(WEXITSTATUS(*code) == 0);
+  CHECK(log.find("Sanitizer") == std::string::npos);
+  CHECK(log.find("runtime error") == std::string::npos);
+  CHECK(log.find("loop did not close cleanly") == std::string::npos);
+}
+
 // `hostlet-ctl --json events --type TYPE` running in the background.
 class EventStream {
  public:
@@ -157,10 +171,7 @@ TEST_CASE("sysfs e2e: read, write, list and refusals on a temporary tree", "[sys
   json st = ctl_json(a, {"stats"});
   INFO(st.dump());
   CHECK(a.log().find("[sys]") != std::string::npos);
-  auto code = a.stop();
-  REQUIRE(code);
-  CHECK(WIFEXITED(*code));
-  CHECK(WEXITSTATUS(*code) == 0);
+  stop_clean(a);
 }
 
 TEST_CASE("sysfs e2e: a watch by interval publishes changed with the previous value", "[sysfs][e2e]") {
@@ -197,6 +208,7 @@ TEST_CASE("sysfs e2e: a watch by interval publishes changed with the previous va
   CHECK((*ev)["attrs"]["previous"] == "1500");
   CHECK((*ev)["attrs"]["value"] == "1300");
   CHECK(changed.events().size() == 2);  // no spurious events for appearing/disappearing attributes
+  stop_clean(a);
 }
 
 namespace {
@@ -281,5 +293,5 @@ TEST_CASE("sysfs e2e: POLLPRI on an attribute the kernel notifies delivers the c
   ev = changed.wait_for([](const json& at) { return at["value"] == "populated 0\nfrozen 0"; }, 5s);
   REQUIRE(ev);
   CHECK((*ev)["attrs"]["via"] == "notify");
-  a.stop();
+  stop_clean(a);
 }
