@@ -84,7 +84,8 @@ const hostlet_config_key kConfig[] = {
 const hostlet_action_info kActions[] = {
     {"stats", "",
      "counters as attributes: received, published, filtered, malformed, libudev_ignored, spoofed, "
-     "overflows, gaps, lost, reordered, dropped, sanitized, last_seqnum, rcvbuf"},
+     "overflows, gaps, lost, reordered, dropped, sanitized, recv_errors, last_seqnum, rcvbuf, and "
+     "malformed.<reason> per parse error (no_header, no_nul, oversized, bad_entry, ...)"},
     {nullptr, nullptr, nullptr},
 };
 
