@@ -287,7 +287,7 @@ class UnixSock final : public Plugin, public ConnectionOwner {
   std::vector<hostlet_attr> cattrs_;
 
   Counters n_;
-  RateLimit refused_log_, limit_log_;
+  RateLimit refused_log_, limit_log_, queue_log_, accept_log_;
   bool stopping_ = false;
   bool stopped_called_ = false;
   uint64_t stop_deadline_ms_ = 0;
@@ -444,7 +444,8 @@ int UnixSock::listen_socket() {
   server_open_ = true;
   open_handles_++;
   r = uv_pipe_open(&server_, fd);
-  if (r == 0) r = uv_listen(reinterpret_cast<uv_stream_t*>(&server_), SOMAXCONN, &UnixSock::on_connection);
+  if (r != 0) ::close(fd);  // not adopted by the handle
+  else r = uv_listen(reinterpret_cast<uv_stream_t*>(&server_), SOMAXCONN, &UnixSock::on_connection);
   if (r != 0) {
     host().error("%s: %s", path_.c_str(), uv_strerror(r));
     return r;  // stop() closes server_ (and with it fd) and removes the file
@@ -455,7 +456,7 @@ int UnixSock::listen_socket() {
 void UnixSock::on_connection(uv_stream_t* server, int status) {
   auto* self = static_cast<UnixSock*>(server->data);
   if (status < 0) {
-    if (self->limit_log_.allow(self->now())) self->host().warn("accept: %s", uv_strerror(status));
+    if (self->accept_log_.allow(self->now())) self->host().warn("accept: %s", uv_strerror(status));
     return;
   }
   self->host().guard("accept", [&] { self->accept_one(); });
@@ -475,10 +476,11 @@ void UnixSock::accept_one() {
   if (!(known ? peer_allowed(p) : allow_uids_.empty() && allow_gids_.empty())) {
     n_.refused_peer++;
     if (refused_log_.allow(now())) {
-      host().warn("refused a connection from uid %d gid %d pid %d: not in allow_uids/allow_gids%s",
+      uint64_t more = refused_log_.take_suppressed();
+      host().warn("refused a connection from uid %d gid %d pid %d: not in allow_uids/allow_gids (%llu more "
+                  "refused in the last second)",
                   static_cast<int>(p.uid), static_cast<int>(p.gid), static_cast<int>(p.pid),
-                  refused_log_.suppressed ? " (and others since the last report)" : "");
-      refused_log_.take_suppressed();
+                  static_cast<unsigned long long>(more));
     }
     return refuse(c, "permission denied: uid " + std::to_string(static_cast<int>(p.uid)) +
                          " is not allowed to send notifications here");
@@ -546,7 +548,7 @@ bool UnixSock::on_line(Connection& c, std::string_view line) {
   n_.rejected++;
   if (r == -EAGAIN) {
     n_.queue_full++;
-    if (limit_log_.allow(now()))
+    if (queue_log_.allow(now()))
       host().warn("event queue full for %llu ms: refusing notifications", static_cast<unsigned long long>(queue_wait_ms_));
   }
   reply_error(c, note_.id_json, publish_error(r));
