@@ -19,6 +19,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <system_error>
 #include <functional>
 #include <map>
 #include <memory>
@@ -344,13 +345,18 @@ void run_close(std::function<void()> fn) {
     std::lock_guard lk(b.mu);
     b.closes_running++;
   }
-  std::thread([fn = std::move(fn)] {
+  auto body = [fn = std::move(fn)] {
     fn();
     Bridge& b = bridge();
     std::lock_guard lk(b.mu);
     b.closes_running--;
     wake(b);
-  }).detach();
+  };
+  try {
+    std::thread(body).detach();
+  } catch (const std::system_error&) {
+    body();  // no thread to be had: block here rather than leak the connection
+  }
 }
 
 // ---- the six functions libvirt calls, from any thread ----
@@ -598,8 +604,11 @@ void append_error(char* err, size_t errlen, const char* what) {
 extern "C" hostlet_virt_sink* hostlet_virt_sink_new(const hostlet_virt_sink_ops* ops, void* arg) {
   auto* s = new (std::nothrow) Sink;
   if (!s) return nullptr;
-  if (ops) s->ops = *ops;
-  s->arg = arg;
+  {
+    std::lock_guard lk(s->mu);
+    if (ops) s->ops = *ops;
+    s->arg = arg;
+  }
   Bridge& b = bridge();
   std::lock_guard lk(b.mu);
   b.sinks++;

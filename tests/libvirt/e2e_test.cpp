@@ -33,6 +33,25 @@ const bool silenced = (virSetErrorFunc(nullptr, quiet), true);
 // the bridge through the plugin's own rpath, as when installed.
 const bool own_rpath = (unsetenv("LD_LIBRARY_PATH"), true);
 
+#if defined(__SANITIZE_ADDRESS__)
+// ASan intercepts the xdr functions and resolves them when the process
+// starts; an agent that gets libtirpc only later, through the plugin's
+// dlopen of libvirt, jumps to address 0 in virNetMessageEncodeHeader on its
+// first remote call. Preload libtirpc into the agent under ASan.
+// And libvirt's one-time OpenSSL initialisation is not ours to free (lsan.supp).
+void add_option(const char* var, const std::string& opt) {
+  const char* o = getenv(var);
+  setenv(var, (o && *o ? std::string(o) + ":" + opt : opt).c_str(), 1);
+}
+const bool tirpc_preloaded = [] {
+  setenv("LD_PRELOAD", "libtirpc.so.3", 1);
+  add_option("ASAN_OPTIONS", "verify_asan_link_order=0");
+  if (const char* src = getenv("HOSTLET_SOURCE_ROOT"))
+    add_option("LSAN_OPTIONS", std::string("suppressions=") + src + "/tests/libvirt/lsan.supp");
+  return true;
+}();
+#endif
+
 std::string agent_config(const std::string& plugins) {
   return "agent: {control_socket: \"@DIR@/control.sock\", log_level: debug, shutdown_timeout: 10s}\n"
          "plugins:\n" +
