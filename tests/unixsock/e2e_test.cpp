@@ -404,7 +404,12 @@ TEST_CASE("unixsock e2e: 100k notifications from 8 clients: all answered, none l
   CHECK(missing == 0);
   CHECK(stat(a, "accepted") == std::to_string(clients * per_client));
   CHECK(rss_after > 0);
-  CHECK(rss_after < 200 * 1024);
+#if defined(__SANITIZE_ADDRESS__)
+  const long bound_kib = 400 * 1024;  // ASan keeps freed memory in quarantine (up to 256 MiB)
+#else
+  const long bound_kib = 200 * 1024;
+#endif
+  CHECK(rss_after < bound_kib);
 }
 
 TEST_CASE("unixsock e2e: hostlet-ctl describes the plugin", "[unixsock][e2e]") {
