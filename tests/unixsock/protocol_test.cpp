@@ -2,6 +2,8 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include <random>
+
 #include "protocol.hpp"
 
 using hostlet::unixsock::Ack;
@@ -300,4 +302,45 @@ TEST_CASE("protocol: done replies carry every outcome", "[unixsock][protocol]") 
   out.clear();
   us::append_done_reply(out, "null", 6, nullptr, 0);
   CHECK(out == "{\"id\":null,\"ok\":true,\"event\":6,\"results\":[]}\n");
+}
+
+TEST_CASE("protocol: random and mutated lines never crash and always give a valid reply", "[unixsock][protocol]") {
+  std::mt19937 rng(12345);
+  const std::vector<std::string> seeds = {
+      R"({"type":"vm.start","attrs":{"name":"vm1","x":"\u00e9"},"id":7,"ack":"done"})",
+      R"({"type":"a","attrs":{},"id":"s"})", R"([{"type":"x"}])", R"({"type":"x","attrs":{"k":[1,{"a":null}]}})"};
+  using namespace std::string_literals;  // the alphabet holds a NUL
+  const std::string alphabet = "{}[]\":,\\ 0123456789.eE+-tfnul\x00\x01\x7f\x80\xbf\xc3\xe2\xf0\xff typeattrsidack"s;
+  REQUIRE(alphabet.find('\0') != std::string::npos);
+  Notification n;
+  std::string err;
+  for (int i = 0; i < 50000; i++) {
+    std::string line = seeds[rng() % seeds.size()];
+    int edits = 1 + static_cast<int>(rng() % 6);
+    for (int e = 0; e < edits && !line.empty(); e++) {
+      size_t pos = rng() % line.size();
+      char c = alphabet[rng() % alphabet.size()];
+      switch (rng() % 3) {
+        case 0: line[pos] = c; break;
+        case 1: line.insert(line.begin() + static_cast<std::ptrdiff_t>(pos), c); break;
+        default: line.erase(pos, 1 + rng() % 4); break;
+      }
+    }
+    bool ok = us::parse_notification(line, n, err);
+    std::string out;
+    if (ok) {
+      REQUIRE(us::valid_type(n.type));
+      for (size_t k = 0; k < n.n_attrs; k++) {
+        REQUIRE(!n.attrs[k].first.empty());
+        REQUIRE(n.attrs[k].first.find('\0') == std::string::npos);
+        REQUIRE(n.attrs[k].second.find('\0') == std::string::npos);
+      }
+      us::append_accepted_reply(out, n.id_json, 1);
+    } else {
+      us::append_error_reply(out, n.id_json, err);
+    }
+    INFO(line);
+    REQUIRE(json::accept(out));
+    REQUIRE(out.find('\n') == out.size() - 1);
+  }
 }
