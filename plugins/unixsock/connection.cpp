@@ -230,10 +230,7 @@ void Connection::write_cb(uv_write_t* req, int status) {
   if (status == UV_ECANCELED) return;  // the handle is closing
   if (status < 0) return c->close();
   c->output_since_ms_ = c->now();
-  if (!c->out_.empty()) {
-    c->flush();
-    if (c->writing_ || c->closing_) return;
-  }
+  if (!c->out_.empty()) return c->flush();  // more replies came meanwhile; flush ends in after_output
   c->after_output();
 }
 
