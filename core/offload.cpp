@@ -1,1 +1,698 @@
-// being written
+// Offload lanes (see offload.hpp for the contract).
+//
+// An item lives in exactly one place at a time, and `state` says which:
+//
+//   Queued      the lane's FIFO (intrusive, doubly linked for O(1) cancel)
+//   InPool      handed to uv_queue_work, done not reported yet
+//   Cancelling  uv_cancel took it back; after_work reports -ECANCELED
+//   Due         the pending list: done(status) runs from the idle handle
+//   TimingOut   a deadline callback's local list, reported before it returns
+//   Late        done(-ETIMEDOUT) reported, work started: late at after_work
+//   Orphan      done(-ETIMEDOUT) and late reported, uv_cancel took it back:
+//               after_work only frees it
+//   Free        the free list
+//
+// Items with a deadline also sit in a min-heap (heap_pos != kNoPos) until
+// they are reported; one uv_timer is armed for the heap's top. Removing the
+// top does not re-arm: the timer may fire early, find nothing expired, and
+// re-arm for the new top, which keeps the common path (completion) cheap.
+#include "offload.hpp"
+
+#include <atomic>
+#include <bit>
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
+#include <limits>
+#include <utility>
+#include <vector>
+
+#include "log.hpp"
+
+namespace hostlet {
+
+namespace {
+constexpr uint64_t kNsPerMs = 1000000;
+constexpr size_t kNoPos = std::numeric_limits<size_t>::max();
+constexpr size_t kFreeListMax = 4096;
+
+// Written by the pool thread, read by the loop at a deadline or cancel.
+constexpr uint8_t kNotStarted = 0;
+constexpr uint8_t kRunning = 1;
+constexpr uint8_t kFinished = 2;
+
+enum class ItemState : uint8_t { Free, Queued, InPool, Cancelling, Due, TimingOut, Late, Orphan };
+
+// Whole milliseconds from now until deadline, rounded up so the timer never
+// fires before the deadline by our own rounding.
+uint64_t ms_until(uint64_t deadline_ns, uint64_t now_ns) {
+  if (deadline_ns <= now_ns) return 0;
+  return (deadline_ns - now_ns + kNsPerMs - 1) / kNsPerMs;
+}
+
+// deadline in ns for a timeout in ms from now; 0 (none) when it would overflow.
+uint64_t deadline_after(uint64_t now_ns, uint64_t timeout_ms) {
+  if (timeout_ms == 0) return 0;
+  if (timeout_ms > (std::numeric_limits<uint64_t>::max() - now_ns) / kNsPerMs) return 0;
+  return now_ns + timeout_ms * kNsPerMs;
+}
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// Histogram
+
+void Histogram::record(uint64_t ns) {
+  int b = ns < 2 ? 0 : static_cast<int>(std::bit_width(ns)) - 1;
+  if (b >= kBuckets) b = kBuckets - 1;
+  ++buckets_[static_cast<size_t>(b)];
+  ++count_;
+  sum_ += ns;
+  if (ns > max_) max_ = ns;
+}
+
+uint64_t Histogram::quantile(double q) const {
+  if (count_ == 0) return 0;
+  if (!(q > 0.0)) q = 0.0;  // also NaN
+  if (q > 1.0) q = 1.0;
+  auto rank = static_cast<uint64_t>(std::ceil(q * static_cast<double>(count_)));
+  if (rank < 1) rank = 1;
+  if (rank > count_) rank = count_;
+  uint64_t seen = 0;
+  for (int i = 0; i < kBuckets; ++i) {
+    seen += buckets_[static_cast<size_t>(i)];
+    if (seen >= rank) {
+      if (i == kBuckets - 1) return max_;
+      uint64_t upper = (uint64_t{1} << (i + 1)) - 1;
+      return upper < max_ ? upper : max_;
+    }
+  }
+  return max_;
+}
+
+void Histogram::reset() {
+  buckets_.fill(0);
+  count_ = sum_ = max_ = 0;
+}
+
+// ---------------------------------------------------------------------------
+// Items
+
+struct WorkItem {
+  uv_work_t req;  // req.data = this
+  Lane::Impl* lane = nullptr;
+  WorkFn work = nullptr;
+  DoneFn done = nullptr;
+  LateFn late = nullptr;
+  void* arg = nullptr;
+  WorkItem* prev = nullptr;  // FIFO only
+  WorkItem* next = nullptr;  // FIFO, pending list, timing-out list, free list
+  uint64_t submit_ns = 0;    // loop thread, uv_hrtime
+  uint64_t start_ns = 0;     // pool thread; read by the loop after after_work
+  uint64_t end_ns = 0;       // pool thread; read by the loop after after_work
+  uint64_t deadline_ns = 0;  // 0: none
+  size_t heap_pos = kNoPos;
+  int status = 0;            // Due: what done will get
+  ItemState state = ItemState::Free;
+  bool in_pool = false;      // handed to uv_queue_work, after_work not run
+  bool uv_cancelled = false; // TimingOut: uv_cancel took it back, it never runs
+  std::atomic<uint8_t> phase{kNotStarted};
+};
+
+// ---------------------------------------------------------------------------
+// Lane::Impl
+
+struct Lane::Impl {
+  Impl(Lane* owner, uv_loop_t* loop);
+  ~Impl();
+
+  // --- owner's data, or a private copy once the Lane is gone ---
+  LaneStats* st;
+  LaneLimits* lim;
+  LaneStats spare_stats;
+  LaneLimits spare_limits;
+
+  uv_loop_t* loop;
+  uv_timer_t deadline_timer;
+  uv_timer_t drain_timer;
+  uv_idle_t idle;  // reports the pending list from a later loop iteration
+  int open_handles = 0;
+
+  WorkItem* q_head = nullptr;  // FIFO
+  WorkItem* q_tail = nullptr;
+  size_t q_len = 0;
+  WorkItem* p_head = nullptr;  // pending list (state Due)
+  WorkItem* p_tail = nullptr;
+  WorkItem* free_head = nullptr;
+  size_t free_len = 0;
+  std::vector<WorkItem*> heap;  // min-heap by deadline_ns
+  uint64_t armed_ns = 0;        // deadline the timer is armed for; 0: not armed
+  size_t inflight = 0;
+  size_t free_cap = 0;          // items kept on the free list: what the limits can use at once
+
+  bool draining = false;        // intake closed
+  bool closing = false;         // close() called
+  bool handles_closing = false; // uv_close called on our handles
+  bool closed = false;          // every handle closed
+  bool detached = false;        // the Lane is gone
+
+  std::vector<std::function<void(bool)>> drain_cbs;
+  uint64_t drain_deadline_ns = 0;
+  std::function<void()> close_cb;
+
+  // items
+  WorkItem* alloc_item();
+  void free_item(WorkItem* it);
+  void fifo_push(WorkItem* it);
+  WorkItem* fifo_pop();
+  void fifo_remove(WorkItem* it);
+  void pending_push(WorkItem* it, int status);
+  void count(int status);
+
+  // deadlines
+  void heap_push(WorkItem* it);
+  void heap_remove(WorkItem* it);
+  void heap_swap(size_t a, size_t b);
+  void sift_up(size_t i);
+  void sift_down(size_t i);
+  void forget_deadline(WorkItem* it);
+  void arm(uint64_t deadline_ns, uint64_t now_ns);
+  void expire_deadlines();
+  void report_timeout(WorkItem* it);
+
+  // flow
+  void hand(WorkItem* it);
+  void pump();
+  void shut_queue();
+  void deliver_pending();
+  void maybe_finish_drain();
+  void finish_drain(bool all_finished);
+  void close_handles();
+  void detach();
+  void apply_limits();
+
+  static void on_work(uv_work_t* req);
+  static void on_after_work(uv_work_t* req, int status);
+  static void on_deadline(uv_timer_t* t);
+  static void on_drain_deadline(uv_timer_t* t);
+  static void on_idle(uv_idle_t* h);
+  static void on_closed(uv_handle_t* h);
+};
+
+Lane::Impl::Impl(Lane* owner, uv_loop_t* l) : st(&owner->stats_), lim(&owner->limits_), loop(l) {
+  uv_timer_init(loop, &deadline_timer);
+  uv_timer_init(loop, &drain_timer);
+  uv_idle_init(loop, &idle);
+  deadline_timer.data = drain_timer.data = idle.data = this;
+  open_handles = 3;
+}
+
+Lane::Impl::~Impl() {
+  while (free_head) {
+    WorkItem* it = free_head;
+    free_head = it->next;
+    delete it;
+  }
+}
+
+void Lane::Impl::apply_limits() {
+  if (lim->max_inflight == 0) lim->max_inflight = 1;
+  free_cap = kFreeListMax;
+  if (lim->max_queue < kFreeListMax && lim->max_queue + lim->max_inflight < kFreeListMax)
+    free_cap = lim->max_queue + lim->max_inflight;
+  pump();
+}
+
+void Lane::Impl::detach() {
+  spare_stats = *st;
+  spare_limits = *lim;
+  st = &spare_stats;
+  lim = &spare_limits;
+  detached = true;
+}
+
+WorkItem* Lane::Impl::alloc_item() {
+  WorkItem* it = free_head;
+  if (it) {
+    free_head = it->next;
+    --free_len;
+  } else {
+    it = new WorkItem;
+    it->req.data = it;
+    it->lane = this;
+  }
+  it->next = it->prev = nullptr;
+  return it;
+}
+
+void Lane::Impl::free_item(WorkItem* it) {
+  it->state = ItemState::Free;
+  it->arg = nullptr;
+  if (free_len >= free_cap || detached) {
+    delete it;
+    return;
+  }
+  it->next = free_head;
+  free_head = it;
+  ++free_len;
+}
+
+void Lane::Impl::fifo_push(WorkItem* it) {
+  it->state = ItemState::Queued;
+  it->next = nullptr;
+  it->prev = q_tail;
+  if (q_tail) q_tail->next = it;
+  else q_head = it;
+  q_tail = it;
+  st->queued = ++q_len;
+}
+
+void Lane::Impl::fifo_remove(WorkItem* it) {
+  if (it->prev) it->prev->next = it->next;
+  else q_head = it->next;
+  if (it->next) it->next->prev = it->prev;
+  else q_tail = it->prev;
+  it->next = it->prev = nullptr;
+  st->queued = --q_len;
+}
+
+WorkItem* Lane::Impl::fifo_pop() {
+  WorkItem* it = q_head;
+  if (it) fifo_remove(it);
+  return it;
+}
+
+void Lane::Impl::pending_push(WorkItem* it, int status) {
+  it->state = ItemState::Due;
+  it->status = status;
+  it->next = nullptr;
+  if (p_tail) p_tail->next = it;
+  else p_head = it;
+  p_tail = it;
+  uv_idle_start(&idle, on_idle);  // no-op when already active
+}
+
+void Lane::Impl::count(int status) {
+  switch (status) {
+    case 0: ++st->done; break;
+    case -ECANCELED: ++st->cancelled; break;
+    case -ETIMEDOUT: ++st->timed_out; break;
+    case -ESHUTDOWN: ++st->shutdown; break;
+    default: break;
+  }
+}
+
+// --- deadline heap ---
+
+void Lane::Impl::heap_swap(size_t a, size_t b) {
+  std::swap(heap[a], heap[b]);
+  heap[a]->heap_pos = a;
+  heap[b]->heap_pos = b;
+}
+
+void Lane::Impl::sift_up(size_t i) {
+  while (i > 0) {
+    size_t parent = (i - 1) / 2;
+    if (heap[parent]->deadline_ns <= heap[i]->deadline_ns) break;
+    heap_swap(i, parent);
+    i = parent;
+  }
+}
+
+void Lane::Impl::sift_down(size_t i) {
+  for (;;) {
+    size_t l = 2 * i + 1, r = l + 1, m = i;
+    if (l < heap.size() && heap[l]->deadline_ns < heap[m]->deadline_ns) m = l;
+    if (r < heap.size() && heap[r]->deadline_ns < heap[m]->deadline_ns) m = r;
+    if (m == i) return;
+    heap_swap(i, m);
+    i = m;
+  }
+}
+
+void Lane::Impl::heap_push(WorkItem* it) {
+  it->heap_pos = heap.size();
+  heap.push_back(it);
+  sift_up(it->heap_pos);
+}
+
+void Lane::Impl::heap_remove(WorkItem* it) {
+  size_t i = it->heap_pos;
+  if (i == kNoPos) return;
+  it->heap_pos = kNoPos;
+  size_t last = heap.size() - 1;
+  if (i != last) {
+    heap[i] = heap[last];
+    heap[i]->heap_pos = i;
+    heap.pop_back();
+    sift_down(i);
+    sift_up(i);
+  } else {
+    heap.pop_back();
+  }
+}
+
+// Takes the item out of the deadline heap; stops the timer when nothing is
+// left to time, so an idle lane never keeps the loop alive.
+void Lane::Impl::forget_deadline(WorkItem* it) {
+  if (it->heap_pos == kNoPos) return;
+  heap_remove(it);
+  if (heap.empty() && armed_ns != 0) {
+    uv_timer_stop(&deadline_timer);
+    armed_ns = 0;
+  }
+}
+
+void Lane::Impl::arm(uint64_t deadline_ns, uint64_t now_ns) {
+  armed_ns = deadline_ns;
+  uv_timer_start(&deadline_timer, on_deadline, ms_until(deadline_ns, now_ns), 0);
+}
+
+// Collects every expired item first, then reports them, so that done
+// callbacks (which may submit, cancel, drain or close) never see the heap
+// half-walked.
+void Lane::Impl::expire_deadlines() {
+  armed_ns = 0;
+  uint64_t now = uv_hrtime();
+  WorkItem* head = nullptr;
+  WorkItem** tail = &head;
+  while (!heap.empty() && heap[0]->deadline_ns <= now) {
+    WorkItem* it = heap[0];
+    heap_remove(it);
+    if (it->state == ItemState::Queued) {
+      fifo_remove(it);
+    } else if (it->state == ItemState::InPool) {
+      uint8_t phase = it->phase.load(std::memory_order_acquire);
+      if (phase == kFinished) continue;  // after_work will report 0
+      it->uv_cancelled =
+          phase == kNotStarted && uv_cancel(reinterpret_cast<uv_req_t*>(&it->req)) == 0;
+    } else {
+      continue;
+    }
+    it->state = ItemState::TimingOut;
+    it->next = nullptr;
+    *tail = it;
+    tail = &it->next;
+  }
+  if (!heap.empty()) arm(heap[0]->deadline_ns, now);
+  while (head) {
+    WorkItem* it = head;
+    head = it->next;
+    report_timeout(it);
+  }
+}
+
+void Lane::Impl::report_timeout(WorkItem* it) {
+  ++st->timed_out;
+  it->done(it->arg, -ETIMEDOUT);
+  if (it->in_pool && !it->uv_cancelled) {
+    it->state = ItemState::Late;  // late runs from after_work, once work has ended
+    return;
+  }
+  if (it->late) it->late(it->arg);  // never started, never will
+  if (it->in_pool) it->state = ItemState::Orphan;  // libuv still holds the request
+  else free_item(it);
+}
+
+// --- flow ---
+
+void Lane::Impl::hand(WorkItem* it) {
+  it->state = ItemState::InPool;
+  it->in_pool = true;
+  it->phase.store(kNotStarted, std::memory_order_relaxed);
+  st->running = ++inflight;
+  // uv_queue_work fails only for a null work callback.
+  if (uv_queue_work(loop, &it->req, on_work, on_after_work) != 0) std::abort();
+}
+
+void Lane::Impl::pump() {
+  while (q_head && inflight < lim->max_inflight && !closing) hand(fifo_pop());
+}
+
+// Every queued item becomes due with -ESHUTDOWN (reported from the idle handle).
+void Lane::Impl::shut_queue() {
+  while (WorkItem* it = fifo_pop()) {
+    forget_deadline(it);
+    pending_push(it, -ESHUTDOWN);
+  }
+}
+
+// Reports the items that were due when it started; items made due by the
+// done callbacks it runs wait for the next loop iteration.
+void Lane::Impl::deliver_pending() {
+  WorkItem* last = p_tail;
+  while (WorkItem* it = p_head) {
+    p_head = it->next;
+    if (!p_head) p_tail = nullptr;
+    bool was_last = it == last;
+    count(it->status);
+    it->done(it->arg, it->status);
+    free_item(it);
+    if (was_last) break;
+  }
+}
+
+void Lane::Impl::maybe_finish_drain() {
+  if (!drain_cbs.empty() && inflight == 0 && p_head == nullptr) finish_drain(true);
+}
+
+void Lane::Impl::finish_drain(bool all_finished) {
+  if (!handles_closing) uv_timer_stop(&drain_timer);
+  drain_deadline_ns = 0;
+  auto cbs = std::move(drain_cbs);
+  drain_cbs.clear();
+  for (auto& cb : cbs)
+    if (cb) cb(all_finished);
+}
+
+void Lane::Impl::close_handles() {
+  handles_closing = true;
+  uv_close(reinterpret_cast<uv_handle_t*>(&deadline_timer), on_closed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&drain_timer), on_closed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&idle), on_closed);
+}
+
+// --- libuv callbacks ---
+
+void Lane::Impl::on_work(uv_work_t* req) {
+  auto* it = static_cast<WorkItem*>(req->data);
+  it->start_ns = uv_hrtime();
+  it->phase.store(kRunning, std::memory_order_relaxed);
+  it->work(it->arg);
+  it->end_ns = uv_hrtime();
+  it->phase.store(kFinished, std::memory_order_release);
+}
+
+void Lane::Impl::on_after_work(uv_work_t* req, int status) {
+  auto* it = static_cast<WorkItem*>(req->data);
+  Impl* self = it->lane;
+  it->in_pool = false;
+  self->st->running = --self->inflight;
+  if (self->detached) {  // the Lane is gone: free quietly, and self with the last item
+    delete it;
+    if (self->closed && self->inflight == 0) delete self;
+    return;
+  }
+  if (status != UV_ECANCELED) {
+    self->st->queue_wait.record(it->start_ns - it->submit_ns);
+    self->st->run_time.record(it->end_ns - it->start_ns);
+  }
+  self->forget_deadline(it);
+  self->pump();  // the freed slot goes to the next queued item before any callback runs
+  bool quiet = self->closed;  // no done/late once the lane's handles are closed
+  switch (it->state) {
+    case ItemState::InPool:
+      if (!quiet) {
+        ++self->st->done;
+        it->done(it->arg, 0);
+      }
+      break;
+    case ItemState::Cancelling:
+      if (!quiet) {
+        ++self->st->cancelled;
+        it->done(it->arg, -ECANCELED);
+      }
+      break;
+    case ItemState::Late:
+      if (!quiet && it->late) it->late(it->arg);
+      break;
+    default:  // Orphan: everything was reported at its deadline
+      break;
+  }
+  self->free_item(it);
+  self->maybe_finish_drain();
+}
+
+void Lane::Impl::on_deadline(uv_timer_t* t) {
+  auto* self = static_cast<Impl*>(t->data);
+  if (self->closing || self->detached) return;
+  self->expire_deadlines();
+}
+
+void Lane::Impl::on_drain_deadline(uv_timer_t* t) {
+  auto* self = static_cast<Impl*>(t->data);
+  if (self->drain_cbs.empty() || self->detached) return;
+  uint64_t now = uv_hrtime();
+  if (now < self->drain_deadline_ns) {  // the loop's cached time ran behind
+    uv_timer_start(t, on_drain_deadline, ms_until(self->drain_deadline_ns, now), 0);
+    return;
+  }
+  self->deliver_pending();
+  self->finish_drain(self->inflight == 0 && self->p_head == nullptr);
+}
+
+void Lane::Impl::on_idle(uv_idle_t* h) {
+  auto* self = static_cast<Impl*>(h->data);
+  if (self->detached) {  // destroyed without close(): nothing may be called any more
+    uv_idle_stop(h);
+    return;
+  }
+  self->deliver_pending();
+  self->maybe_finish_drain();
+  if (self->p_head) return;
+  uv_idle_stop(h);
+  if (self->closing && !self->handles_closing) self->close_handles();
+}
+
+void Lane::Impl::on_closed(uv_handle_t* h) {
+  auto* self = static_cast<Impl*>(h->data);
+  if (--self->open_handles > 0) return;
+  self->closed = true;
+  // Move everything out first: a callback may destroy the Lane (and so self).
+  auto drains = std::move(self->drain_cbs);
+  self->drain_cbs.clear();
+  auto cb = std::move(self->close_cb);
+  bool all_finished = self->inflight == 0;
+  for (auto& d : drains)
+    if (d) d(all_finished);
+  if (cb) cb();
+}
+
+// ---------------------------------------------------------------------------
+// Lane
+
+Lane::Lane(uv_loop_t* loop, std::string name, LaneLimits limits)
+    : loop_(loop), name_(std::move(name)), limits_(limits), impl_(new Impl(this, loop)) {
+  impl_->apply_limits();
+}
+
+Lane::~Lane() {
+  if (!impl_->closed) {
+    // Its handles are still linked into the loop: freeing them would corrupt
+    // the loop, so the state is leaked and goes quiet.
+    log(Level::Error, name_, "offload lane destroyed without close(); leaking its state");
+    impl_->detach();
+    return;
+  }
+  if (impl_->inflight == 0) {
+    delete impl_;
+  } else {
+    impl_->detach();  // the last after_work frees it
+  }
+}
+
+int Lane::submit(WorkFn work, DoneFn done, void* arg, uint64_t timeout_ms, LateFn late,
+                 WorkItem** out) {
+  if (!work || !done) return -EINVAL;
+  Impl& L = *impl_;
+  if (L.draining || L.closing || L.detached) return -ESHUTDOWN;
+  bool direct = L.q_head == nullptr && L.inflight < limits_.max_inflight;
+  if (!direct && L.q_len >= limits_.max_queue) {
+    ++stats_.rejected;
+    return -EAGAIN;
+  }
+  WorkItem* it = L.alloc_item();
+  it->work = work;
+  it->done = done;
+  it->late = late;
+  it->arg = arg;
+  it->uv_cancelled = false;
+  it->submit_ns = uv_hrtime();
+  it->deadline_ns =
+      deadline_after(it->submit_ns, timeout_ms ? timeout_ms : limits_.default_timeout_ms);
+  if (it->deadline_ns != 0) {
+    L.heap_push(it);
+    if (L.armed_ns == 0 || it->deadline_ns < L.armed_ns) L.arm(it->deadline_ns, it->submit_ns);
+  }
+  ++stats_.submitted;
+  if (direct) L.hand(it);
+  else L.fifo_push(it);
+  if (out) *out = it;
+  return 0;
+}
+
+int Lane::cancel(WorkItem* it) {
+  if (!it || it->lane != impl_) return -EINVAL;
+  Impl& L = *impl_;
+  switch (it->state) {
+    case ItemState::Queued:
+      L.fifo_remove(it);
+      L.forget_deadline(it);
+      L.pending_push(it, -ECANCELED);
+      return 0;
+    case ItemState::InPool:
+      // Handed to libuv: it can still be taken back if no pool thread has
+      // picked it up; after_work then reports -ECANCELED.
+      if (it->phase.load(std::memory_order_acquire) != kNotStarted) return -EBUSY;
+      if (uv_cancel(reinterpret_cast<uv_req_t*>(&it->req)) != 0) return -EBUSY;
+      L.forget_deadline(it);
+      it->state = ItemState::Cancelling;
+      return 0;
+    default:
+      return -EBUSY;
+  }
+}
+
+void Lane::drain(uint64_t deadline_ms, std::function<void(bool)> cb) {
+  Impl& L = *impl_;
+  if (L.closed || L.detached) {
+    log(Level::Error, name_, "drain() on a closed lane ignored");
+    return;
+  }
+  L.draining = true;
+  L.shut_queue();
+  L.drain_cbs.push_back(std::move(cb));
+  if (L.closing) return;  // the close completes the drain
+  uint64_t dl = deadline_after(uv_hrtime(), deadline_ms);
+  if (dl != 0 && (L.drain_deadline_ns == 0 || dl < L.drain_deadline_ns)) {
+    L.drain_deadline_ns = dl;
+    uv_timer_start(&L.drain_timer, Impl::on_drain_deadline, deadline_ms, 0);
+  }
+  uv_idle_start(&L.idle, Impl::on_idle);  // reports, or finishes, from the next iteration
+}
+
+void Lane::resume() {
+  if (impl_->closing) return;
+  impl_->draining = false;
+}
+
+size_t Lane::outstanding() const { return impl_->inflight; }
+
+bool Lane::closed() const { return impl_->closed; }
+
+bool Lane::draining() const { return impl_->draining || impl_->closing; }
+
+void Lane::close(std::function<void()> cb) {
+  Impl& L = *impl_;
+  if (L.closing) {
+    log(Level::Error, name_, "close() called twice; ignored");
+    return;
+  }
+  L.closing = true;
+  L.draining = true;
+  L.close_cb = std::move(cb);
+  L.shut_queue();
+  // No timeouts from here on: what is in the pool reports 0 if it ends
+  // before the handles close, and nothing after.
+  for (WorkItem* it : L.heap) it->heap_pos = kNoPos;
+  L.heap.clear();
+  uv_timer_stop(&L.deadline_timer);
+  L.armed_ns = 0;
+  uv_idle_start(&L.idle, Impl::on_idle);  // delivers what is due, then closes the handles
+}
+
+void Lane::set_limits(const LaneLimits& l) {
+  limits_ = l;
+  impl_->apply_limits();
+}
+
+}  // namespace hostlet

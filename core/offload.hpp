@@ -5,27 +5,45 @@
 // in its own FIFO (full -> -EAGAIN, the caller sees backpressure). Every
 // accepted item gets exactly one `done(arg, status)` on the loop thread with
 // status 0, -ECANCELED, -ETIMEDOUT or -ESHUTDOWN (see hostlet_done_fn in
-// sdk/include/hostlet/plugin.h, which this implements).
+// sdk/include/hostlet/plugin.h, which this implements). The one exception is
+// close(): work still in flight once the lane's handles are closed never gets
+// its done or late (the plugin may be gone by then).
+//
+// "In flight" means handed to uv_queue_work and its after_work not yet run;
+// that includes items waiting for a free pool thread and timed-out items
+// still running. A timed-out item keeps its slot until its work really ends,
+// so a plugin stuck in hung calls can hold at most max_inflight pool threads.
+//
+// -ETIMEDOUT and `late`: an item whose deadline passes gets done(-ETIMEDOUT)
+// at once. If its work never started (still in the FIFO, or uv_cancel took it
+// back from libuv's queue), it never runs and late(arg) runs right after done
+// returns. If it had started, late(arg) runs on the loop once work ends. So
+// with a late, arg is last touched by late. An item whose work already
+// finished when the deadline fires is reported 0, not timed out.
+//
+// Deadlines are measured with uv_hrtime from submit(); one uv_timer per lane
+// is armed for the earliest deadline (an intrusive min-heap), so items
+// without a deadline cost nothing extra.
 //
 // Threads: every member function runs on the loop thread. Only the work
 // function itself runs on a pool thread; the lane touches no shared state
-// from there except two timestamps written before/after work() inside the
-// item, read by the loop after uv's after_work (uv_queue_work gives the
-// happens-before).
+// from there except the item's start/end timestamps and an atomic phase,
+// read by the loop after uv's after_work (uv_queue_work gives the
+// happens-before) or, for the phase, at a deadline or cancel.
 #pragma once
 
 #include <uv.h>
 
 #include <array>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <string>
 
 namespace hostlet {
 
 // Log2-bucketed latency histogram in nanoseconds: bucket i holds values in
-// [2^i, 2^(i+1)) ns; bucket 0 also holds 0. Cheap to record on the loop.
+// [2^i, 2^(i+1)) ns; bucket 0 also holds 0, the last bucket everything above
+// (2^47 ns is about 39 hours). Cheap to record on the loop.
 class Histogram {
  public:
   static constexpr int kBuckets = 48;
@@ -33,7 +51,8 @@ class Histogram {
   uint64_t count() const { return count_; }
   uint64_t max() const { return max_; }
   uint64_t sum() const { return sum_; }
-  // Upper bound of the bucket holding quantile q in [0,1]; 0 when empty.
+  // Upper bound (2^(i+1) - 1, but never above max()) of the bucket holding
+  // quantile q in [0,1]; q outside [0,1] is clamped; 0 when empty.
   uint64_t quantile(double q) const;
   void reset();
 
@@ -51,14 +70,15 @@ struct LaneLimits {
 struct LaneStats {
   uint64_t submitted = 0;   // accepted by submit()
   uint64_t rejected = 0;    // refused with -EAGAIN
-  uint64_t running = 0;     // now on a pool thread (includes timed-out items still running)
+  uint64_t running = 0;     // now in flight: handed to the pool, after_work not run yet
+                            // (== outstanding(); includes timed-out items still running)
   uint64_t queued = 0;      // now waiting in the lane's FIFO
   uint64_t done = 0;        // done() reported 0
   uint64_t cancelled = 0;   // done() reported -ECANCELED
   uint64_t timed_out = 0;   // done() reported -ETIMEDOUT
   uint64_t shutdown = 0;    // done() reported -ESHUTDOWN
-  Histogram queue_wait;     // submit -> start on the pool thread
-  Histogram run_time;       // start -> end of work() on the pool thread
+  Histogram queue_wait;     // submit -> start on the pool thread (items that ran)
+  Histogram run_time;       // start -> end of work() on the pool thread (items that ran)
 };
 
 using WorkFn = void (*)(void* arg);
@@ -81,8 +101,11 @@ class Lane {
              WorkItem** out);
 
   // Cancels an item that has not started: done(-ECANCELED) runs from a
-  // later loop iteration (never inside cancel()). Returns 0, or -EBUSY when
-  // it has already started or finished.
+  // later loop iteration (never inside cancel()). That covers items in the
+  // lane's FIFO and items already handed to libuv that no pool thread has
+  // picked up yet (uv_cancel). Returns 0, -EBUSY when it has already started
+  // or finished (or its done is already due), -EINVAL for null or an item of
+  // another lane. `item` must not be used once its done has returned.
   int cancel(WorkItem* item);
 
   // Stops intake (submit -> -ESHUTDOWN), reports every queued item with
@@ -91,9 +114,14 @@ class Lane {
   // passes first (0 = no deadline). cb runs once, on the loop, never inside
   // drain(). After cb(false) the lane keeps tracking the stragglers: outstanding()
   // tells whether any pool thread may still execute the plugin's code.
+  // The queued items' done(-ESHUTDOWN) run from a later loop iteration, before
+  // cb(true). A second drain() while one waits adds its cb (the earlier
+  // deadline wins; both get the same answer). If close() comes first, cb runs
+  // when the lane's handles are closed with outstanding() == 0.
   void drain(uint64_t deadline_ms, std::function<void(bool all_finished)> cb);
 
-  // Re-opens intake after a drain (used when a reload is rolled back).
+  // Re-opens intake after a drain (used when a reload is rolled back). A drain
+  // still waiting keeps waiting: its cb still runs once, as described above.
   void resume();
 
   // Number of items handed to uv_queue_work whose after_work has not yet run
@@ -101,23 +129,38 @@ class Lane {
   size_t outstanding() const;
 
   // Closes the lane's own libuv handles; `cb` runs when they are closed.
-  // Requires outstanding() == 0 and queued == 0 for a clean close; items
-  // still outstanding keep the loop alive until their after_work runs, and
-  // are then freed without calling done/late.
+  // Intake stops at once. Items still queued, and dones already due, are
+  // reported (queued ones with -ESHUTDOWN) from a later loop iteration,
+  // before the handles close; no done or late runs after cb. Items still
+  // outstanding then keep the loop alive until their after_work runs, and are
+  // freed without calling done/late, so drain() first for a clean close.
+  // The Lane may be destroyed from cb on, even with items outstanding.
+  // Call close() once; drain() after the handles are closed is ignored.
   void close(std::function<void()> cb);
+  // True once close()'s handles are closed (cb has run or is running).
+  bool closed() const;
+  // True between drain() and resume(), and after close().
+  bool draining() const;
 
   const LaneStats& stats() const { return stats_; }
   const LaneLimits& limits() const { return limits_; }
+  // max_inflight 0 is taken as 1. A higher max_inflight hands queued items
+  // to libuv at once; a lower max_queue refuses new items until the queue
+  // shrinks below it (nothing already queued is dropped).
   void set_limits(const LaneLimits& l);
   const std::string& name() const { return name_; }
 
  private:
   struct Impl;
+  friend struct WorkItem;  // names Impl
   uv_loop_t* loop_;
   std::string name_;
   LaneLimits limits_;
   LaneStats stats_;
-  Impl* impl_;  // pimpl so the header stays stable while the implementation evolves
+  // pimpl so the header stays stable while the implementation evolves. Owned
+  // by the Lane, except when the Lane is destroyed with items outstanding:
+  // then the last of their after_work callbacks frees it.
+  Impl* impl_;
 };
 
 }  // namespace hostlet
