@@ -146,7 +146,7 @@ class Virt final : public hostlet::Plugin, private Listener {
   std::function<void()> stopped_;
 };
 
-std::string lower_words(std::vector<std::string> v) {
+std::string join_commas(std::vector<std::string> v) {
   std::string s;
   for (auto& w : v) s += (s.empty() ? "" : ",") + w;
   return s;
@@ -168,7 +168,7 @@ Virt::Virt(hostlet::Host& host) : Plugin(host), loop_(static_cast<uv_loop_t*>(ho
                                       std::to_string(reconnect_max_ms_) + " ms)");
   backoff_ms_ = reconnect_min_ms_;
   stats_interval_ms_ = static_cast<uint64_t>(host.integer("stats_interval"));
-  if (std::string e = parse_stats_groups(lower_words(host.list("stats_groups")), &stats_groups_); !e.empty())
+  if (std::string e = parse_stats_groups(join_commas(host.list("stats_groups")), &stats_groups_); !e.empty())
     throw hostlet::Error(-EINVAL, "stats_groups: " + e);
 
   for (const Op& op : ops()) {
@@ -311,7 +311,9 @@ std::string Virt::not_connected() const {
       break;
     }
     case Phase::connecting: m += " (connecting)"; break;
-    default: m += " (stopping)"; break;
+    case Phase::idle: m += " (not started)"; break;
+    case Phase::connected:
+    case Phase::stopping: m += " (stopping)"; break;
   }
   if (!last_error_.empty()) m += ": " + last_error_;
   return m;
