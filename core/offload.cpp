@@ -35,6 +35,14 @@ namespace {
 constexpr uint64_t kNsPerMs = 1000000;
 constexpr size_t kNoPos = std::numeric_limits<size_t>::max();
 constexpr size_t kFreeListMax = 4096;
+// Latency sampling: a lane that sees at most this many submits per loop
+// millisecond times every item; a busier one times every stride-th item,
+// stride (a power of two) picked from the previous millisecond's count so
+// that about this many per millisecond are timed. Each timed item costs three
+// uv_hrtime calls (~50 ns each in a VM), which with trivial work and a full
+// pool is most of the lane's overhead over raw uv_queue_work.
+constexpr uint64_t kTimedPerMs = 64;
+constexpr uint64_t kMaxStride = 1024;
 
 // Written by the pool thread, read by the loop at a deadline or cancel.
 constexpr uint8_t kNotStarted = 0;
@@ -106,7 +114,7 @@ struct WorkItem {
   void* arg = nullptr;
   WorkItem* prev = nullptr;  // FIFO only
   WorkItem* next = nullptr;  // FIFO, pending list, timing-out list, free list
-  uint64_t submit_ns = 0;    // loop thread, uv_hrtime
+  uint64_t submit_ns = 0;    // loop thread, uv_hrtime; set when timed or with a deadline
   uint64_t start_ns = 0;     // pool thread; read by the loop after after_work
   uint64_t end_ns = 0;       // pool thread; read by the loop after after_work
   uint64_t deadline_ns = 0;  // 0: none
@@ -115,6 +123,7 @@ struct WorkItem {
   ItemState state = ItemState::Free;
   bool in_pool = false;      // handed to uv_queue_work, after_work not run
   bool uv_cancelled = false; // TimingOut: uv_cancel took it back, it never runs
+  bool timed = false;        // record queue wait and run time (see kTimedPerMs)
   std::atomic<uint8_t> phase{kNotStarted};
 };
 
@@ -148,6 +157,10 @@ struct Lane::Impl {
   uint64_t armed_ns = 0;        // deadline the timer is armed for; 0: not armed
   size_t inflight = 0;
   size_t free_cap = 0;          // items kept on the free list: what the limits can use at once
+  uint64_t tick_ms = 0;         // uv_now() of the current sampling millisecond
+  uint64_t tick_submits = 0;    // submits seen in it
+  uint64_t stride = 1;          // time every stride-th item
+  uint64_t sample_seq = 0;
 
   bool draining = false;        // intake closed
   bool closing = false;         // close() called
@@ -189,6 +202,7 @@ struct Lane::Impl {
   void close_handles();
   void detach();
   void apply_limits();
+  bool sample();
 
   static void on_work(uv_work_t* req);
   static void on_after_work(uv_work_t* req, int status);
@@ -220,6 +234,21 @@ void Lane::Impl::apply_limits() {
   if (lim->max_queue < kFreeListMax && lim->max_queue + lim->max_inflight < kFreeListMax)
     free_cap = lim->max_queue + lim->max_inflight;
   pump();
+}
+
+// Whether the item being submitted is timed (see kTimedPerMs). uv_now() is the
+// loop's cached time: reading it costs no clock call.
+bool Lane::Impl::sample() {
+  uint64_t now_ms = uv_now(loop);
+  if (now_ms != tick_ms) {
+    uint64_t want = tick_submits / kTimedPerMs;
+    stride = want <= 1 ? 1 : std::bit_ceil(want);
+    if (stride > kMaxStride) stride = kMaxStride;
+    tick_ms = now_ms;
+    tick_submits = 0;
+  }
+  ++tick_submits;
+  return (++sample_seq & (stride - 1)) == 0;
 }
 
 void Lane::Impl::detach() {
@@ -475,10 +504,11 @@ void Lane::Impl::close_handles() {
 
 void Lane::Impl::on_work(uv_work_t* req) {
   auto* it = static_cast<WorkItem*>(req->data);
-  it->start_ns = uv_hrtime();
+  bool timed = it->timed;
+  if (timed) it->start_ns = uv_hrtime();
   it->phase.store(kRunning, std::memory_order_relaxed);
   it->work(it->arg);
-  it->end_ns = uv_hrtime();
+  if (timed) it->end_ns = uv_hrtime();
   it->phase.store(kFinished, std::memory_order_release);
 }
 
@@ -492,7 +522,7 @@ void Lane::Impl::on_after_work(uv_work_t* req, int status) {
     if (self->closed && self->inflight == 0) delete self;
     return;
   }
-  if (status != UV_ECANCELED) {
+  if (status != UV_ECANCELED && it->timed) {
     self->st->queue_wait.record(it->start_ns - it->submit_ns);
     self->st->run_time.record(it->end_ns - it->start_ns);
   }
@@ -606,9 +636,10 @@ int Lane::submit(WorkFn work, DoneFn done, void* arg, uint64_t timeout_ms, LateF
   it->late = late;
   it->arg = arg;
   it->uv_cancelled = false;
-  it->submit_ns = uv_hrtime();
-  it->deadline_ns =
-      deadline_after(it->submit_ns, timeout_ms ? timeout_ms : limits_.default_timeout_ms);
+  it->timed = L.sample();
+  uint64_t timeout = timeout_ms ? timeout_ms : limits_.default_timeout_ms;
+  if (it->timed || timeout != 0) it->submit_ns = uv_hrtime();
+  it->deadline_ns = deadline_after(it->submit_ns, timeout);
   if (it->deadline_ns != 0) {
     L.heap_push(it);
     if (L.armed_ns == 0 || it->deadline_ns < L.armed_ns) L.arm(it->deadline_ns, it->submit_ns);

@@ -781,6 +781,42 @@ TEST_CASE_METHOD(LoopFixture, "offload: histograms count queue wait and run time
   CHECK(s.queue_wait.quantile(1.0) == s.queue_wait.max());
 }
 
+TEST_CASE_METHOD(LoopFixture, "offload: a busy lane samples latencies and a quiet one times every item") {
+  Lane& l = lane(limits(16, 5000));
+  auto submit_n = [&](int n) {
+    for (int i = 0; i < n; ++i) REQUIRE(submit(l, job()) == 0);
+    REQUIRE(run_until([&] { return l.outstanding() == 0 && l.stats().queued == 0; }));
+  };
+  // Lets the loop's clock move on by a few milliseconds.
+  auto next_ms = [&] {
+    uv_timer_t t;
+    bool fired = false;
+    uv_timer_init(&loop, &t);
+    t.data = &fired;
+    uv_timer_start(&t, [](uv_timer_t* h) { *static_cast<bool*>(h->data) = true; }, 2, 0);
+    bool ok = run_until([&] { return fired; });
+    uv_close(reinterpret_cast<uv_handle_t*>(&t), nullptr);
+    uv_run(&loop, UV_RUN_NOWAIT);  // finishes the close before t goes out of scope
+    REQUIRE(ok);
+  };
+  next_ms();
+  submit_n(1000);  // the first millisecond: every item is timed
+  CHECK(l.stats().run_time.count() == 1000);
+  next_ms();
+  submit_n(1000);  // after 1000 submits in one millisecond: every 16th
+  uint64_t sampled = l.stats().run_time.count() - 1000;
+  CHECK(sampled >= 60);
+  CHECK(sampled <= 64);
+  CHECK(l.stats().queue_wait.count() == l.stats().run_time.count());
+  next_ms();
+  submit_n(10);
+  next_ms();
+  uint64_t before = l.stats().run_time.count();
+  submit_n(10);  // quiet again: every item
+  CHECK(l.stats().run_time.count() == before + 10);
+  CHECK(l.stats().done == 2020);
+}
+
 TEST_CASE("offload: histogram buckets are powers of two") {
   Histogram h;
   CHECK(h.count() == 0);
