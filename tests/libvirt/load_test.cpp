@@ -63,4 +63,30 @@ TEST_CASE("load: the plugin loads from an absolute path and links the system lib
   CHECK(actions == 13);
   CHECK(events == 6);
   CHECK(dlclose(h) == 0);
+  // Unloaded for real (a reload maps new code), while the bridge is marked never to be.
+  CHECK(dlopen(path.c_str(), RTLD_NOW | RTLD_NOLOAD) == nullptr);
+}
+
+TEST_CASE("load: the event bridge library is marked nodelete", "[load]") {
+  bool found = false, nodelete = false;
+  struct Out {
+    bool* found;
+    bool* nodelete;
+  } out{&found, &nodelete};
+  dl_iterate_phdr(
+      [](dl_phdr_info* info, size_t, void* p) {
+        auto* o = static_cast<Out*>(p);
+        if (!info->dlpi_name || !std::string(info->dlpi_name).ends_with("libhostlet-virt-events.so")) return 0;
+        *o->found = true;
+        for (int i = 0; i < info->dlpi_phnum; i++) {
+          if (info->dlpi_phdr[i].p_type != PT_DYNAMIC) continue;
+          auto* dyn = reinterpret_cast<const ElfW(Dyn)*>(info->dlpi_addr + info->dlpi_phdr[i].p_vaddr);
+          for (; dyn->d_tag != DT_NULL; dyn++)
+            if (dyn->d_tag == DT_FLAGS_1 && (dyn->d_un.d_val & DF_1_NODELETE)) *o->nodelete = true;
+        }
+        return 1;
+      },
+      &out);
+  CHECK(found);
+  CHECK(nodelete);
 }
