@@ -525,7 +525,7 @@ const hostlet_action_info* action_table() {
   static const std::vector<hostlet_action_info> table = [] {
     std::vector<hostlet_action_info> t;
     for (const Op& op : ops()) t.push_back({op.verb, op.args, op.description});
-    t.push_back({"connection.info", "", "the connection's state (answers even while disconnected)"});
+    t.push_back({"connection.info", "", "The connection's state, retry time and last error; answers even while disconnected"});
     t.push_back({nullptr, nullptr, nullptr});
     return t;
   }();
