@@ -134,6 +134,7 @@ struct Bridge {
   size_t closes_running = 0;
   bool detach_waiting = false;   // the last release came while closes ran
   DoneList waiting_dones;        // its callbacks
+  UvPtr<uv_timer_t> detach_timer;  // detaches anyway after kCloseWaitMs
   std::vector<Sink*> dead_sinks;  // deregistered; freed on the loop
   size_t sinks = 0;
   Batch* batch = nullptr;  // set while a detach closes handles
@@ -307,6 +308,19 @@ void run_frees(Bridge& b, std::unique_lock<std::mutex>& lk) {
 
 void detach(Bridge& b, std::unique_lock<std::mutex>& lk, DoneList dones);
 
+// How long the last release waits for running closes before it detaches
+// anyway. A close blocks until the daemon answers or keepalive gives up; with
+// keepalive off and a hung daemon that is forever, and the agent's loop could
+// not end.
+constexpr uint64_t kCloseWaitMs = 2000;
+
+void finish_waiting_detach(Bridge& b, std::unique_lock<std::mutex>& lk) {
+  b.detach_waiting = false;
+  DoneList waiting;
+  waiting.swap(b.waiting_dones);
+  detach(b, lk, std::move(waiting));
+}
+
 // Frees sinks whose callbacks are deregistered. On the loop, because libvirt
 // dispatches domain events there: one being dispatched now has returned.
 void free_dead_sinks(Bridge& b) {
@@ -326,13 +340,11 @@ void on_async(uv_async_t*) {
   dones.swap(b.dones);
   if (b.detach_waiting && b.refs > 0) {  // acquired again meanwhile: no detach after all
     b.detach_waiting = false;
+    b.detach_timer.reset();
     dones.insert(dones.end(), b.waiting_dones.begin(), b.waiting_dones.end());
     b.waiting_dones.clear();
   } else if (b.detach_waiting && b.closes_running == 0) {
-    b.detach_waiting = false;
-    DoneList waiting;
-    waiting.swap(b.waiting_dones);
-    detach(b, lk, std::move(waiting));
+    finish_waiting_detach(b, lk);
   }
   lk.unlock();
   for (auto& [done, arg] : dones) done(arg);
@@ -347,10 +359,10 @@ void run_close(std::function<void()> fn) {
   }
   auto body = [fn = std::move(fn)] {
     fn();
-    Bridge& b = bridge();
-    std::lock_guard lk(b.mu);
-    b.closes_running--;
-    wake(b);
+    Bridge& br = bridge();
+    std::lock_guard lk(br.mu);
+    br.closes_running--;
+    wake(br);
   };
   try {
     std::thread(body).detach();
@@ -500,6 +512,15 @@ extern "C" void hostlet_virt_events_release(void (*done)(void*), void* arg) {
     if (b.refs == 0) {
       b.detach_waiting = true;
       if (done) b.waiting_dones.emplace_back(done, arg);
+      if (auto* t = ensure(b, b.detach_timer, 0, uv_timer_init))
+        uv_timer_start(
+            t,
+            [](uv_timer_t*) {
+              Bridge& br = bridge();
+              std::unique_lock l(br.mu);
+              if (br.detach_waiting && br.refs == 0) finish_waiting_detach(br, l);
+            },
+            kCloseWaitMs, 0);
     } else if (done) {
       b.dones.emplace_back(done, arg);
     }
@@ -544,6 +565,7 @@ void detach(Bridge& b, std::unique_lock<std::mutex>& lk, DoneList dones) {
   }
   b.doomed_handles.clear();
   b.doomed_timeouts.clear();
+  b.detach_timer.reset();
   b.async.reset();
   b.batch = nullptr;
   b.loop = nullptr;

@@ -69,9 +69,10 @@ HOSTLET_VIRT_EVENTS_API int hostlet_virt_events_acquire(uv_loop_t *loop);
 
 /**
  * Drops a reference taken by hostlet_virt_events_acquire(). Loop thread.
- * The last one waits for the closes still running (see below), runs pending
- * free callbacks, applies pending changes, and closes every uv handle of the
- * bridge; `done(arg)` (may be NULL) then runs
+ * The last one waits for the closes still running (see below; at most 2 s,
+ * then it goes on: a close can block for as long as a hung daemon and
+ * keepalive allow), runs pending free callbacks, applies pending changes, and
+ * closes every uv handle of the bridge; `done(arg)` (may be NULL) then runs
  * on the loop once all of them are closed. When other references remain,
  * done(arg) runs on the loop soon. Either way never inside release(), and
  * always from this library's code: a plugin may call api->stopped() from

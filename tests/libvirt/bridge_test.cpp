@@ -529,6 +529,31 @@ TEST_CASE("bridge: a reference dropped on the loop thread is closed on a bridge 
   CHECK(lt.close() == 0);
 }
 
+TEST_CASE("bridge: the last release waits for a running close, but not forever", "[bridge][daemon]") {
+  wait_quiet();
+  t::TempDir dir;
+  virt_test::Libvirtd d(dir);
+  REQUIRE(d.start());
+  Recorder rec;
+  auto lt = std::make_unique<LoopThread>();
+  auto w = std::make_unique<Watched>(d.uri(), rec);  // no keepalive: a close to a stopped daemon blocks
+  d.pause();
+  w.reset();  // the close runs on a bridge thread and hangs there
+  CHECK(info().closes_running == 1);
+  auto t0 = steady_clock::now();
+  CHECK(lt->close() == 0);  // released after the 2 s grace, handles closed
+  const double took = duration<double>(steady_clock::now() - t0).count();
+  CHECK(took >= 1.5);
+  CHECK(took < 5.0);
+  CHECK(info().attached == 0);
+  lt.reset();
+  d.resume();  // the close completes; its free callbacks wait for the next attach
+  wait_quiet();
+  LoopThread next;  // which runs them
+  CHECK(t::wait_until([] { return info().pending_frees == 0; }));
+  CHECK(next.close() == 0);
+}
+
 TEST_CASE("bridge: eight threads of calls on one connection while events stream", "[bridge][daemon][stress]") {
   wait_quiet();
   t::TempDir dir;
