@@ -18,6 +18,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <new>
 #include <system_error>
 #include <functional>
@@ -136,6 +137,8 @@ struct Bridge {
   DoneList waiting_dones;        // its callbacks
   UvPtr<uv_timer_t> detach_timer;  // detaches anyway after kCloseWaitMs
   std::vector<Sink*> dead_sinks;  // deregistered; freed on the loop
+  std::deque<virConnectPtr> unrefs;  // references dropped on the loop, for the unref worker
+  bool unref_worker = false;
   size_t sinks = 0;
   Batch* batch = nullptr;  // set while a detach closes handles
   std::vector<Batch*> batches;  // detaches whose handles are still closing
@@ -717,20 +720,36 @@ extern "C" void hostlet_virt_sink_close(hostlet_virt_sink* s, virConnectPtr conn
 
 extern "C" void hostlet_virt_conn_unref(virConnectPtr conn) {
   if (!conn) return;
+  Bridge& b = bridge();
   bool on_loop;
   {
-    Bridge& b = bridge();
     std::lock_guard lk(b.mu);
     on_loop = b.on_loop();
+    if (on_loop) {
+      // Usually not the last reference (cheap), but it may be: one worker
+      // thread drains these, however many a stop cancels at once.
+      b.unrefs.push_back(conn);
+      if (b.unref_worker) return;
+      b.unref_worker = true;
+    }
   }
   if (!on_loop) {
     virConnectClose(conn);
     virResetLastError();
     return;
   }
-  run_close([conn] {
-    virConnectClose(conn);
-    virResetLastError();
+  run_close([] {
+    Bridge& br = bridge();
+    std::unique_lock lk(br.mu);
+    while (!br.unrefs.empty()) {
+      virConnectPtr c = br.unrefs.front();
+      br.unrefs.pop_front();
+      lk.unlock();
+      virConnectClose(c);
+      virResetLastError();
+      lk.lock();
+    }
+    br.unref_worker = false;
   });
 }
 

@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -525,6 +526,20 @@ TEST_CASE("bridge: a reference dropped on the loop thread is closed on a bridge 
   CHECK(steady_clock::now() - t0 < milliseconds(500));
   CHECK(info().closes_running == 1);
   d.resume();
+  wait_quiet();
+
+  // A burst (a stop cancelling a full lane): one worker thread, not one each.
+  virConnectPtr c2 = virConnectOpen(d.uri().c_str());
+  REQUIRE(c2);
+  for (int i = 0; i < 200; i++) virConnectRef(c2);
+  size_t most = 0;
+  lt.run([&] {
+    for (int i = 0; i < 201; i++) {
+      hostlet_virt_conn_unref(c2);
+      most = std::max(most, info().closes_running);
+    }
+  });
+  CHECK(most == 1);
   wait_quiet();
   CHECK(lt.close() == 0);
 }
