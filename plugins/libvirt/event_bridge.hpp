@@ -137,8 +137,9 @@ HOSTLET_VIRT_EVENTS_API void hostlet_virt_sink_close(hostlet_virt_sink *sink, vi
 
 /**
  * Drops one reference to conn (virConnectClose). On the loop thread it
- * happens on a thread of this library: the last reference of a remote
- * connection talks to the daemon. Elsewhere it happens right here.
+ * happens on a worker thread of this library (one for all such drops): the
+ * last reference of a remote connection talks to the daemon. Elsewhere it
+ * happens right here. Any thread.
  */
 HOSTLET_VIRT_EVENTS_API void hostlet_virt_conn_unref(virConnectPtr conn);
 
