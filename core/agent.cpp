@@ -128,7 +128,7 @@ void Agent::start_instances() {
     }
     log(Level::Error, inst->name(), "failed to start; instance skipped, the others run");
     inst->stop(config_.agent.shutdown_timeout_ms, [this, inst](bool finished) {
-      inst->destroy();
+      if (finished) inst->destroy();  // else its late work may still call into it: keep it
       for (auto it = instances_.begin(); it != instances_.end(); ++it)
         if (it->get() == inst) {
           if (!finished) {
@@ -161,8 +161,11 @@ void Agent::stop_next_instance() {
   }
   Instance* inst = instances_[--stop_index_].get();
   inst->stop(config_.agent.shutdown_timeout_ms, [this, inst](bool finished) {
-    inst->destroy();
-    if (!finished) {
+    if (finished) {
+      inst->destroy();
+    } else {
+      // Work of this plugin may still finish and call its done callback:
+      // keep its state and code alive (we exit without freeing it).
       stuck_work_ = true;
       pinned_.push_back(inst->library());
     }
@@ -262,9 +265,10 @@ int Agent::run() {
     log(Level::Warn, "hostlet", "%s (its instance failed to load; the rule will fail when it fires)", e.str().c_str());
   rules_->activate();
 
+  // The control socket opens last: once it answers, every instance has started.
   control_ = std::make_unique<ControlServer>(*this);
   std::string cerr;
-  if (!control_->listen(config_.agent.control_socket, config_.agent.control_mode, cerr)) {
+  if (!control_->can_listen(config_.agent.control_socket, cerr)) {
     log(Level::Error, "hostlet", "control socket: %s", cerr.c_str());
     control_.reset();
     exit_code_ = 1;
@@ -286,7 +290,14 @@ int Agent::run() {
     uv_signal_start(&sigterm_, on_signal, SIGTERM);
     lag_->start();
     start_instances();
-    log(Level::Info, "hostlet", "ready: %zu instance(s), %zu rule(s), control socket %s", instances_.size(),
+    if (!control_->listen(config_.agent.control_socket, config_.agent.control_mode, cerr)) {
+      log(Level::Error, "hostlet", "control socket: %s", cerr.c_str());
+      control_.reset();
+      exit_code_ = 1;
+      request_shutdown();
+    }
+    if (control_)
+      log(Level::Info, "hostlet", "ready: %zu instance(s), %zu rule(s), control socket %s", instances_.size(),
         rules_->size(), config_.agent.control_socket.c_str());
   }
 

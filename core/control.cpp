@@ -137,7 +137,7 @@ ControlServer::ControlServer(Agent& agent) : agent_(agent) {}
 
 ControlServer::~ControlServer() = default;
 
-bool ControlServer::listen(const std::string& path, unsigned mode, std::string& err) {
+bool ControlServer::can_listen(const std::string& path, std::string& err) {
   if (path.empty() || path.size() >= sizeof(sockaddr_un{}.sun_path)) {
     err = "path '" + path + "' is empty or longer than " + std::to_string(sizeof(sockaddr_un{}.sun_path) - 1) + " bytes";
     return false;
@@ -163,6 +163,11 @@ bool ControlServer::listen(const std::string& path, unsigned mode, std::string& 
     }
     unlink(path.c_str());  // stale: left by an agent that did not exit cleanly
   }
+  return true;
+}
+
+bool ControlServer::listen(const std::string& path, unsigned mode, std::string& err) {
+  if (!can_listen(path, err)) return false;
   uv_loop_t* loop = agent_.core().loop;
   uv_pipe_init(loop, &server_, 0);
   server_.data = this;

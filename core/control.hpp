@@ -29,7 +29,10 @@ class ControlServer {
   ControlServer(const ControlServer&) = delete;
   ControlServer& operator=(const ControlServer&) = delete;
 
-  // Binds and listens; a stale socket file is replaced, a live one is an error.
+  // Checks the path: too long, not a socket, or another agent answering on it
+  // are errors; a stale socket file is removed.
+  bool can_listen(const std::string& path, std::string& err);
+  // Binds and listens (after can_listen's checks).
   bool listen(const std::string& path, unsigned mode, std::string& err);
   // Closes the listener and every connection (asynchronously).
   void close();

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdarg>
@@ -223,6 +224,7 @@ struct Instance::WatchRec {
   uv_poll_t h;
   Instance* inst;
   int fd;
+  int uv_events = 0;  // what the plugin asked for, to re-arm after an error
   hostlet_watch_fn cb;
   void* arg;
   std::list<WatchRec*>::iterator it;
@@ -416,6 +418,11 @@ void Instance::close_handles() {
     if (!w->closing) {
       w->closing = true;
       uv_close(reinterpret_cast<uv_handle_t*>(&w->h), nullptr);
+    }
+  for (auto* s : subs_)
+    if (s->sub) {
+      core_.bus->unsubscribe(s->sub);
+      s->sub = nullptr;  // the record stays until the plugin unsubscribes or the instance goes
     }
   core_.bus->unsubscribe_owner(this);
 }
@@ -620,7 +627,13 @@ struct HostApiImpl {
     if (events & UV_READABLE) ev |= HOSTLET_WATCH_READABLE;
     if (events & UV_WRITABLE) ev |= HOSTLET_WATCH_WRITABLE;
     if (events & UV_PRIORITIZED) ev |= HOSTLET_WATCH_PRIORITY;
-    w->inst->run_callback("watch callback", [&] { w->cb(w->arg, w->fd, ev); });
+    Instance* inst = w->inst;
+    auto& live = inst->watches_;
+    inst->run_callback("watch callback", [&] { w->cb(w->arg, w->fd, ev); });
+    // libuv stops a poll handle that reported an error; a watch stays armed
+    // until the plugin changes or closes it (which it may have done above).
+    if (status < 0 && std::find(live.begin(), live.end(), w) != live.end() && !w->closing && w->uv_events)
+      uv_poll_start(&w->h, w->uv_events, &on_poll);
   }
   static int watch_fd(hostlet_host* h, int fd, unsigned events, hostlet_watch_fn cb, void* arg, hostlet_watch** out) {
     if (!h || !cb || !out) return -EINVAL;
@@ -643,14 +656,16 @@ struct HostApiImpl {
     w->h.data = w;
     inst->watches_.push_back(w);
     w->it = std::prev(inst->watches_.end());
-    if (events) uv_poll_start(&w->h, to_uv(events), &on_poll);
+    w->uv_events = to_uv(events);
+    if (events) uv_poll_start(&w->h, w->uv_events, &on_poll);
     *out = w;
     return 0;
   }
   static int watch_update(hostlet_watch* w, unsigned events) {
     if (!w || w->closing) return -EINVAL;
+    w->uv_events = to_uv(events);
     if (events == 0) return uv_poll_stop(&w->h);
-    return uv_poll_start(&w->h, to_uv(events), &on_poll);
+    return uv_poll_start(&w->h, w->uv_events, &on_poll);
   }
   static void watch_close(hostlet_watch* w) {
     if (!w || w->released) return;
@@ -762,7 +777,7 @@ struct HostApiImpl {
   }
   static void unsubscribe(hostlet_sub* s) {
     if (!s) return;
-    s->inst->core_.bus->unsubscribe(s->sub);
+    if (s->sub) s->inst->core_.bus->unsubscribe(s->sub);
     s->inst->subs_.erase(s->it);
     delete s;
   }
