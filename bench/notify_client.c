@@ -1,0 +1,132 @@
+/*
+ * Notification ingest client for the unixsock protocol (NDJSON).
+ *   notify_client SOCKET CONNECTIONS EVENTS_PER_CONNECTION ACK(none|accepted)
+ * Each connection has a writer thread (pipelines every line) and a reader.
+ * ack none: the last line of each connection asks ack accepted (id "end");
+ * its reply means the server has taken every earlier line of that connection.
+ * ack accepted: every line is answered; the reader counts the replies.
+ * Prints one JSON object: events, secs, events_s, errors.
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+static uint64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static const char *sock_path;
+static long per_conn;
+static int ack_none;
+
+struct conn {
+  int fd;
+  pthread_t writer, reader;
+  long errors;
+};
+
+static void *writer_main(void *arg) {
+  struct conn *c = arg;
+  size_t cap = 1 << 20, len = 0;
+  char *buf = malloc(cap + 512);
+  if (!buf) exit(1);
+  for (long i = 0; i < per_conn; i++) {
+    int last = i == per_conn - 1;
+    const char *ack = ack_none && !last ? "none" : "accepted";
+    len += (size_t)sprintf(buf + len, "{\"type\":\"bench.event\",\"attrs\":{\"i\":\"%ld\"},\"id\":\"%s\",\"ack\":\"%s\"}\n",
+                           i, last ? "end" : "e", ack);
+    if (len >= cap || last) {
+      size_t off = 0;
+      while (off < len) {
+        ssize_t w = write(c->fd, buf + off, len - off);
+        if (w <= 0) {
+          perror("write");
+          exit(1);
+        }
+        off += (size_t)w;
+      }
+      len = 0;
+    }
+  }
+  free(buf);
+  return NULL;
+}
+
+static void *reader_main(void *arg) {
+  struct conn *c = arg;
+  char buf[65536];
+  long lines = 0, want = ack_none ? -1 : per_conn;
+  int done = 0;
+  char prev[8] = {0};
+  while (!done) {
+    ssize_t r = read(c->fd, buf, sizeof buf);
+    if (r <= 0) {
+      fprintf(stderr, "reader: connection closed after %ld replies\n", lines);
+      exit(1);
+    }
+    for (ssize_t i = 0; i < r; i++) {
+      if (buf[i] == '\n') {
+        lines++;
+        if (want > 0 && lines == want) done = 1;
+      }
+    }
+    /* errors and the end marker (cheap scans; replies are short) */
+    buf[r < (ssize_t)sizeof buf ? r : r - 1] = 0;
+    for (char *p = buf; (p = strstr(p, "\"ok\":false")); p++) c->errors++;
+    if (ack_none && strstr(buf, "\"end\"")) done = 1;
+    (void)prev;
+  }
+  return NULL;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 5) {
+    fprintf(stderr, "usage: %s SOCKET CONNECTIONS EVENTS_PER_CONNECTION none|accepted\n", argv[0]);
+    return 64;
+  }
+  sock_path = argv[1];
+  int nconn = atoi(argv[2]);
+  per_conn = atol(argv[3]);
+  ack_none = strcmp(argv[4], "none") == 0;
+  if (nconn < 1 || per_conn < 1) return 64;
+  struct conn *cs = calloc((size_t)nconn, sizeof *cs);
+  if (!cs) return 1;
+  for (int i = 0; i < nconn; i++) {
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", sock_path);
+    cs[i].fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (cs[i].fd < 0 || connect(cs[i].fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+      perror("connect");
+      return 2;
+    }
+  }
+  uint64_t t0 = now_ns();
+  for (int i = 0; i < nconn; i++) {
+    pthread_create(&cs[i].reader, NULL, reader_main, &cs[i]);
+    pthread_create(&cs[i].writer, NULL, writer_main, &cs[i]);
+  }
+  long errors = 0;
+  for (int i = 0; i < nconn; i++) {
+    pthread_join(cs[i].writer, NULL);
+    pthread_join(cs[i].reader, NULL);
+    errors += cs[i].errors;
+    close(cs[i].fd);
+  }
+  uint64_t total = now_ns() - t0;
+  long events = per_conn * nconn;
+  printf("{\"events\": %ld, \"secs\": %.6f, \"events_s\": %.1f, \"errors\": %ld}\n", events,
+         (double)total / 1e9, (double)events * 1e9 / (double)total, errors);
+  free(cs);
+  return 0;
+}
