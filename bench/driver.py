@@ -20,6 +20,9 @@ S = 100 if SMOKE else 1  # divide counts in smoke mode
 N_LAT, N_LAT_PY = 20000 // S, 5000 // S
 N_TP, N_TP_PY = 200000 // S, 20000 // S
 N_EV, N_EV_PY = 400000 // S, 100000 // S
+N_ACKLAT = 5000 // S
+CONNS = [1, 8, 64]
+ACKS = ["none", "accepted", "done"]
 INFLIGHT = [1, 64, 1024]
 ENV = dict(os.environ, UV_THREADPOOL_SIZE="4")
 
@@ -113,10 +116,13 @@ def main():
                     r[f"tp{k}.node"] = run_json([NODE, os.path.join(PEERS, "node_offload.js"), "throughput",
                                                  str(N_TP), str(k)])
             # notification ingest
-            for c in (1, 8):
-                for ack in ("none", "accepted"):
+            for c in CONNS:
+                for ack in ACKS:
                     r[f"ev{c}.{ack}.hostlet"] = run_json([CLIENT, hl_sock, str(c), str(N_EV // c), ack])
                     r[f"ev{c}.{ack}.python"] = run_json([CLIENT, py_sock, str(c), str(N_EV_PY // c), ack])
+            for ack in ACKS[1:]:
+                r[f"acklat.{ack}.hostlet"] = run_json([CLIENT, hl_sock, "1", str(N_ACKLAT), ack, "latency"])
+                r[f"acklat.{ack}.python"] = run_json([CLIENT, py_sock, "1", str(N_ACKLAT), ack, "latency"])
             rounds.append(r)
     finally:
         for p in procs:
@@ -166,8 +172,8 @@ def report(rounds):
         lines.append(f"| {f} | " + " | ".join(vals) + f" | {ratio} | {goal} | {met} |")
     lines += ["", "| notification ingest (C client) | hostlet unixsock | Python asyncio server | hostlet / Python | goal | met |",
               "|---|---|---|---|---|---|"]
-    for c in (1, 8):
-        for ack in ("none", "accepted"):
+    for c in CONNS:
+        for ack in ACKS:
             key = f"ev{c}.{ack}"
             h, p = med(rounds, key + ".hostlet", "events_s"), med(rounds, key + ".python", "events_s")
             ratio = med_ratio(rounds, key + ".hostlet", key + ".python", "events_s")
@@ -177,6 +183,12 @@ def report(rounds):
                 met = "yes" if h and ratio and h >= 500e3 and ratio >= 10 else "no"
             lines.append(f"| {c} connection{'s' if c > 1 else ''}, ack {ack} | {fmt(h, 'ops')} | {fmt(p, 'ops')} | "
                          f"{fmt(ratio, 'x')} | {goal} | {met} |")
+    for ack in ACKS[1:]:
+        for field in ("p50_us", "p99_us"):
+            key = f"acklat.{ack}"
+            h, p = med(rounds, key + ".hostlet", field), med(rounds, key + ".python", field)
+            lines.append(f"| ack {ack} latency {field[:3]}, 1 connection, one at a time | {fmt(h, 'us')} | "
+                         f"{fmt(p, 'us')} | {fmt(med_ratio(rounds, key + '.hostlet', key + '.python', field), 'x')} |  |  |")
     errors = sum(int(v.get("errors", 0)) for r in rounds for v in r.values())
     lines += ["", f"{len(rounds)} round(s), medians of rounds; ratios are computed within each round, then the median "
               f"taken. Errors reported by any run: {errors}. Pool: 4 threads everywhere (UV_THREADPOOL_SIZE=4, agent "

@@ -1,10 +1,12 @@
 /*
  * Notification ingest client for the unixsock protocol (NDJSON).
- *   notify_client SOCKET CONNECTIONS EVENTS_PER_CONNECTION ACK(none|accepted)
+ *   notify_client SOCKET CONNECTIONS EVENTS_PER_CONNECTION ACK(none|accepted|done) [latency]
  * Each connection has a writer thread (pipelines every line) and a reader.
  * ack none: the last line of each connection asks ack accepted (id "end");
  * its reply means the server has taken every earlier line of that connection.
- * ack accepted: every line is answered; the reader counts the replies.
+ * ack accepted/done: every line is answered; the reader counts the replies.
+ * latency: no pipelining; each connection sends one line (ack accepted or
+ * done) and waits for its reply; adds p50_us/p99_us of those round trips.
  * Prints one JSON object: events, secs, events_s, errors.
  */
 #define _GNU_SOURCE
@@ -26,13 +28,50 @@ static uint64_t now_ns(void) {
 
 static const char *sock_path;
 static long per_conn;
-static int ack_none;
+static int ack_none, latency_mode;
+static const char *ack_name;
+static uint64_t *lats; /* latency mode: per_conn entries per connection */
 
 struct conn {
   int fd;
+  int index;
   pthread_t writer, reader;
   long errors;
 };
+
+static void *pingpong_main(void *arg) {
+  struct conn *c = arg;
+  char line[256], buf[4096];
+  for (long i = 0; i < per_conn; i++) {
+    int len = snprintf(line, sizeof line, "{\"type\":\"bench.event\",\"attrs\":{\"i\":\"%ld\"},\"id\":%ld,\"ack\":\"%s\"}\n",
+                       i, i, ack_name);
+    uint64_t t = now_ns();
+    if (write(c->fd, line, (size_t)len) != len) {
+      perror("write");
+      exit(1);
+    }
+    size_t got = 0;
+    for (;;) {
+      ssize_t r = read(c->fd, buf + got, sizeof buf - 1 - got);
+      if (r <= 0) {
+        fprintf(stderr, "reader: connection closed\n");
+        exit(1);
+      }
+      got += (size_t)r;
+      if (buf[got - 1] == '\n') break;
+      if (got >= sizeof buf - 1) got = 0;
+    }
+    lats[(size_t)c->index * (size_t)per_conn + (size_t)i] = now_ns() - t;
+    buf[got] = 0;
+    if (strstr(buf, "\"ok\":false")) c->errors++;
+  }
+  return NULL;
+}
+
+static int cmp_u64(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return x < y ? -1 : x > y;
+}
 
 static void *writer_main(void *arg) {
   struct conn *c = arg;
@@ -41,7 +80,7 @@ static void *writer_main(void *arg) {
   if (!buf) exit(1);
   for (long i = 0; i < per_conn; i++) {
     int last = i == per_conn - 1;
-    const char *ack = ack_none && !last ? "none" : "accepted";
+    const char *ack = ack_none ? (last ? "accepted" : "none") : ack_name;
     len += (size_t)sprintf(buf + len, "{\"type\":\"bench.event\",\"attrs\":{\"i\":\"%ld\"},\"id\":\"%s\",\"ack\":\"%s\"}\n",
                            i, last ? "end" : "e", ack);
     if (len >= cap || last) {
@@ -96,8 +135,11 @@ int main(int argc, char **argv) {
   sock_path = argv[1];
   int nconn = atoi(argv[2]);
   per_conn = atol(argv[3]);
-  ack_none = strcmp(argv[4], "none") == 0;
-  if (nconn < 1 || per_conn < 1) return 64;
+  ack_name = argv[4];
+  ack_none = strcmp(ack_name, "none") == 0;
+  latency_mode = argc > 5 && strcmp(argv[5], "latency") == 0;
+  if (nconn < 1 || per_conn < 1 || (latency_mode && ack_none)) return 64;
+  if (latency_mode && !(lats = calloc((size_t)nconn * (size_t)per_conn, sizeof *lats))) return 1;
   struct conn *cs = calloc((size_t)nconn, sizeof *cs);
   if (!cs) return 1;
   for (int i = 0; i < nconn; i++) {
@@ -105,6 +147,7 @@ int main(int argc, char **argv) {
     memset(&sa, 0, sizeof sa);
     sa.sun_family = AF_UNIX;
     snprintf(sa.sun_path, sizeof sa.sun_path, "%s", sock_path);
+    cs[i].index = i;
     cs[i].fd = socket(AF_UNIX, SOCK_STREAM, 0);
     if (cs[i].fd < 0 || connect(cs[i].fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
       perror("connect");
@@ -113,20 +156,32 @@ int main(int argc, char **argv) {
   }
   uint64_t t0 = now_ns();
   for (int i = 0; i < nconn; i++) {
-    pthread_create(&cs[i].reader, NULL, reader_main, &cs[i]);
-    pthread_create(&cs[i].writer, NULL, writer_main, &cs[i]);
+    if (latency_mode) {
+      pthread_create(&cs[i].writer, NULL, pingpong_main, &cs[i]);
+    } else {
+      pthread_create(&cs[i].reader, NULL, reader_main, &cs[i]);
+      pthread_create(&cs[i].writer, NULL, writer_main, &cs[i]);
+    }
   }
   long errors = 0;
   for (int i = 0; i < nconn; i++) {
     pthread_join(cs[i].writer, NULL);
-    pthread_join(cs[i].reader, NULL);
+    if (!latency_mode) pthread_join(cs[i].reader, NULL);
     errors += cs[i].errors;
     close(cs[i].fd);
   }
   uint64_t total = now_ns() - t0;
   long events = per_conn * nconn;
-  printf("{\"events\": %ld, \"secs\": %.6f, \"events_s\": %.1f, \"errors\": %ld}\n", events,
+  printf("{\"events\": %ld, \"secs\": %.6f, \"events_s\": %.1f, \"errors\": %ld", events,
          (double)total / 1e9, (double)events * 1e9 / (double)total, errors);
+  if (latency_mode) {
+    size_t m = (size_t)events;
+    qsort(lats, m, sizeof *lats, cmp_u64);
+    size_t p99 = m * 99 / 100 < m ? m * 99 / 100 : m - 1;
+    printf(", \"p50_us\": %.3f, \"p99_us\": %.3f", (double)lats[m / 2] / 1e3, (double)lats[p99] / 1e3);
+    free(lats);
+  }
+  printf("}\n");
   free(cs);
   return 0;
 }
