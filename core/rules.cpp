@@ -131,7 +131,7 @@ bool RuleEngine::compile(const std::vector<RuleSection>& rules, const std::strin
     }
     r->debounce_ns = rs.debounce_ms * 1000000ull;
     r->rate = rs.rate_limit;
-    r->tokens = rs.rate_limit;
+    r->tokens = std::max(1.0, rs.rate_limit);  // starts with a full bucket
     compiled_.push_back(std::move(r));
   }
   return errs.size() == before;
@@ -196,7 +196,8 @@ void RuleEngine::fire(const std::shared_ptr<Rule>& rp, const Event& ev) {
     return;
   }
   if (r.rate > 0) {
-    if (r.tokens_at_ns) r.tokens = std::min(r.rate, r.tokens + r.rate * static_cast<double>(now - r.tokens_at_ns) / 1e9);
+    double burst = std::max(1.0, r.rate);  // one second's worth, at least one firing
+    if (r.tokens_at_ns) r.tokens = std::min(burst, r.tokens + r.rate * static_cast<double>(now - r.tokens_at_ns) / 1e9);
     r.tokens_at_ns = now;
     if (r.tokens < 1.0) {
       r.stats.rate_limited++;

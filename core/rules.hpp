@@ -9,7 +9,7 @@
 // `action.done` or `action.failed`, so rules can chain and users can watch.
 // `debounce` fires on the first matching event and ignores further matches
 // for the window (leading edge); `rate_limit` caps firings per second (token
-// bucket, burst 1 s worth). Suppressed events are counted, not queued.
+// bucket, burst one second's worth and at least 1). Suppressed events are counted, not queued.
 // Events from source "hostlet" match only rules whose source is exactly
 // "hostlet", so a catch-all rule never re-fires on its own results.
 #pragma once

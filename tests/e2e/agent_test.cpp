@@ -419,3 +419,43 @@ TEST_CASE("agent: a second agent on a live control socket refuses to start; a st
   REQUIRE(c.start());
   CHECK(ctl_json(c, {"status"})["ok"] == true);
 }
+
+TEST_CASE("agent: debounce and rate_limit suppress firings and count them") {
+  TempDir dir;
+  Agent a(dir, base_config("",
+                           "  - on: {type: bounce}\n"
+                           "    do: w.echo\n"
+                           "    debounce: 1h\n"
+                           "  - on: {type: limited}\n"
+                           "    do: w.echo\n"
+                           "    rate_limit: 2/m\n"));
+  REQUIRE(a.start());
+  // debounce: the first event fires, the next ones inside the window do not
+  CHECK(ctl_json(a, {"notify", "bounce"})["results"].size() == 1);
+  CHECK(ctl_json(a, {"notify", "bounce"})["results"].empty());
+  CHECK(ctl_json(a, {"notify", "bounce"})["results"].empty());
+  // rate_limit 2 per minute: the bucket holds one firing, refills every 30 s
+  CHECK(ctl_json(a, {"notify", "limited"})["results"].size() == 1);
+  CHECK(ctl_json(a, {"notify", "limited"})["results"].empty());
+  CHECK(ctl_json(a, {"notify", "limited"})["results"].empty());
+  json rules = ctl_json(a, {"stats"})["data"]["rules"];
+  REQUIRE(rules.size() == 2);
+  CHECK(rules[0]["fired"] == 1);
+  CHECK(rules[0]["debounced"] == 2);
+  CHECK(rules[1]["fired"] == 1);
+  CHECK(rules[1]["rate_limited"] == 2);
+}
+
+TEST_CASE("agent: --check reports bad templates and globs in rules with line and column") {
+  TempDir dir;
+  Run r = check(dir, base_config("",
+                                 "  - on: {type: \"go[\"}\n"             // line 5: unbalanced bracket
+                                 "    do: w.echo\n"
+                                 "  - on: {type: go}\n"                  // line 7
+                                 "    do: w.echo\n"
+                                 "    with: {a: \"${x\"}\n"));            // line 9: unterminated template
+  INFO(r.err);
+  CHECK(r.exit_code == 1);
+  CHECK(r.err.find(dir / "check.yaml" + ":5:") != std::string::npos);
+  CHECK(r.err.find(dir / "check.yaml" + ":9:") != std::string::npos);
+}
