@@ -356,7 +356,8 @@ int main(int argc, char** argv) {
   if (raw) {
     printf("%s\n", line.c_str());
   } else if (!ok) {
-    fprintf(stderr, "error: %s\n", reply.value("error", std::string("unknown error")).c_str());
+    std::string what = reply.contains("results") ? "an action the event started failed" : "unknown error";
+    fprintf(stderr, "error: %s\n", reply.value("error", what).c_str());
     if (reply.contains("results"))
       for (const auto& r : reply["results"])
         fprintf(stderr, "  %s (%s): %s\n", scalar(r["action"]).c_str(), scalar(r["rule"]).c_str(),
