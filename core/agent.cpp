@@ -196,6 +196,7 @@ void Agent::close_core_handles() {
   };
   close_sig(&sigint_);
   close_sig(&sigterm_);
+  close_sig(&sighup_);
   lag_->close(nullptr);
   actions_->close(nullptr);
   bus_->close(nullptr);
@@ -288,6 +289,16 @@ int Agent::run() {
     };
     uv_signal_start(&sigint_, on_signal, SIGINT);
     uv_signal_start(&sigterm_, on_signal, SIGTERM);
+    // Until configuration reload exists, SIGHUP must not kill the agent (its
+    // default action): say plainly that it changes nothing.
+    uv_signal_init(&loop_, &sighup_);
+    uv_signal_start(
+        &sighup_,
+        [](uv_signal_t*, int) {
+          log(Level::Warn, "hostlet",
+              "SIGHUP ignored: this version cannot reload its configuration; restart the agent to apply changes");
+        },
+        SIGHUP);
     lag_->start();
     start_instances();
     if (!control_->listen(config_.agent.control_socket, config_.agent.control_mode, cerr)) {

@@ -87,7 +87,7 @@ class Agent {
   std::vector<std::pair<std::string, InstanceInfo>> infos_;
   // Libraries whose code may still run on a pool thread past a drain deadline.
   std::vector<std::shared_ptr<Library>> pinned_;
-  uv_signal_t sigint_{}, sigterm_{};
+  uv_signal_t sigint_{}, sigterm_{}, sighup_{};
   bool shutting_down_ = false;
   bool stuck_work_ = false;
   size_t stop_index_ = 0;

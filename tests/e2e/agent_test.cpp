@@ -459,3 +459,16 @@ TEST_CASE("agent: --check reports bad templates and globs in rules with line and
   CHECK(r.err.find(dir / "check.yaml" + ":5:") != std::string::npos);
   CHECK(r.err.find(dir / "check.yaml" + ":9:") != std::string::npos);
 }
+
+TEST_CASE("agent: SIGHUP does not kill the agent and says that reload is not available") {
+  TempDir dir;
+  Agent a(dir, base_config());
+  REQUIRE(a.start());
+  a.process().signal(SIGHUP);
+  CHECK(wait_until([&] { return a.log().find("SIGHUP ignored") != std::string::npos; }));
+  CHECK(a.process().running());
+  CHECK(ctl_json(a, {"status"})["ok"] == true);
+  auto st = a.stop();
+  REQUIRE(st);
+  CHECK(WEXITSTATUS(*st) == 0);
+}
