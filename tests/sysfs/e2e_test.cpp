@@ -17,6 +17,7 @@
 #include <random>
 #include <sstream>
 
+#include "events.hpp"
 #include "support.hpp"
 
 using namespace hostlet::test;
@@ -47,43 +48,6 @@ void stop_clean(Agent& a) {
   CHECK(log.find("runtime error") == std::string::npos);
   CHECK(log.find("loop did not close cleanly") == std::string::npos);
 }
-
-// `hostlet-ctl --json events --type TYPE` running in the background.
-class EventStream {
- public:
-  EventStream(Agent& a, const std::string& type)
-      : p_({env_path("HOSTLET_CTL"), "-s", a.control_socket(), "--timeout", "0", "--json", "events", "--type", type}) {
-    REQUIRE(wait_until([&] { return p_.out().find("\"streaming\"") != std::string::npos; }));
-  }
-  std::vector<json> events() {
-    std::vector<json> out;
-    std::istringstream in(p_.out());
-    std::string line;
-    while (std::getline(in, line)) {
-      json j = json::parse(line, nullptr, false);
-      if (!j.is_discarded() && j.contains("event")) out.push_back(j["event"]);
-    }
-    return out;
-  }
-  // The first event whose attrs satisfy pred, waiting up to timeout.
-  std::optional<json> wait_for(const std::function<bool(const json&)>& pred, std::chrono::milliseconds timeout = 10s) {
-    std::optional<json> found;
-    wait_until(
-        [&] {
-          for (auto& e : events())
-            if (pred(e["attrs"])) {
-              found = e;
-              return true;
-            }
-          return false;
-        },
-        timeout);
-    return found;
-  }
-
- private:
-  Process p_;
-};
 
 // Replaces a file at once (write + rename), so an interval read never sees it half written.
 void replace_file(const std::string& path, const std::string& content) {
@@ -190,7 +154,7 @@ TEST_CASE("sysfs e2e: a watch by interval publishes changed with the previous va
   CHECK(w["data"][0] == json{{"path", root + "/class/net/hl0/mtu"}, {"value", "1500"}, {"notify", false}});
 
   replace_file(root + "/devices/virtual/net/hl0/mtu", "1400\n");
-  auto ev = changed.wait_for([&](const json& at) { return at["path"] == root + "/class/net/hl0/mtu"; });
+  auto ev = changed.wait_for([&](const json& e) { return e["attrs"]["path"] == root + "/class/net/hl0/mtu"; });
   REQUIRE(ev);
   CHECK((*ev)["source"] == "sys");
   CHECK((*ev)["attrs"] == json{{"path", root + "/class/net/hl0/mtu"}, {"value", "1400"}, {"previous", "1500"},
@@ -203,7 +167,7 @@ TEST_CASE("sysfs e2e: a watch by interval publishes changed with the previous va
   ::unlink((root + "/class/net/hl1").c_str());
   REQUIRE(wait_until([&] { return ctl_json(a, {"call", "sys.watched"})["attrs"]["count"] == "2"; }));
   replace_file(root + "/devices/virtual/net/hl2/mtu", "1300\n");
-  ev = changed.wait_for([&](const json& at) { return at["path"] == root + "/class/net/hl2/mtu"; });
+  ev = changed.wait_for([&](const json& e) { return e["attrs"]["path"] == root + "/class/net/hl2/mtu"; });
   REQUIRE(ev);
   CHECK((*ev)["attrs"]["previous"] == "1500");
   CHECK((*ev)["attrs"]["value"] == "1300");
@@ -283,14 +247,14 @@ TEST_CASE("sysfs e2e: POLLPRI on an attribute the kernel notifies delivers the c
   CHECK(w["data"][0]["value"] == "populated 0\nfrozen 0");
 
   cg.populate();
-  auto ev = changed.wait_for([](const json& at) { return at["value"] == "populated 1\nfrozen 0"; }, 5s);
+  auto ev = changed.wait_for([](const json& e) { return e["attrs"]["value"] == "populated 1\nfrozen 0"; }, 5s);
   REQUIRE(ev);
   CHECK((*ev)["attrs"]["via"] == "notify");
   CHECK((*ev)["attrs"]["previous"] == "populated 0\nfrozen 0");
   CHECK((*ev)["attrs"]["path"] == cg.path() + "/cgroup.events");
 
   cg.empty();  // and back: the watch was re-armed by the read
-  ev = changed.wait_for([](const json& at) { return at["value"] == "populated 0\nfrozen 0"; }, 5s);
+  ev = changed.wait_for([](const json& e) { return e["attrs"]["value"] == "populated 0\nfrozen 0"; }, 5s);
   REQUIRE(ev);
   CHECK((*ev)["attrs"]["via"] == "notify");
   stop_clean(a);

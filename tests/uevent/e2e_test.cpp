@@ -19,6 +19,7 @@
 #include <random>
 #include <sstream>
 
+#include "events.hpp"
 #include "support.hpp"
 
 using namespace hostlet::test;
@@ -64,42 +65,6 @@ uint64_t stat_of(Agent& a, const std::string& instance, const std::string& key) 
   REQUIRE(r["ok"] == true);
   return std::stoull(r["attrs"][key].get<std::string>());
 }
-
-// `hostlet-ctl --json events --type TYPE` running in the background.
-class EventStream {
- public:
-  EventStream(Agent& a, const std::string& type)
-      : p_({env_path("HOSTLET_CTL"), "-s", a.control_socket(), "--timeout", "0", "--json", "events", "--type", type}) {
-    REQUIRE(wait_until([&] { return p_.out().find("\"streaming\"") != std::string::npos; }));
-  }
-  std::vector<json> events() {
-    std::vector<json> out;
-    std::istringstream in(p_.out());
-    std::string line;
-    while (std::getline(in, line)) {
-      json j = json::parse(line, nullptr, false);
-      if (!j.is_discarded() && j.contains("event")) out.push_back(j["event"]);
-    }
-    return out;
-  }
-  std::optional<json> wait_for(const std::function<bool(const json&)>& pred, std::chrono::milliseconds timeout = 10s) {
-    std::optional<json> found;
-    wait_until(
-        [&] {
-          for (auto& e : events())
-            if (pred(e)) {
-              found = e;
-              return true;
-            }
-          return false;
-        },
-        timeout);
-    return found;
-  }
-
- private:
-  Process p_;
-};
 
 std::string random_uuid() {
   std::random_device rd;
