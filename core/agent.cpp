@@ -9,6 +9,7 @@
 #include <filesystem>
 
 #include "control.hpp"
+#include "reload.hpp"
 
 namespace hostlet {
 
@@ -25,11 +26,74 @@ Agent::Agent(AgentOptions opts) : opts_(std::move(opts)) {}
 
 Agent::~Agent() = default;
 
-// Frees an instance once its lane's handles are closed (destroy() ran, or
-// init never succeeded).
-static void dispose(std::unique_ptr<Instance> inst) {
+void dispose_instance(std::unique_ptr<Instance> inst, std::function<void()> after) {
   Instance* raw = inst.release();
-  raw->lane().close([raw] { delete raw; });
+  raw->lane().close([raw, after = std::move(after)] {
+    delete raw;
+    if (after) after();
+  });
+}
+
+static void dispose(std::unique_ptr<Instance> inst) { dispose_instance(std::move(inst)); }
+
+void Agent::set_info(const std::string& name, bool loaded, const std::string& result) {
+  InstanceInfo* info = nullptr;
+  for (auto& [n, i] : infos_)
+    if (n == name) info = &i;
+  if (!info) {
+    infos_.push_back({name, InstanceInfo{0, "", 0}});
+    info = &infos_.back().second;
+  }
+  if (loaded) info->loads++;
+  info->last_result = result;
+  info->last_time_ms = realtime_ms();
+}
+
+void Agent::drop_info(const std::string& name) {
+  std::erase_if(infos_, [&](const auto& p) { return p.first == name; });
+}
+
+void Agent::retire(std::unique_ptr<Instance> inst, uint64_t ms, std::function<void(bool)> then) {
+  Instance* raw = inst.release();
+  raw->stop(ms, [this, raw, then = std::move(then)](bool finished) {
+    std::unique_ptr<Instance> up(raw);
+    if (finished) {
+      up->destroy();
+      dispose(std::move(up));
+    } else {
+      // Its late work may still call into it: keep the record and the code.
+      pinned_.push_back(up->library());
+      (void)up.release();
+    }
+    if (then) then(finished);
+  });
+}
+
+std::unique_ptr<Instance> Agent::make_instance(const InstanceSection& sec, const std::shared_ptr<Library>& lib,
+                                               const std::string& file, bool staged, ConfigErrors& errs) {
+  ConfigValues values;
+  Mark where = sec.config_mark.line ? sec.config_mark : sec.mark;
+  size_t before = errs.size();
+  validate_plugin_config(file, sec.config, where, lib->desc()->config, values, errs);
+  if (errs.size() != before) return nullptr;
+  auto inst = std::make_unique<Instance>(core_, sec, lib, std::move(values), file);
+  if (staged) {
+    actions_->stage(inst.get());
+    bus_->park(inst.get());
+  }
+  int r = inst->init();
+  if (r != 0) {
+    if (staged) {
+      actions_->discard(inst.get());
+      bus_->release(inst.get(), nullptr);
+    }
+    dispose(std::move(inst));
+    errs.push_back({file, sec.mark,
+                    "instance '" + sec.name + "': plugin '" + lib->desc()->name + "' rejected its config: " +
+                        hostlet_strerror(r) + " (init failed)"});
+    return nullptr;
+  }
+  return inst;
 }
 
 Instance* Agent::find_instance(std::string_view name) const {
@@ -88,25 +152,11 @@ bool Agent::create_instances(ConfigErrors& errs, bool strict) {
     if (!path.empty()) lib = Library::load(path, err);
     if (!lib) {
       mine.push_back({config_.file, sec.plugin_mark, "instance '" + sec.name + "': " + err});
-    } else {
-      ConfigValues values;
-      Mark where = sec.config_mark.line ? sec.config_mark : sec.mark;
-      validate_plugin_config(config_.file, sec.config, where, lib->desc()->config, values, mine);
-      if (mine.empty()) {
-        auto inst = std::make_unique<Instance>(core_, sec, lib, std::move(values), config_.file);
-        int r = inst->init();
-        if (r != 0) {
-          dispose(std::move(inst));
-          mine.push_back({config_.file, sec.mark,
-                          "instance '" + sec.name + "': plugin '" + lib->desc()->name + "' rejected its config: " +
-                              hostlet_strerror(r)});
-        } else {
-          log(Level::Info, sec.name, "loaded %s %s from %s", lib->desc()->name,
-              lib->desc()->version ? lib->desc()->version : "", path.c_str());
-          infos_.push_back({sec.name, InstanceInfo{1, "ok", realtime_ms()}});
-          instances_.push_back(std::move(inst));
-        }
-      }
+    } else if (auto inst = make_instance(sec, lib, config_.file, false, mine)) {
+      log(Level::Info, sec.name, "loaded %s %s from %s", lib->desc()->name,
+          lib->desc()->version ? lib->desc()->version : "", path.c_str());
+      set_info(sec.name, true, "ok");
+      instances_.push_back(std::move(inst));
     }
     if (!mine.empty()) {
       all_ok = false;
@@ -127,26 +177,31 @@ void Agent::start_instances() {
       continue;
     }
     log(Level::Error, inst->name(), "failed to start; instance skipped, the others run");
-    inst->stop(config_.agent.shutdown_timeout_ms, [this, inst](bool finished) {
-      if (finished) inst->destroy();  // else its late work may still call into it: keep it
-      for (auto it = instances_.begin(); it != instances_.end(); ++it)
-        if (it->get() == inst) {
-          if (!finished) {
-            pinned_.push_back(inst->library());
-            (void)it->release();  // its lane may still hold work: leak the record, never free under it
-          } else {
-            dispose(std::move(*it));
-          }
-          instances_.erase(it);
-          break;
-        }
-    });
+    set_info(inst->name(), false, "failed: start failed");
+    retire(std::move(instances_[i]), config_.agent.shutdown_timeout_ms);
+    instances_.erase(instances_.begin() + static_cast<std::ptrdiff_t>(i));
+    i--;
   }
 }
 
 void Agent::request_shutdown() {
-  if (shutting_down_) return;
+  if (shutting_down_ || shutdown_deferred_) return;
+  if (reloader_ && reloader_->busy()) {
+    // Never stop instances under a reload in progress (it holds an instance
+    // outside instances_): it ends within its deadlines, then we go on.
+    shutdown_deferred_ = true;
+    log(Level::Info, "hostlet", "shutdown requested: waiting for the reload in progress");
+    reloader_->shutdown([this] {
+      shutdown_deferred_ = false;
+      request_shutdown();
+    });
+    return;
+  }
   shutting_down_ = true;
+  if (reloader_) {
+    reloader_->shutdown(nullptr);
+    reloader_->close();
+  }
   log(Level::Info, "hostlet", "shutting down: stopping %zu instance(s)", instances_.size());
   if (control_) control_->close();
   rules_->deactivate();
@@ -289,18 +344,24 @@ int Agent::run() {
     };
     uv_signal_start(&sigint_, on_signal, SIGINT);
     uv_signal_start(&sigterm_, on_signal, SIGTERM);
-    // Until configuration reload exists, SIGHUP must not kill the agent (its
-    // default action): say plainly that it changes nothing.
+    reloader_ = std::make_unique<Reloader>(*this);
+    // SIGHUP: re-read the config file and apply the difference.
     uv_signal_init(&loop_, &sighup_);
+    sighup_.data = this;
     uv_signal_start(
         &sighup_,
-        [](uv_signal_t*, int) {
-          log(Level::Warn, "hostlet",
-              "SIGHUP ignored: this version cannot reload its configuration; restart the agent to apply changes");
+        [](uv_signal_t* s, int) {
+          auto* self = static_cast<Agent*>(s->data);
+          if (self->shutting_down_ || self->shutdown_deferred_) return;
+          log(Level::Info, "hostlet", "received SIGHUP: reloading %s", self->config_.file.c_str());
+          self->reloader_->request("", "SIGHUP", [](const ReloadOutcome& out) {
+            log(out.ok ? Level::Info : Level::Error, "hostlet", "reload (SIGHUP): %s", out.summary.c_str());
+          });
         },
         SIGHUP);
     lag_->start();
     start_instances();
+    reloader_->update_watches();
     if (!control_->listen(config_.agent.control_socket, config_.agent.control_mode, cerr)) {
       log(Level::Error, "hostlet", "control socket: %s", cerr.c_str());
       control_.reset();

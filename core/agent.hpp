@@ -20,6 +20,7 @@
 namespace hostlet {
 
 class ControlServer;
+class Reloader;
 
 extern const char kDefaultConfig[];  // etc/hostlet.yaml, embedded at build time
 
@@ -35,6 +36,10 @@ struct InstanceInfo {
   std::string last_result = "loaded";  // "ok", "failed: why", ...
   uint64_t last_time_ms = 0;           // CLOCK_REALTIME ms of the last load/reload
 };
+
+// Frees an instance once its lane's handles are closed (destroy() ran, or
+// init never succeeded); `after` runs once it is freed.
+void dispose_instance(std::unique_ptr<Instance> inst, std::function<void()> after = {});
 
 class Agent {
  public:
@@ -56,11 +61,24 @@ class Agent {
   const InstanceInfo* info(const std::string& name) const;
   RuleEngine& rules() { return *rules_; }
   ControlServer* control() { return control_.get(); }
+  Reloader* reloader() { return reloader_.get(); }
   uint64_t start_time_ms() const { return start_ms_; }
   void request_shutdown();
 
  private:
+  friend class Reloader;
   bool load_config(ConfigErrors& errs);
+  // Validates `sec.config` against the library's schema and inits an
+  // instance; null with errors added on failure. `staged`: its actions and
+  // subscriptions are kept aside until a reload swaps it in.
+  std::unique_ptr<Instance> make_instance(const InstanceSection& sec, const std::shared_ptr<Library>& lib,
+                                          const std::string& file, bool staged, ConfigErrors& errs);
+  void set_info(const std::string& name, bool loaded, const std::string& result);
+  void drop_info(const std::string& name);
+  // Stops (deadline: ms), destroys and frees an instance no longer in
+  // instances_; one whose work outlived the deadline is kept (with its
+  // library) rather than freed under a running work item.
+  void retire(std::unique_ptr<Instance> inst, uint64_t ms, std::function<void(bool finished)> then = {});
   // Loads, validates and inits every instance; failures are reported (as
   // errors in check mode, as log lines otherwise) and the instance skipped.
   bool create_instances(ConfigErrors& errs, bool strict);
@@ -83,12 +101,14 @@ class Agent {
   std::unique_ptr<LagMonitor> lag_;
   std::unique_ptr<RuleEngine> rules_;
   std::unique_ptr<ControlServer> control_;
+  std::unique_ptr<Reloader> reloader_;
   std::vector<std::unique_ptr<Instance>> instances_;
   std::vector<std::pair<std::string, InstanceInfo>> infos_;
   // Libraries whose code may still run on a pool thread past a drain deadline.
   std::vector<std::shared_ptr<Library>> pinned_;
   uv_signal_t sigint_{}, sigterm_{}, sighup_{};
   bool shutting_down_ = false;
+  bool shutdown_deferred_ = false;  // waiting for a reload in progress
   bool stuck_work_ = false;
   size_t stop_index_ = 0;
   uint64_t start_ms_ = 0;

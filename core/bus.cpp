@@ -34,7 +34,12 @@ struct EventBus::Sub {
   Handler handler;
   const void* owner = nullptr;
   bool dead = false;
+  bool parked = false;  // its owner is being reloaded: deliver nothing
 };
+
+bool EventBus::matches(const Sub& s, const std::string& type) {
+  return s.exact ? s.glob == type : fnmatch(s.glob.c_str(), type.c_str(), 0) == 0;
+}
 
 bool is_glob(std::string_view s) { return s.find_first_of("*?[") != std::string_view::npos; }
 
@@ -112,17 +117,18 @@ void EventBus::dispatch_batch() {
 
 void EventBus::deliver(const Event& ev) {
   dispatching_++;
+  if (!parked_.empty()) keep_held(ev);
   auto it = exact_.find(ev.type);
   if (it != exact_.end()) {
     // index loop: a handler may subscribe (push_back) while we iterate
     for (size_t i = 0; i < it->second.size(); i++) {
       Sub* s = it->second[i];
-      if (!s->dead) s->handler(ev);
+      if (!s->dead && !s->parked) s->handler(ev);
     }
   }
   for (size_t i = 0; i < globs_.size(); i++) {
     Sub* s = globs_[i];
-    if (!s->dead && fnmatch(s->glob.c_str(), ev.type.c_str(), 0) == 0) s->handler(ev);
+    if (!s->dead && !s->parked && fnmatch(s->glob.c_str(), ev.type.c_str(), 0) == 0) s->handler(ev);
   }
   dispatching_--;
   stats_.dispatched++;
@@ -145,6 +151,7 @@ EventBus::Sub* EventBus::subscribe(std::string glob, Handler handler, const void
   sub->glob = std::move(glob);
   sub->handler = std::move(handler);
   sub->owner = owner;
+  sub->parked = owner && parked_.count(owner) > 0;
   Sub* raw = sub.get();
   all_.push_back(std::move(sub));
   if (raw->exact) exact_[raw->glob].push_back(raw);
@@ -180,6 +187,72 @@ void EventBus::sweep() {
   }
   std::erase_if(globs_, dead);
   all_.remove_if([](const std::unique_ptr<Sub>& s) { return s->dead; });
+}
+
+// ------------------------------------------------------- reload: park/hold
+
+void EventBus::park(const void* owner) {
+  parked_[owner];
+  for (auto& s : all_)
+    if (s->owner == owner) s->parked = true;
+}
+
+void EventBus::hold(const void* owner) {
+  Hold& h = parked_[owner];
+  h.holding = true;
+  for (auto& s : all_)
+    if (s->owner == owner && !s->dead) {
+      s->parked = true;
+      if (std::find(h.globs.begin(), h.globs.end(), s->glob) == h.globs.end()) h.globs.push_back(s->glob);
+    }
+}
+
+void EventBus::keep_held(const Event& ev) {
+  for (auto& [owner, h] : parked_) {
+    if (!h.holding) continue;
+    bool match = false;
+    for (const auto& g : h.globs)
+      if (g == ev.type || (is_glob(g) && fnmatch(g.c_str(), ev.type.c_str(), 0) == 0)) {
+        match = true;
+        break;
+      }
+    if (!match) continue;
+    if (h.events.size() >= capacity_) {
+      stats_.dropped++;
+      continue;
+    }
+    Event copy;
+    copy.id = ev.id;
+    copy.timestamp_ns = ev.timestamp_ns;
+    copy.source = ev.source;
+    copy.type = ev.type;
+    copy.attrs = ev.attrs;  // the tracker stays with the original: a subscription never answers
+    h.events.push_back(std::move(copy));
+  }
+}
+
+size_t EventBus::release(const void* from, const void* to) {
+  std::deque<Event> kept;
+  if (auto it = parked_.find(from); it != parked_.end()) {
+    kept.swap(it->second.events);
+    parked_.erase(it);
+  }
+  if (to) parked_.erase(to);
+  for (auto& s : all_)
+    if (s->owner == from || (to && s->owner == to)) s->parked = false;
+  size_t n = kept.size();
+  if (to)
+    for (const auto& ev : kept) deliver_to(to, ev);
+  return n;
+}
+
+void EventBus::deliver_to(const void* owner, const Event& ev) {
+  dispatching_++;
+  // std::list: a handler may subscribe (push_back) while we iterate
+  for (auto& s : all_)
+    if (s->owner == owner && !s->dead && !s->parked && matches(*s, ev.type)) s->handler(ev);
+  dispatching_--;
+  if (dispatching_ == 0 && dirty_) sweep();
 }
 
 BusStats EventBus::stats() const {
@@ -240,6 +313,12 @@ static bool valid_action_name(std::string_view name) {
 
 int ActionRegistry::add_plugin(std::string name, Instance* owner, hostlet_action_fn fn, void* arg) {
   if (!fn || !valid_action_name(name)) return -EINVAL;
+  if (auto st = staged_.find(owner); st != staged_.end()) {
+    for (const auto& e : st->second)
+      if (e.name == name) return -EEXIST;
+    st->second.push_back(Entry{std::move(name), owner, fn, arg});
+    return 0;
+  }
   if (entries_.count(name)) return -EEXIST;
   Entry e{name, owner, fn, arg};
   entries_.emplace(std::move(name), std::move(e));
@@ -264,7 +343,30 @@ std::vector<std::string> ActionRegistry::names() const {
   return v;
 }
 
+void ActionRegistry::arm_timer() {
+  if (timeout_ms_ > 0 && !uv_is_active(reinterpret_cast<uv_handle_t*>(&timer_))) {
+    uint64_t tick = timeout_ms_ < 400 ? timeout_ms_ / 4 + 1 : 100;
+    uv_timer_start(&timer_, &ActionRegistry::on_timer, tick, tick);
+  }
+}
+
 int ActionRegistry::call(std::string_view name, Attrs attrs, ResultFn cb) {
+  if (!holding_.empty()) {
+    auto h = holding_.find(std::string(name.substr(0, name.find('.'))));
+    if (h != holding_.end() && name.find('.') != std::string_view::npos) {
+      size_t mine = 0;
+      for (const auto& c : held_) mine += c.instance == h->first;
+      if (mine >= h->second) {
+        cb(ActionResult::failure("instance '" + h->first + "' is reloading and already holds " + std::to_string(mine) +
+                                 " calls; try again"));
+        return 0;
+      }
+      uint64_t deadline = timeout_ms_ > 0 ? uv_hrtime() + timeout_ms_ * 1000000ull : 0;
+      held_.push_back(HeldCall{std::string(name), h->first, std::move(attrs), std::move(cb), deadline});
+      arm_timer();
+      return 0;
+    }
+  }
   auto it = entries_.find(std::string(name));
   if (it == entries_.end()) return -ENOENT;
   Entry& e = it->second;
@@ -280,10 +382,7 @@ int ActionRegistry::call(std::string_view name, Attrs attrs, ResultFn cb) {
   if (timeout_ms_ > 0) c->deadline_ns = uv_hrtime() + timeout_ms_ * 1000000ull;
   pending_.push_back(c);
   c->it = std::prev(pending_.end());
-  if (timeout_ms_ > 0 && !uv_is_active(reinterpret_cast<uv_handle_t*>(&timer_))) {
-    uint64_t tick = timeout_ms_ < 400 ? timeout_ms_ / 4 + 1 : 100;
-    uv_timer_start(&timer_, &ActionRegistry::on_timer, tick, tick);
-  }
+  arm_timer();
   std::vector<hostlet_attr> cattrs;
   cattrs.reserve(c->attrs.size());
   for (auto& kv : c->attrs) cattrs.push_back({kv.first.c_str(), kv.second.c_str()});
@@ -360,7 +459,61 @@ void ActionRegistry::on_timer(uv_timer_t* t) {
     self->finish(c, ActionResult::failure("action timed out after " + std::to_string(self->timeout_ms_) +
                                           " ms without an answer from '" + who + "'"));
   }
-  if (self->pending_.empty()) uv_timer_stop(&self->timer_);
+  while (!self->held_.empty() && self->held_.front().deadline_ns && self->held_.front().deadline_ns <= now) {
+    HeldCall c = std::move(self->held_.front());
+    self->held_.pop_front();
+    c.cb(ActionResult::failure("action timed out after " + std::to_string(self->timeout_ms_) + " ms while '" +
+                               c.instance + "' was reloading"));
+  }
+  if (self->pending_.empty() && self->held_.empty()) uv_timer_stop(&self->timer_);
+}
+
+size_t ActionRegistry::pending_for(const Instance* owner) const {
+  size_t n = 0;
+  for (const auto* c : pending_) n += c->owner == owner;
+  return n;
+}
+
+void ActionRegistry::stage(Instance* owner) { staged_[owner]; }
+
+std::vector<std::string> ActionRegistry::commit(Instance* owner) {
+  std::vector<std::string> refused;
+  auto st = staged_.find(owner);
+  if (st == staged_.end()) return refused;
+  std::vector<Entry> entries = std::move(st->second);
+  staged_.erase(st);
+  for (auto& e : entries) {
+    if (entries_.count(e.name)) {
+      refused.push_back(e.name);
+      continue;
+    }
+    std::string key = e.name;
+    entries_.emplace(std::move(key), std::move(e));
+  }
+  return refused;
+}
+
+void ActionRegistry::discard(Instance* owner) { staged_.erase(owner); }
+
+void ActionRegistry::hold(const std::string& instance, size_t max) { holding_[instance] = max ? max : 1; }
+
+size_t ActionRegistry::release(const std::string& instance) {
+  holding_.erase(instance);
+  std::vector<HeldCall> mine;
+  for (auto it = held_.begin(); it != held_.end();) {
+    if (it->instance == instance) {
+      mine.push_back(std::move(*it));
+      it = held_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (auto& c : mine) {
+    auto cb = c.cb;  // call() consumes its copy only when the action exists
+    if (call(c.name, std::move(c.attrs), std::move(c.cb)) == -ENOENT)
+      cb(ActionResult::failure("no such action '" + c.name + "' (after the reload of '" + instance + "')"));
+  }
+  return mine.size();
 }
 
 void ActionRegistry::fail_owner_calls(Instance* owner, const std::string& why) {

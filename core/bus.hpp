@@ -100,6 +100,18 @@ class EventBus {
   void unsubscribe(Sub* sub);
   void unsubscribe_owner(const void* owner);
 
+  // Reload support (see reload.cpp). park(owner): the owner's subscriptions,
+  // present and future, deliver nothing until released. hold(owner): parks
+  // the owner and keeps a copy of every event matching one of its
+  // subscriptions as they are now (bounded by the queue capacity; beyond it
+  // events are counted as dropped). release(from, to): ends the park/hold of
+  // `from` (and of `to`), then hands the kept events, in order, to `to`'s
+  // matching subscriptions (`to` may equal `from`, or be null to discard).
+  // Returns how many events were kept.
+  void park(const void* owner);
+  void hold(const void* owner);
+  size_t release(const void* from, const void* to);
+
   BusStats stats() const;
   void set_limits(size_t capacity, unsigned batch);
   // Dispatches everything still queued synchronously (used at shutdown).
@@ -110,7 +122,16 @@ class EventBus {
   static void on_idle(uv_idle_t* h);
   void dispatch_batch();
   void deliver(const Event& ev);
+  void deliver_to(const void* owner, const Event& ev);
+  void keep_held(const Event& ev);
   void sweep();
+  static bool matches(const Sub& s, const std::string& type);
+
+  struct Hold {
+    bool holding = false;              // copying matching events into `events`
+    std::vector<std::string> globs;    // the owner's subscriptions when the hold began
+    std::deque<Event> events;
+  };
 
   uv_loop_t* loop_;
   uv_idle_t idle_;
@@ -122,6 +143,7 @@ class EventBus {
   std::unordered_map<std::string, std::vector<Sub*>> exact_;
   std::vector<Sub*> globs_;
   std::list<std::unique_ptr<Sub>> all_;
+  std::unordered_map<const void*, Hold> parked_;  // owners parked or held by a reload
   int dispatching_ = 0;
   bool dirty_ = false;
   BusStats stats_;
@@ -166,7 +188,24 @@ class ActionRegistry {
   void fail_owner_calls(Instance* owner, const std::string& why);
   void free_owner_calls(Instance* owner);
   size_t pending() const { return pending_.size(); }
+  // Calls of `owner` whose caller still waits for the plugin's answer.
+  size_t pending_for(const Instance* owner) const;
   void set_timeout(uint64_t ms) { timeout_ms_ = ms; }
+
+  // Reload support (see reload.cpp).
+  // stage(owner): the actions `owner` registers from now on are kept aside --
+  // they may repeat the names of the instance it is to replace -- until
+  // commit(owner) installs them (names taken by then are refused and
+  // returned) or discard(owner) forgets them.
+  void stage(Instance* owner);
+  std::vector<std::string> commit(Instance* owner);
+  void discard(Instance* owner);
+  // hold(instance, max): calls to "<instance>.*" wait, at most `max` of them
+  // and each up to the action timeout, until release(instance) runs them in
+  // order on whatever then owns the names. Returns how many were held.
+  void hold(const std::string& instance, size_t max);
+  size_t release(const std::string& instance);
+  size_t held() const { return held_.size(); }
   void close(std::function<void()> cb);
 
  private:
@@ -181,6 +220,16 @@ class ActionRegistry {
   std::unordered_map<std::string, Entry> entries_;
   std::list<PendingCall*> pending_;  // caller waiting; in call order = deadline order
   std::list<PendingCall*> orphans_;  // caller already answered (timeout, stop); plugin has not
+  struct HeldCall {
+    std::string name, instance;
+    Attrs attrs;
+    ResultFn cb;
+    uint64_t deadline_ns;  // 0 = none
+  };
+  std::deque<HeldCall> held_;                         // in arrival order = deadline order
+  std::unordered_map<std::string, size_t> holding_;   // instance -> max held calls
+  std::unordered_map<Instance*, std::vector<Entry>> staged_;
+  void arm_timer();
   std::function<void()> close_cb_;
 };
 

@@ -11,6 +11,7 @@
 #include <filesystem>
 
 #include "agent.hpp"
+#include "reload.hpp"
 #include "log.hpp"
 
 namespace hostlet {
@@ -397,8 +398,38 @@ void ControlServer::dispatch(const std::shared_ptr<Conn>& c, const json& req) {
     }, this);
     if (!c->stream) return fail("bad glob '" + glob + "'");
     c->send(json{{"id", id}, {"ok", true}, {"streaming", glob}});
+  } else if (cmd == "reload") {
+    Reloader* rl = agent_.reloader();
+    if (!rl) return fail("the agent is shutting down");
+    std::string name;
+    if (req.contains("name") && !req["name"].is_null()) {
+      if (!req["name"].is_string() || req["name"].get<std::string>().empty())
+        return fail("'name' must be an instance name");
+      name = req["name"].get<std::string>();
+    }
+    std::weak_ptr<Conn> wc = c;
+    rl->request(name, "hostlet-ctl", [wc, id](const ReloadOutcome& out) {
+      auto conn = wc.lock();
+      if (!conn) return;
+      json items = json::array();
+      for (const auto& i : out.items) {
+        json o{{"name", i.name}, {"action", i.action}, {"ok", i.ok}, {"version", i.version}, {"ms", i.ms},
+               {"held_calls", i.held_calls}, {"held_events", i.held_events}};
+        if (!i.previous.empty()) o["previous"] = i.previous;
+        if (!i.error.empty()) o["error"] = i.error;
+        items.push_back(std::move(o));
+      }
+      json data{{"instances", items}};
+      if (out.rules) data["rules"] = *out.rules;
+      if (out.ok) {
+        conn->send(json{{"id", id}, {"ok", true}, {"result", out.summary}, {"data", data}});
+      } else {
+        conn->server->errors_++;
+        conn->send(json{{"id", id}, {"ok", false}, {"error", out.summary}, {"data", data}});
+      }
+    });
   } else {
-    fail("unknown command '" + cmd + "' (status, plugins, describe, stats, call, notify, events)");
+    fail("unknown command '" + cmd + "' (status, plugins, describe, stats, call, notify, events, reload)");
   }
 }
 
@@ -416,8 +447,11 @@ json ControlServer::status_json() {
       o["last_result"] = info->last_result;
       o["last_time"] = static_cast<double>(info->last_time_ms) / 1000.0;
     }
+    o["reloading"] = agent_.reloader() && agent_.reloader()->reloading(i->name());
     inst.push_back(std::move(o));
   }
+  Reloader* rl = agent_.reloader();
+  json reload{{"running", rl && rl->busy()}, {"queued", rl ? rl->queued() : 0}, {"done", rl ? rl->done() : 0}};
   return json{{"version", HOSTLET_VERSION},
               {"pid", getpid()},
               {"config", agent_.config().file},
@@ -425,6 +459,7 @@ json ControlServer::status_json() {
               {"threadpool", agent_.config().agent.threadpool},
               {"instances", inst},
               {"rules", agent_.rules().size()},
+              {"reload", reload},
               {"actions", agent_.core().actions->names()}};
 }
 

@@ -134,9 +134,20 @@ std::string Library::resolve(const std::string& plugin, const std::string& plugi
   return {};
 }
 
+bool Library::stat_file(const std::string& path, FileId& out) {
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0) return false;
+  out.dev = st.st_dev;
+  out.ino = st.st_ino;
+  out.size = static_cast<uint64_t>(st.st_size);
+  out.mtime_ns = static_cast<uint64_t>(st.st_mtim.tv_sec) * 1000000000ull + static_cast<uint64_t>(st.st_mtim.tv_nsec);
+  return true;
+}
+
 std::shared_ptr<Library> Library::load(const std::string& path, std::string& err) {
   std::shared_ptr<Library> lib(new Library());
   lib->path_ = path;
+  stat_file(path, lib->file_id_);  // before the copy: a later replacement compares unequal
   lib->serial_ = ++g_serial;
   const std::string& dir = copy_dir();
   if (dir.empty()) {

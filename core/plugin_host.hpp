@@ -33,6 +33,16 @@ class Library {
   const std::string& load_path() const { return load_path_; }  // the private copy dlopen()ed
   uint64_t serial() const { return serial_; }
 
+  // Identity of the file a library was loaded from, to notice a replaced
+  // or rebuilt file (reload on change, `watch: true`).
+  struct FileId {
+    uint64_t dev = 0, ino = 0, size = 0, mtime_ns = 0;
+    bool operator==(const FileId&) const = default;
+  };
+  const FileId& file_id() const { return file_id_; }
+  // Stats `path`; false when it cannot (missing file).
+  static bool stat_file(const std::string& path, FileId& out);
+
   // Copies `path` to a private file, dlopen()s it, checks the entry symbol and
   // ABI. On failure returns null and sets err ("... : why").
   static std::shared_ptr<Library> load(const std::string& path, std::string& err);
@@ -51,6 +61,7 @@ class Library {
   const hostlet_plugin* desc_ = nullptr;
   std::string path_, load_path_;
   uint64_t serial_ = 0;
+  FileId file_id_;
 };
 
 // What instances need from the agent.
@@ -94,6 +105,7 @@ class Instance {
   const char* state_name() const;
   Lane& lane() { return *lane_; }
   const ConfigValues& values() const { return values_; }
+  const std::string& config_file() const { return config_file_; }
   bool accepting_calls() const { return state_ == State::Started; }
   uint64_t generation() const { return generation_; }
 

@@ -1,0 +1,612 @@
+#include "reload.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+
+#include "agent.hpp"
+#include "log.hpp"
+#include "rules.hpp"
+
+namespace hostlet {
+
+namespace {
+
+uint64_t ms_since(uint64_t t0_ns) { return (uv_hrtime() - t0_ns) / 1000000; }
+
+std::string version_of(const Library& lib) {
+  const hostlet_plugin* d = lib.desc();
+  return d && d->version ? d->version : "";
+}
+
+std::string joined(const ConfigErrors& errs) {
+  std::string s;
+  for (const auto& e : errs) s += (s.empty() ? "" : "; ") + e.str();
+  return s;
+}
+
+// What decides whether an instance changed, apart from its .so file.
+std::string section_key(const InstanceSection& s) {
+  std::string k = s.plugin + '\n' + std::to_string(s.max_inflight) + '\n' + std::to_string(s.max_queue) + '\n' +
+                  std::to_string(s.offload_timeout_ms) + '\n' + (s.watch ? "watch" : "") + '\n';
+  if (s.config.IsDefined() && !s.config.IsNull()) k += YAML::Dump(s.config);
+  return k;
+}
+
+constexpr uint64_t kQuiescePollMs = 1;
+constexpr uint64_t kWatchSettleMs = 300;  // a linker writes the file in several steps
+
+}  // namespace
+
+struct Reloader::Op {
+  enum Kind { Add, Reload, Remove } kind = Add;
+  InstanceSection section;       // Add, Reload: the section from the file
+  std::shared_ptr<Library> lib;  // Add, Reload: loaded while preparing
+  std::string error;             // preparing failed
+  ReloadItem item;
+  uint64_t t0 = 0;
+  Instance* old = nullptr;            // Reload: the running instance
+  std::unique_ptr<Instance> next;     // Reload: the new one until the swap
+};
+
+struct Reloader::Job {
+  uv_work_t req{};
+  Reloader* self = nullptr;
+  // inputs (snapshots taken on the loop)
+  std::string name;         // empty: the whole config
+  std::string config_path;  // empty: the embedded default config
+  std::string config_label, config_dir;
+  struct Running {
+    std::string name, key, lib_path;
+    Library::FileId file;
+  };
+  std::vector<Running> running;
+  // outputs
+  Config config;
+  ConfigErrors errors;
+  std::string error;
+  std::vector<Op> ops;
+  // progress (loop)
+  size_t next = 0;
+  bool rules_active = false;
+  ReloadOutcome out;
+};
+
+struct Reloader::Watch {
+  Reloader* self;
+  std::string name, path, dir, file;
+  uv_fs_event_t ev{};
+  uv_timer_t settle{};
+  int open_handles = 0;
+};
+
+Reloader::Reloader(Agent& agent) : agent_(agent) {
+  kick_ = new uv_timer_t;
+  uv_timer_init(agent_.core_.loop, kick_);
+  kick_->data = this;
+}
+
+Reloader::~Reloader() = default;
+
+// ----------------------------------------------------------------- requests
+
+void Reloader::request(const std::string& name, const std::string& origin, ReloadReply reply) {
+  if (stopping_) {
+    ReloadOutcome out;
+    out.summary = "the agent is shutting down";
+    if (reply) reply(out);
+    return;
+  }
+  for (auto& q : queue_)
+    if (q.name == name) {  // the same reload is already waiting: it answers this requester too
+      if (reply) q.replies.push_back(std::move(reply));
+      log(Level::Debug, "hostlet", "reload%s%s (%s) coalesced with a queued one", name.empty() ? "" : " ",
+          name.c_str(), origin.c_str());
+      return;
+    }
+  Request r{name, origin, {}};
+  if (reply) r.replies.push_back(std::move(reply));
+  queue_.push_back(std::move(r));
+  pump();
+}
+
+void Reloader::pump() {
+  if (current_ || queue_.empty() || stopping_) return;
+  current_ = std::make_unique<Request>(std::move(queue_.front()));
+  queue_.pop_front();
+  log(Level::Info, "hostlet", "reload%s%s requested (%s)", current_->name.empty() ? " of the config" : " ",
+      current_->name.c_str(), current_->origin.c_str());
+
+  auto job = std::make_unique<Job>();
+  job->self = this;
+  job->name = current_->name;
+  job->config_path = agent_.opts_.config_path;
+  job->config_label = agent_.config_.file;
+  job->config_dir = agent_.config_dir_;
+  for (const auto& inst : agent_.instances_)
+    job->running.push_back({inst->name(), section_key(inst->section()), inst->library()->path(),
+                            inst->library()->file_id()});
+  job->req.data = job.get();
+  job_ = std::move(job);
+  // Reading the file, copying the .so and dlopen() block: a pool thread does them.
+  int r = uv_queue_work(agent_.core_.loop, &job_->req, &Reloader::prepare, [](uv_work_t* w, int) {
+    auto* j = static_cast<Job*>(w->data);
+    j->self->prepared(j);
+  });
+  if (r != 0) {
+    ReloadOutcome out;
+    out.summary = std::string("cannot queue the reload: ") + uv_strerror(r);
+    finish(std::move(out));
+  }
+}
+
+// Pool thread: nothing here touches the agent.
+void Reloader::prepare(uv_work_t* w) {
+  auto* j = static_cast<Job*>(w->data);
+  bool ok = j->config_path.empty() ? parse_config(kDefaultConfig, j->config_label, j->config, j->errors)
+                                   : load_config_file(j->config_path, j->config, j->errors);
+  if (!ok) return;
+  auto running = [&](const std::string& name) -> const Job::Running* {
+    for (const auto& r : j->running)
+      if (r.name == name) return &r;
+    return nullptr;
+  };
+  auto resolve = [&](const InstanceSection& sec, std::string& err) {
+    return Library::resolve(sec.plugin, j->config.agent.plugin_dir, j->config_dir, err);
+  };
+  auto load = [&](Op& op) {
+    std::string err;
+    std::string path = resolve(op.section, err);
+    if (!path.empty()) op.lib = Library::load(path, err);
+    if (!op.lib) op.error = err;
+  };
+  if (!j->name.empty()) {
+    for (const auto& sec : j->config.plugins)
+      if (sec.name == j->name) {
+        Op op;
+        op.kind = running(sec.name) ? Op::Reload : Op::Add;
+        op.section = sec;
+        load(op);
+        j->ops.push_back(std::move(op));
+        return;
+      }
+    j->error = running(j->name) ? "instance '" + j->name + "' is no longer in " + j->config.file +
+                                      " (`hostlet-ctl reload` without a name applies removals); it keeps running"
+                                : "no instance named '" + j->name + "' in " + j->config.file;
+    return;
+  }
+  for (const auto& sec : j->config.plugins) {
+    const Job::Running* r = running(sec.name);
+    bool changed = !r || section_key(sec) != r->key;
+    if (!changed) {
+      std::string err;
+      std::string path = resolve(sec, err);
+      Library::FileId now;
+      changed = path != r->lib_path || !Library::stat_file(path, now) || !(now == r->file);
+    }
+    if (!changed) continue;
+    Op op;
+    op.kind = r ? Op::Reload : Op::Add;
+    op.section = sec;
+    load(op);
+    j->ops.push_back(std::move(op));
+  }
+  for (const auto& r : j->running) {
+    bool kept = std::any_of(j->config.plugins.begin(), j->config.plugins.end(),
+                            [&](const InstanceSection& s) { return s.name == r.name; });
+    if (kept) continue;
+    Op op;
+    op.kind = Op::Remove;
+    op.section.name = r.name;
+    j->ops.push_back(std::move(op));
+  }
+}
+
+void Reloader::prepared(Job* job) {
+  if (!job->errors.empty()) {
+    ReloadOutcome out;
+    out.summary = joined(job->errors) + "; nothing changed";
+    return finish(std::move(out));
+  }
+  if (!job->error.empty()) {
+    ReloadOutcome out;
+    out.summary = job->error;
+    return finish(std::move(out));
+  }
+  if (job->name.empty()) {
+    ConfigErrors errs;
+    if (!agent_.rules_->compile(job->config.rules, job->config.file, errs)) {
+      ReloadOutcome out;
+      out.summary = joined(errs) + "; nothing changed";
+      return finish(std::move(out));
+    }
+    apply_agent_section(job->config.agent);
+  }
+  // Adds and reloads first, then the rules, then removals: the old rules
+  // never lose an action they call, the new ones find theirs.
+  std::stable_partition(job->ops.begin(), job->ops.end(), [](const Op& op) { return op.kind != Op::Remove; });
+  next_op();
+}
+
+void Reloader::next_op() {
+  Job& j = *job_;
+  bool whole = j.name.empty();
+  if (whole && !j.rules_active && (j.next == j.ops.size() || j.ops[j.next].kind == Op::Remove)) {
+    ConfigErrors missing;
+    agent_.rules_->check_actions(missing);
+    for (const auto& e : missing)
+      log(Level::Warn, "hostlet", "%s (the rule will fail when it fires)", e.str().c_str());
+    agent_.rules_->activate();
+    j.rules_active = true;
+    j.out.rules = agent_.rules_->size();
+    agent_.config_.rules = j.config.rules;
+  }
+  if (j.next == j.ops.size()) {
+    ReloadOutcome out = std::move(j.out);
+    out.ok = std::all_of(out.items.begin(), out.items.end(), [](const ReloadItem& i) { return i.ok; });
+    std::string s;
+    for (const auto& i : out.items) {
+      if (!s.empty()) s += "; ";
+      if (!i.ok) s += "failed " + i.name + ": " + i.error;
+      else if (i.action == "reloaded") s += "reloaded " + i.name + " (" + i.previous + " -> " + i.version + ")";
+      else s += i.action + " " + i.name;
+    }
+    if (whole) {
+      if (out.items.empty()) s = "no instance changed";
+      s += "; " + std::to_string(out.rules.value_or(0)) + " rule(s) active";
+    } else if (out.items.size() == 1 && out.items[0].ok) {
+      const ReloadItem& i = out.items[0];
+      s = i.name + ": " + (i.action == "reloaded" ? "reloaded " + i.previous + " -> " + i.version : i.action + " " + i.version) +
+          " in " + std::to_string(i.ms) + " ms (held " + std::to_string(i.held_calls) + " call(s), " +
+          std::to_string(i.held_events) + " event(s))";
+    } else if (out.items.size() == 1) {
+      s = out.items[0].name + ": " + out.items[0].error;
+    }
+    out.summary = s;
+    update_watches();
+    return finish(std::move(out));
+  }
+  Op& op = j.ops[j.next++];
+  op.t0 = uv_hrtime();
+  op.item.name = op.section.name;
+  current_instance_ = op.section.name;
+  switch (op.kind) {
+    case Op::Add: return op_add(op);
+    case Op::Reload: return op_reload(op);
+    case Op::Remove: return op_remove(op);
+  }
+}
+
+void Reloader::op_done(Op& op, bool ok, const std::string& error) {
+  op.item.ok = ok;
+  op.item.error = error;
+  if (!ok) op.item.action = "failed";
+  op.item.ms = ms_since(op.t0);
+  const std::string& name = op.item.name;
+  if (op.kind != Op::Remove) agent_.set_info(name, ok, ok ? "ok" : "failed: " + error);
+  if (ok) {
+    log(Level::Info, name, "%s %s%s%s in %llu ms (held %zu call(s), %zu event(s))", op.item.action.c_str(),
+        op.item.previous.empty() ? "" : (op.item.previous + " -> ").c_str(), op.item.version.c_str(),
+        op.lib ? (" from " + op.lib->path()).c_str() : "", static_cast<unsigned long long>(op.item.ms),
+        op.item.held_calls, op.item.held_events);
+    // The running config now has this section (a whole-config reload
+    // replaces the list once its rules are in).
+    auto& secs = agent_.config_.plugins;
+    auto it = std::find_if(secs.begin(), secs.end(), [&](const InstanceSection& s) { return s.name == name; });
+    if (op.kind == Op::Remove) {
+      if (it != secs.end()) secs.erase(it);
+    } else if (it != secs.end()) {
+      *it = op.section;
+    } else {
+      secs.push_back(op.section);
+    }
+  } else {
+    log(Level::Error, name, "reload failed: %s", error.c_str());
+  }
+  job_->out.items.push_back(op.item);
+  current_instance_.clear();
+  next_op();
+}
+
+// ------------------------------------------------------------------ add/remove
+
+void Reloader::op_add(Op& op) {
+  op.item.action = "added";
+  if (!op.error.empty()) return op_done(op, false, op.error);
+  ConfigErrors errs;
+  auto inst = agent_.make_instance(op.section, op.lib, job_->config.file, false, errs);
+  if (!inst) return op_done(op, false, joined(errs));
+  op.item.version = version_of(*op.lib);
+  if (inst->start() != 0) {
+    agent_.retire(std::move(inst), agent_.config_.agent.reload_timeout_ms);
+    return op_done(op, false, "start failed (see the log)");
+  }
+  agent_.instances_.push_back(std::move(inst));
+  op_done(op, true, "");
+}
+
+void Reloader::op_remove(Op& op) {
+  op.item.action = "removed";
+  auto& list = agent_.instances_;
+  auto it = std::find_if(list.begin(), list.end(), [&](const auto& i) { return i->name() == op.section.name; });
+  if (it == list.end()) return op_done(op, true, "");
+  op.item.previous = version_of(*(*it)->library());
+  std::unique_ptr<Instance> inst = std::move(*it);
+  list.erase(it);
+  agent_.drop_info(op.section.name);
+  size_t index = job_->next - 1;
+  agent_.retire(std::move(inst), agent_.config_.agent.reload_timeout_ms, [this, index](bool finished) {
+    Op& o = job_->ops[index];
+    if (!finished) o.item.error = "its work outlived reload_timeout; its code stays loaded";
+    op_done(o, true, o.item.error);
+  });
+}
+
+// ---------------------------------------------------------------- reload
+
+void Reloader::op_reload(Op& op) {
+  Instance* old = agent_.find_instance(op.section.name);
+  if (!old) {
+    op.kind = Op::Add;
+    return op_add(op);
+  }
+  op.item.action = "reloaded";
+  op.item.previous = version_of(*old->library());
+  const std::string keeps = "; the old version keeps running";
+  if (!op.error.empty()) return op_done(op, false, op.error + keeps);
+  op.item.version = version_of(*op.lib);
+  ConfigErrors errs;
+  op.next = agent_.make_instance(op.section, op.lib, job_->config.file, true, errs);
+  if (!op.next) return op_done(op, false, joined(errs) + keeps);
+  op.old = old;
+  // Pause: from here calls to the instance wait and its events are kept.
+  agent_.actions_->hold(op.section.name, agent_.config_.agent.event_queue);
+  agent_.bus_->hold(old);
+  uint64_t timeout = agent_.config_.agent.reload_timeout_ms;
+  quiesce_deadline_ns_ = uv_hrtime() + timeout * 1000000ull;
+  quiesce_timer_ = new uv_timer_t;
+  uv_timer_init(agent_.core_.loop, quiesce_timer_);
+  quiesce_timer_->data = this;
+  uv_timer_start(
+      quiesce_timer_, [](uv_timer_t* t) { static_cast<Reloader*>(t->data)->quiesce_tick(); }, 0, kQuiescePollMs);
+}
+
+Reloader::Op& Reloader::current_op() { return job_->ops[job_->next - 1]; }
+
+void Reloader::quiesce_tick() {
+  Op& op = current_op();
+  size_t work = op.old->lane().outstanding();
+  size_t calls = agent_.actions_->pending_for(op.old);
+  bool drained = work == 0 && calls == 0;
+  if (!drained && uv_hrtime() < quiesce_deadline_ns_) return;
+  uv_close(reinterpret_cast<uv_handle_t*>(quiesce_timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+  quiesce_timer_ = nullptr;
+  if (drained) {
+    op.old->stop(agent_.config_.agent.reload_timeout_ms, [this](bool finished) { after_old_stopped(finished); });
+    return;
+  }
+  // Abort: the old instance never stopped; it gets what was held for it.
+  std::string name = op.section.name;
+  agent_.actions_->discard(op.next.get());
+  agent_.bus_->release(op.next.get(), nullptr);
+  agent_.retire(std::move(op.next), agent_.config_.agent.reload_timeout_ms);
+  op.item.held_events = agent_.bus_->release(op.old, op.old);
+  op.item.held_calls = agent_.actions_->release(name);
+  op_done(op, false,
+          "the old version's work did not finish within reload_timeout (" +
+              std::to_string(agent_.config_.agent.reload_timeout_ms) + " ms): " + std::to_string(work) +
+              " offload(s) and " + std::to_string(calls) + " call(s) still in progress; the old version keeps running");
+}
+
+void Reloader::after_old_stopped(bool finished) {
+  Op& op = current_op();
+  const std::string name = op.section.name;
+  auto& list = agent_.instances_;
+  auto slot = std::find_if(list.begin(), list.end(), [&](const auto& i) { return i.get() == op.old; });
+  std::unique_ptr<Instance> old = std::move(*slot);
+  // Swap.
+  for (const auto& n : agent_.actions_->commit(op.next.get()))
+    log(Level::Error, name, "action '%s' of the new version is already registered by another instance; not installed",
+        n.c_str());
+  *slot = std::move(op.next);
+  Instance* next = slot->get();
+  std::string error;
+  if (next->start() == 0) {
+    op.item.held_events = agent_.bus_->release(old.get(), next);
+    op.item.held_calls = agent_.actions_->release(name);
+  } else {
+    // After the swap there is nothing to roll back to but the old code,
+    // still loaded: start a fresh instance of it.
+    error = "the new version failed to start (see the log)";
+    std::unique_ptr<Instance> failed = std::move(*slot);
+    agent_.bus_->release(failed.get(), nullptr);
+    agent_.retire(std::move(failed), agent_.config_.agent.reload_timeout_ms);
+    ConfigErrors errs;
+    auto again = agent_.make_instance(old->section(), old->library(), old->config_file(), false, errs);
+    if (again && again->start() == 0) {
+      error += "; the old version was started again";
+      *slot = std::move(again);
+      op.item.held_events = agent_.bus_->release(old.get(), slot->get());
+    } else {
+      error += "; the old version could not be started again (" + (errs.empty() ? "start failed" : joined(errs)) +
+               "): the instance is down";
+      if (again) agent_.retire(std::move(again), agent_.config_.agent.reload_timeout_ms);
+      list.erase(slot);
+      agent_.bus_->release(old.get(), nullptr);
+    }
+    op.item.held_calls = agent_.actions_->release(name);  // to the restarted old version, or failed
+    op.item.version = op.item.previous;
+  }
+  if (!finished) {
+    // Its work outlived the deadline: its code stays mapped, its record alive.
+    agent_.pinned_.push_back(old->library());
+    (void)old.release();
+    op.item.error = "the old version's work outlived reload_timeout; its code stays loaded";
+    return op_done(op, error.empty(), error.empty() ? op.item.error : error);
+  }
+  old->destroy();
+  uint64_t before = Library::unmapped_failures();
+  dispose_instance(std::move(old), [this, before, error] {
+    Op& o = current_op();
+    std::string note;
+    if (Library::unmapped_failures() > before) note = "the old image is still mapped after dlclose (see the log)";
+    if (!error.empty()) return op_done(o, false, note.empty() ? error : error + "; " + note);
+    op_done(o, true, note);
+  });
+}
+
+// ------------------------------------------------------------------ agent keys
+
+void Reloader::apply_agent_section(const AgentSection& fresh) {
+  AgentSection& cur = agent_.config_.agent;
+  std::vector<std::string> fixed;
+  if (fresh.control_socket != cur.control_socket) fixed.push_back("control_socket");
+  if (fresh.control_mode != cur.control_mode) fixed.push_back("control_mode");
+  if (fresh.control_max_connections != cur.control_max_connections) fixed.push_back("control_max_connections");
+  if (fresh.control_max_line != cur.control_max_line) fixed.push_back("control_max_line");
+  if (fresh.threadpool != cur.threadpool) fixed.push_back("threadpool");
+  for (const auto& k : fixed)
+    log(Level::Warn, "hostlet", "agent.%s cannot change while the agent runs; keeping the running value (restart to apply)",
+        k.c_str());
+  if (fresh.log_level != cur.log_level) {
+    Level l;
+    if (!agent_.opts_.log_level && parse_log_level(fresh.log_level, l)) set_log_level(l);
+    cur.log_level = fresh.log_level;
+  }
+  cur.plugin_dir = fresh.plugin_dir;
+  cur.event_queue = fresh.event_queue;
+  cur.event_batch = fresh.event_batch;
+  agent_.bus_->set_limits(cur.event_queue, cur.event_batch);
+  cur.lag_warn_ms = fresh.lag_warn_ms;
+  agent_.lag_->set_warn_ms(cur.lag_warn_ms);
+  cur.shutdown_timeout_ms = fresh.shutdown_timeout_ms;
+  cur.reload_timeout_ms = fresh.reload_timeout_ms;
+  cur.action_timeout_ms = fresh.action_timeout_ms;
+  agent_.actions_->set_timeout(cur.action_timeout_ms);
+}
+
+// --------------------------------------------------------------- finishing
+
+void Reloader::finish(ReloadOutcome out) {
+  done_++;
+  std::unique_ptr<Request> req = std::move(current_);
+  current_instance_.clear();
+  for (auto& reply : req->replies)
+    if (reply) reply(out);
+  // The job (and the frames above us that still refer to it) is freed on
+  // the next loop turn, which also starts the next queued request.
+  if (stopping_) {
+    if (after_current_) {
+      auto then = std::move(after_current_);
+      after_current_ = nullptr;
+      then();
+    }
+    return;
+  }
+  if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(kick_)))
+    uv_timer_start(
+        kick_,
+        [](uv_timer_t* t) {
+          auto* self = static_cast<Reloader*>(t->data);
+          self->job_.reset();
+          self->pump();
+        },
+        0, 0);
+}
+
+void Reloader::shutdown(std::function<void()> then) {
+  stopping_ = true;
+  std::deque<Request> q;
+  q.swap(queue_);
+  ReloadOutcome out;
+  out.summary = "the agent is shutting down";
+  for (auto& r : q)
+    for (auto& reply : r.replies)
+      if (reply) reply(out);
+  if (!then) return;
+  if (busy()) after_current_ = std::move(then);
+  else then();
+}
+
+// ------------------------------------------------------------------ watches
+
+void Reloader::update_watches() {
+  if (stopping_) return;
+  std::map<std::string, std::string> want;  // instance -> .so path
+  for (const auto& inst : agent_.instances_)
+    if (inst->section().watch) want[inst->name()] = inst->library()->path();
+  for (auto it = watches_.begin(); it != watches_.end();) {
+    auto w = want.find(it->first);
+    if (w != want.end() && w->second == it->second->path) {
+      want.erase(w);
+      ++it;
+      continue;
+    }
+    close_watch(it->second);
+    it = watches_.erase(it);
+  }
+  for (const auto& [name, path] : want) {
+    auto* w = new Watch{this, name, path, {}, {}};
+    std::filesystem::path p(path);
+    w->dir = p.parent_path().string();
+    w->file = p.filename().string();
+    w->ev.data = w->settle.data = w;
+    uv_fs_event_init(agent_.core_.loop, &w->ev);
+    uv_timer_init(agent_.core_.loop, &w->settle);
+    w->open_handles = 2;
+    int r = uv_fs_event_start(
+        &w->ev,
+        [](uv_fs_event_t* h, const char* file, int, int status) {
+          auto* w = static_cast<Watch*>(h->data);
+          if (status < 0) {
+            log(Level::Warn, w->name, "watching %s: %s", w->dir.c_str(), uv_strerror(status));
+            return;
+          }
+          if (!file || w->file != file) return;
+          uv_timer_start(
+              &w->settle, [](uv_timer_t* t) { static_cast<Watch*>(t->data)->self->watch_fired(static_cast<Watch*>(t->data)->name); },
+              kWatchSettleMs, 0);
+        },
+        w->dir.c_str(), 0);
+    if (r != 0) {
+      log(Level::Warn, name, "watch: cannot watch %s: %s; `watch: true` has no effect", w->dir.c_str(), uv_strerror(r));
+      close_watch(w);
+      continue;
+    }
+    log(Level::Debug, name, "watching %s for a new build", path.c_str());
+    watches_[name] = w;
+  }
+}
+
+void Reloader::close_watch(Watch* w) {
+  auto closed = [](uv_handle_t* h) {
+    auto* w = static_cast<Watch*>(h->data);
+    if (--w->open_handles == 0) delete w;
+  };
+  uv_close(reinterpret_cast<uv_handle_t*>(&w->ev), closed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&w->settle), closed);
+}
+
+void Reloader::watch_fired(const std::string& name) {
+  Instance* inst = agent_.find_instance(name);
+  if (!inst) return;
+  Library::FileId now;
+  if (!Library::stat_file(inst->library()->path(), now)) return;  // mid-replacement: the next event comes
+  if (now == inst->library()->file_id()) return;
+  log(Level::Info, name, "%s changed: reloading", inst->library()->path().c_str());
+  request(name, "watch", [](const ReloadOutcome& out) {
+    log(out.ok ? Level::Info : Level::Error, "hostlet", "reload (watch): %s", out.summary.c_str());
+  });
+}
+
+void Reloader::close() {
+  for (auto& [name, w] : watches_) close_watch(w);
+  watches_.clear();
+  stopping_ = true;
+  if (kick_) {
+    uv_close(reinterpret_cast<uv_handle_t*>(kick_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+    kick_ = nullptr;
+  }
+}
+
+}  // namespace hostlet
