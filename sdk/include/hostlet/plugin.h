@@ -58,11 +58,15 @@ extern "C" {
 
 /** One plugin instance as the host sees it; valid from init until destroy returns. */
 typedef struct hostlet_host hostlet_host;
-/** A timer started with timer_start; valid until timer_stop (or instance stop). */
+/** A timer started with timer_start; valid until timer_stop, or until destroy
+ * returns. After the instance's stop the host has closed it (it no longer
+ * fires), but calling timer_stop on it until destroy is still allowed. */
 typedef struct hostlet_timer hostlet_timer;
-/** A file-descriptor watch; valid until watch_close (or instance stop). */
+/** A file-descriptor watch; valid until watch_close, or until destroy returns
+ * (closed by the host at stop, like a timer). */
 typedef struct hostlet_watch hostlet_watch;
-/** An event subscription; valid until unsubscribe (or instance stop). */
+/** An event subscription; valid until unsubscribe, or until destroy returns
+ * (no longer delivering after stop, like a timer). */
 typedef struct hostlet_sub hostlet_sub;
 /** An action call awaiting its answer; valid until it is answered. */
 typedef struct hostlet_call hostlet_call;
