@@ -165,6 +165,12 @@ TEST_CASE("reload: an unknown instance is an error; hostlet-ctl says so and exit
   CHECK_FALSE(ok.out.empty());
   CHECK(loads(a, "w") == 2);
   CHECK(version(a, "w") == "1");
+  json st = instance_status(a, "w");
+  INFO("status: " << st.dump());
+  for (const char* key : {"name", "plugin", "version", "path", "state", "loads", "last_result", "last_time", "reloading"})
+    CHECK(st.contains(key));
+  CHECK(st.value("path", std::string()) == wa.so);
+  CHECK(st.value("last_result", std::string()) == "ok");
   CHECK(stops_cleanly(a));
 }
 
