@@ -416,6 +416,7 @@ void ControlServer::dispatch(const std::shared_ptr<Conn>& c, const json& req) {
         json o{{"name", i.name}, {"action", i.action}, {"ok", i.ok}, {"version", i.version}, {"ms", i.ms},
                {"held_calls", i.held_calls}, {"held_events", i.held_events}};
         if (!i.previous.empty()) o["previous"] = i.previous;
+        if (!i.attempted.empty()) o["attempted"] = i.attempted;
         if (!i.error.empty()) o["error"] = i.error;
         items.push_back(std::move(o));
       }

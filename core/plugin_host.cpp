@@ -1,6 +1,8 @@
 #include "plugin_host.hpp"
 
 #include <dlfcn.h>
+#include <elf.h>
+#include <link.h>  // ElfW, __ELF_NATIVE_CLASS
 #include <fcntl.h>
 #include <fnmatch.h>
 #include <sys/stat.h>
@@ -92,6 +94,46 @@ bool copy_file(const std::string& from, const std::string& to, std::string& err)
   return ok;
 }
 
+// dlopen() maps a shared object's segments as its program headers say; a
+// file cut short (a build still being written, a failed copy) then faults
+// with SIGBUS when the loader touches a page past its end, killing the agent.
+// So the headers are checked against the file's size before dlopen().
+bool check_elf(const std::string& path, std::string& err) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    err = std::string("cannot open: ") + strerror(errno);
+    return false;
+  }
+  struct stat st;
+  bool ok = fstat(fd, &st) == 0;
+  uint64_t size = ok ? static_cast<uint64_t>(st.st_size) : 0;
+  ElfW(Ehdr) eh{};
+  auto read_at = [&](void* buf, size_t n, uint64_t off) {
+    return pread(fd, buf, n, static_cast<off_t>(off)) == static_cast<ssize_t>(n);
+  };
+  auto fail = [&](const std::string& why) {
+    err = why;
+    close(fd);
+    return false;
+  };
+  if (!ok || size < sizeof eh || !read_at(&eh, sizeof eh, 0) || memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0)
+    return fail("not an ELF shared object (" + std::to_string(size) + " bytes)");
+  if (eh.e_ident[EI_CLASS] != (__ELF_NATIVE_CLASS == 64 ? ELFCLASS64 : ELFCLASS32) || eh.e_type != ET_DYN ||
+      eh.e_phentsize != sizeof(ElfW(Phdr)))
+    return fail("not a shared object for this machine's word size");
+  if (eh.e_phoff > size || static_cast<uint64_t>(eh.e_phnum) * sizeof(ElfW(Phdr)) > size - eh.e_phoff)
+    return fail("truncated: program headers past the end of the file (" + std::to_string(size) + " bytes)");
+  for (unsigned i = 0; i < eh.e_phnum; i++) {
+    ElfW(Phdr) ph{};
+    if (!read_at(&ph, sizeof ph, eh.e_phoff + i * sizeof ph)) return fail("cannot read its program headers");
+    if (ph.p_type == PT_LOAD && (ph.p_offset > size || ph.p_filesz > size - ph.p_offset))
+      return fail("truncated: a loadable segment ends at byte " + std::to_string(ph.p_offset + ph.p_filesz) +
+                  " of a " + std::to_string(size) + "-byte file (still being written?)");
+  }
+  close(fd);
+  return true;
+}
+
 std::string exe_dir() {
   std::error_code ec;
   auto p = fs::read_symlink("/proc/self/exe", ec);
@@ -161,6 +203,11 @@ std::shared_ptr<Library> Library::load(const std::string& path, std::string& err
   std::string cerr;
   if (!copy_file(path, lib->load_path_, cerr)) {
     err = path + ": " + cerr;
+    return nullptr;
+  }
+  if (!check_elf(lib->load_path_, cerr)) {
+    unlink(lib->load_path_.c_str());
+    err = path + ": cannot load: " + cerr;
     return nullptr;
   }
   lib->handle_ = dlopen(lib->load_path_.c_str(), RTLD_NOW | RTLD_LOCAL);

@@ -170,8 +170,8 @@ void Reloader::prepare(uv_work_t* w) {
         j->ops.push_back(std::move(op));
         return;
       }
-    j->error = running(j->name) ? "instance '" + j->name + "' is no longer in " + j->config.file +
-                                      " (`hostlet-ctl reload` without a name applies removals); it keeps running"
+    j->error = running(j->name) ? "instance '" + j->name + "' is not in " + j->config.file +
+                                      " any more (`hostlet-ctl reload` without a name applies removals)"
                                 : "no instance named '" + j->name + "' in " + j->config.file;
     return;
   }
@@ -202,24 +202,31 @@ void Reloader::prepare(uv_work_t* w) {
   }
 }
 
+void Reloader::fail_request(const std::string& error) {
+  ReloadOutcome out;
+  const std::string& name = job_->name;
+  if (Instance* inst = name.empty() ? nullptr : agent_.find_instance(name)) {
+    ReloadItem item;
+    item.name = name;
+    item.action = "failed";
+    item.version = item.previous = version_of(*inst->library());
+    item.error = error + "; the old version keeps running";
+    agent_.set_info(name, false, "failed: " + item.error);
+    log(Level::Error, name, "reload failed: %s", item.error.c_str());
+    out.summary = name + ": " + item.error;
+    out.items.push_back(std::move(item));
+  } else {
+    out.summary = error + "; nothing changed";
+  }
+  finish(std::move(out));
+}
+
 void Reloader::prepared(Job* job) {
-  if (!job->errors.empty()) {
-    ReloadOutcome out;
-    out.summary = joined(job->errors) + "; nothing changed";
-    return finish(std::move(out));
-  }
-  if (!job->error.empty()) {
-    ReloadOutcome out;
-    out.summary = job->error;
-    return finish(std::move(out));
-  }
+  if (!job->errors.empty()) return fail_request(joined(job->errors));
+  if (!job->error.empty()) return fail_request(job->error);
   if (job->name.empty()) {
     ConfigErrors errs;
-    if (!agent_.rules_->compile(job->config.rules, job->config.file, errs)) {
-      ReloadOutcome out;
-      out.summary = joined(errs) + "; nothing changed";
-      return finish(std::move(out));
-    }
+    if (!agent_.rules_->compile(job->config.rules, job->config.file, errs)) return fail_request(joined(errs));
     apply_agent_section(job->config.agent);
   }
   // Adds and reloads first, then the rules, then removals: the old rules
@@ -317,9 +324,9 @@ void Reloader::op_add(Op& op) {
   auto inst = agent_.make_instance(op.section, op.lib, job_->config.file, false, errs);
   if (!inst) return op_done(op, false, joined(errs));
   op.item.version = version_of(*op.lib);
-  if (inst->start() != 0) {
+  if (int r = inst->start(); r != 0) {
     agent_.retire(std::move(inst), agent_.config_.agent.reload_timeout_ms);
-    return op_done(op, false, "start failed (see the log)");
+    return op_done(op, false, std::string("start failed: ") + hostlet_strerror(r));
   }
   agent_.instances_.push_back(std::move(inst));
   op_done(op, true, "");
@@ -353,8 +360,9 @@ void Reloader::op_reload(Op& op) {
   op.item.action = "reloaded";
   op.item.previous = version_of(*old->library());
   const std::string keeps = "; the old version keeps running";
+  op.item.version = op.item.previous;  // what serves; the new one's once swapped in
   if (!op.error.empty()) return op_done(op, false, op.error + keeps);
-  op.item.version = version_of(*op.lib);
+  op.item.attempted = version_of(*op.lib);
   ConfigErrors errs;
   op.next = agent_.make_instance(op.section, op.lib, job_->config.file, true, errs);
   if (!op.next) return op_done(op, false, joined(errs) + keeps);
@@ -410,25 +418,28 @@ void Reloader::after_old_stopped(bool finished) {
         n.c_str());
   *slot = std::move(op.next);
   Instance* next = slot->get();
+  op.item.version = op.item.attempted;
   std::string error;
-  if (next->start() == 0) {
+  if (int r = next->start(); r == 0) {
     op.item.held_events = agent_.bus_->release(old.get(), next);
     op.item.held_calls = agent_.actions_->release(name);
   } else {
     // After the swap there is nothing to roll back to but the old code,
     // still loaded: start a fresh instance of it.
-    error = "the new version failed to start (see the log)";
+    error = std::string("the new version failed to start: ") + hostlet_strerror(r);
     std::unique_ptr<Instance> failed = std::move(*slot);
     agent_.bus_->release(failed.get(), nullptr);
     agent_.retire(std::move(failed), agent_.config_.agent.reload_timeout_ms);
     ConfigErrors errs;
     auto again = agent_.make_instance(old->section(), old->library(), old->config_file(), false, errs);
-    if (again && again->start() == 0) {
+    int r2 = again ? again->start() : 0;
+    if (again && r2 == 0) {
       error += "; the old version was started again";
       *slot = std::move(again);
       op.item.held_events = agent_.bus_->release(old.get(), slot->get());
     } else {
-      error += "; the old version could not be started again (" + (errs.empty() ? "start failed" : joined(errs)) +
+      error += "; the old version could not be started again (" +
+               (errs.empty() ? std::string("start failed: ") + hostlet_strerror(r2) : joined(errs)) +
                "): the instance is down";
       if (again) agent_.retire(std::move(again), agent_.config_.agent.reload_timeout_ms);
       list.erase(slot);

@@ -53,7 +53,10 @@ struct ReloadItem {
   std::string name;
   std::string action;  // "reloaded", "added", "removed", "failed"
   bool ok = false;
-  std::string version, previous, error;
+  std::string version;    // what serves now under this name
+  std::string previous;   // what served before
+  std::string attempted;  // the version of the file tried (reloads, when it loaded)
+  std::string error;
   uint64_t ms = 0;
   size_t held_calls = 0, held_events = 0;
 };
@@ -107,6 +110,8 @@ class Reloader {
   // thing an op step does.
   void op_done(Op& op, bool ok, const std::string& error);
   void finish(ReloadOutcome out);
+  // A failure before any instance was touched (config file, unknown name).
+  void fail_request(const std::string& error);
   void quiesce_tick();
   void after_old_stopped(bool finished);
   void apply_agent_section(const AgentSection& fresh);

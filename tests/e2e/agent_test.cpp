@@ -91,6 +91,20 @@ TEST_CASE("agent: --check reports every loader failure with file, line and colum
   CHECK(r.err.find(f + ":12:9: rule: unknown action 'w.ech' (did you mean 'w.echo'?)") != std::string::npos);
 }
 
+TEST_CASE("agent: a truncated or non-ELF .so is refused with a reason, not a crash") {
+  TempDir dir;
+  std::string whole = read_file(fixture("worker_v1"));
+  REQUIRE(whole.size() > 3000);
+  std::string cut = dir.write("cut.so", whole.substr(0, 3000));  // headers intact, segments missing
+  std::string text = dir.write("text.so", "not a shared object\n");
+  Run r = check(dir, base_config("  - {name: cut, plugin: " + cut + "}\n"      // line 4
+                                 "  - {name: text, plugin: " + text + "}\n"));  // line 5
+  INFO(r.err);
+  CHECK(r.exit_code == 1);
+  CHECK(r.err.find("instance 'cut': " + cut + ": cannot load: truncated") != std::string::npos);
+  CHECK(r.err.find("instance 'text': " + text + ": cannot load: not an ELF shared object") != std::string::npos);
+}
+
 TEST_CASE("agent: --check reports schema errors of a plugin's config section") {
   TempDir dir;
   std::string yaml =
