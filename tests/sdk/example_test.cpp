@@ -136,6 +136,9 @@ TEST_CASE("sdk: the hello example builds out of tree from the installed SDK, loa
   INFO("pkg-config --cflags --libs hostlet-sdk: " << flags.out);
   REQUIRE(header_found);  // an -I with hostlet/plugin.hpp in the staged install
   REQUIRE(map_found);     // the link flag naming the installed hostlet-plugin.map
+  // Plugins built from the .pc can be unloaded by a reload: no STB_GNU_UNIQUE (GCC here).
+  CHECK(flags.out.find("-fno-gnu-unique") != std::string::npos);
+  CHECK(flags.out.find("-fvisibility=hidden") != std::string::npos);
   // The .pc's ABI variables agree with the header it installs.
   CHECK(trim(must_run({pkg_config, "--variable=abi_major", "hostlet-sdk"}, pc_env).out) ==
         std::to_string(HOSTLET_ABI_MAJOR));
