@@ -354,13 +354,12 @@ int ActionRegistry::call(std::string_view name, Attrs attrs, ResultFn cb) {
   if (!holding_.empty()) {
     auto h = holding_.find(std::string(name.substr(0, name.find('.'))));
     if (h != holding_.end() && name.find('.') != std::string_view::npos) {
-      size_t mine = 0;
-      for (const auto& c : held_) mine += c.instance == h->first;
-      if (mine >= h->second) {
-        cb(ActionResult::failure("instance '" + h->first + "' is reloading and already holds " + std::to_string(mine) +
-                                 " calls; try again"));
+      if (h->second.count >= h->second.max) {
+        cb(ActionResult::failure("instance '" + h->first + "' is reloading and already holds " +
+                                 std::to_string(h->second.count) + " calls; try again"));
         return 0;
       }
+      h->second.count++;
       uint64_t deadline = timeout_ms_ > 0 ? uv_hrtime() + timeout_ms_ * 1000000ull : 0;
       held_.push_back(HeldCall{std::string(name), h->first, std::move(attrs), std::move(cb), deadline});
       arm_timer();
@@ -462,6 +461,7 @@ void ActionRegistry::on_timer(uv_timer_t* t) {
   while (!self->held_.empty() && self->held_.front().deadline_ns && self->held_.front().deadline_ns <= now) {
     HeldCall c = std::move(self->held_.front());
     self->held_.pop_front();
+    if (auto h = self->holding_.find(c.instance); h != self->holding_.end()) h->second.count--;
     c.cb(ActionResult::failure("action timed out after " + std::to_string(self->timeout_ms_) + " ms while '" +
                                c.instance + "' was reloading"));
   }
@@ -495,19 +495,14 @@ std::vector<std::string> ActionRegistry::commit(Instance* owner) {
 
 void ActionRegistry::discard(Instance* owner) { staged_.erase(owner); }
 
-void ActionRegistry::hold(const std::string& instance, size_t max) { holding_[instance] = max ? max : 1; }
+void ActionRegistry::hold(const std::string& instance, size_t max) { holding_[instance] = Holding{max ? max : 1, 0}; }
 
 size_t ActionRegistry::release(const std::string& instance) {
   holding_.erase(instance);
   std::vector<HeldCall> mine;
-  for (auto it = held_.begin(); it != held_.end();) {
-    if (it->instance == instance) {
-      mine.push_back(std::move(*it));
-      it = held_.erase(it);
-    } else {
-      ++it;
-    }
-  }
+  std::deque<HeldCall> rest;
+  for (auto& c : held_) (c.instance == instance ? mine.emplace_back(std::move(c)) : rest.emplace_back(std::move(c)));
+  held_.swap(rest);
   for (auto& c : mine) {
     auto cb = c.cb;  // call() consumes its copy only when the action exists
     if (call(c.name, std::move(c.attrs), std::move(c.cb)) == -ENOENT)

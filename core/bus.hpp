@@ -227,7 +227,10 @@ class ActionRegistry {
     uint64_t deadline_ns;  // 0 = none
   };
   std::deque<HeldCall> held_;                         // in arrival order = deadline order
-  std::unordered_map<std::string, size_t> holding_;   // instance -> max held calls
+  struct Holding {
+    size_t max = 0, count = 0;
+  };
+  std::unordered_map<std::string, Holding> holding_;  // instance -> its bound and held calls
   std::unordered_map<Instance*, std::vector<Entry>> staged_;
   void arm_timer();
   std::function<void()> close_cb_;
