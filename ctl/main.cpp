@@ -140,11 +140,24 @@ void print_status(const json& d) {
   printf("hostlet %s  pid %s  up %ss  config %s  pool %s threads  %s rules\n", scalar(d["version"]).c_str(),
          scalar(d["pid"]).c_str(), fmt(d.value("uptime_s", 0.0), 0).c_str(), scalar(d["config"]).c_str(),
          scalar(d["threadpool"]).c_str(), scalar(d["rules"]).c_str());
-  std::vector<std::vector<std::string>> rows{{"INSTANCE", "PLUGIN", "VERSION", "STATE", "LOADS", "LAST RESULT"}};
-  for (const auto& i : d["instances"])
-    rows.push_back({scalar(i["name"]), scalar(i["plugin"]), scalar(i["version"]), scalar(i["state"]),
-                    i.contains("loads") ? scalar(i["loads"]) : "-",
+  if (d.contains("reload") && (d["reload"].value("running", false) || d["reload"].value("queued", 0) > 0))
+    printf("reload in progress, %s queued\n", scalar(d["reload"]["queued"]).c_str());
+  std::vector<std::vector<std::string>> rows{
+      {"INSTANCE", "PLUGIN", "VERSION", "STATE", "LOADS", "LAST LOAD (UTC)", "LAST RESULT"}};
+  for (const auto& i : d["instances"]) {
+    std::string when = "-";
+    if (i.contains("last_time") && i["last_time"].is_number()) {
+      time_t t = static_cast<time_t>(i["last_time"].get<double>());
+      struct tm tm {};
+      char b[32];
+      if (gmtime_r(&t, &tm) && strftime(b, sizeof b, "%Y-%m-%d %H:%M:%S", &tm)) when = b;
+    }
+    std::string state = scalar(i["state"]);
+    if (i.value("reloading", false)) state += " (reloading)";
+    rows.push_back({scalar(i["name"]), scalar(i["plugin"]), scalar(i["version"]), state,
+                    i.contains("loads") ? scalar(i["loads"]) : "-", when,
                     i.contains("last_result") ? scalar(i["last_result"]) : "-"});
+  }
   print_table(rows);
 }
 

@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 
 #include <atomic>
+#include <regex>
 #include <thread>
 
 #include <catch2/catch.hpp>
@@ -472,6 +473,18 @@ TEST_CASE("agent: --check reports bad templates and globs in rules with line and
   CHECK(r.exit_code == 1);
   CHECK(r.err.find(dir / "check.yaml" + ":5:") != std::string::npos);
   CHECK(r.err.find(dir / "check.yaml" + ":9:") != std::string::npos);
+}
+
+TEST_CASE("agent: hostlet-ctl status prints each instance's version, loads, last load time and result") {
+  TempDir dir;
+  Agent a(dir, base_config());
+  REQUIRE(a.start());
+  Run r = a.ctl({"status"});
+  INFO(r.out << r.err);
+  CHECK(r.exit_code == 0);
+  CHECK(r.out.find("INSTANCE  PLUGIN  VERSION  STATE    LOADS  LAST LOAD (UTC)      LAST RESULT") != std::string::npos);
+  std::regex row(R"(\nw +worker +1 +running +1 +20\d\d-\d\d-\d\d \d\d:\d\d:\d\d +ok\n)");
+  CHECK(std::regex_search(r.out, row));
 }
 
 TEST_CASE("agent: SIGHUP re-reads an unchanged config, changes nothing and keeps serving") {
