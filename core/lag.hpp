@@ -21,8 +21,10 @@ class LagMonitor {
   void close(std::function<void()> cb);
   void set_warn_ms(uint64_t ms) { warn_ns_ = ms * 1000000ull; }
 
-  // A plugin callback of `instance` took `ns`; warns when it exceeds the threshold.
-  void record_callback(const std::string& instance, const char* what, uint64_t ns);
+  // `count` consecutive plugin callbacks of `instance` (usually 1; more for a
+  // run of fast offload completions timed together) took `ns`; warns when that
+  // exceeds the threshold.
+  void record_callback(const std::string& instance, const char* what, uint64_t ns, uint64_t count = 1);
 
   const Histogram& lateness() const { return lateness_; }
   uint64_t slow_callbacks() const { return slow_callbacks_; }
