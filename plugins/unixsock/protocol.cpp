@@ -116,6 +116,14 @@ class Parser {
     return true;
   }
 
+  // True when the whole text is one JSON value (of any kind).
+  bool any_value() {
+    ws();
+    if (!skip_value()) return false;
+    ws();
+    return p_ == end_;
+  }
+
  private:
   bool bad(const char* what) {
     if (syntax.empty()) {
@@ -543,6 +551,11 @@ bool parse_notification(std::string_view line, Notification& out, std::string& e
   return true;
 }
 
+bool valid_json(std::string_view text) {
+  Notification scratch;  // the parser's scratch buffers
+  return Parser(text, scratch).any_value();
+}
+
 void append_json_string(std::string& out, std::string_view s) {
   static const char kHex[] = "0123456789abcdef";
   out.push_back('"');
@@ -604,12 +617,13 @@ void append_cstr(std::string& out, const char* s) {
 }
 
 // data_json comes from a plugin through the host, which checks it is JSON; it
-// is checked again here because one bad value would corrupt the whole stream.
-// Raw newlines can only be insignificant whitespace in valid JSON, so they are
-// blanked to keep the reply on one line.
+// is checked again here because one bad value would corrupt the whole stream
+// (with this file's parser: nlohmann::json::accept took ~1 ms for the 110 KB
+// list of 1000 domains). Raw newlines can only be insignificant whitespace in
+// valid JSON, so they are blanked to keep the reply on one line.
 void append_data(std::string& out, const char* data) {
   std::string_view d(data);
-  if (!json::accept(d)) {
+  if (!valid_json(d)) {
     out.append("null");
     return;
   }

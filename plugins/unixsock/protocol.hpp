@@ -55,6 +55,9 @@ bool valid_type(std::string_view type);
 // the line had a usable one, so the error reply can echo it.
 bool parse_notification(std::string_view line, Notification& out, std::string& error);
 
+// True when `text` is exactly one JSON value (RFC 8259, UTF-8 checked).
+bool valid_json(std::string_view text);
+
 // Appends `s` as a JSON string literal (with quotes). Control characters are
 // escaped; invalid UTF-8 sequences become U+FFFD.
 void append_json_string(std::string& out, std::string_view s);

@@ -384,6 +384,7 @@ TEST_CASE("protocol: the parser agrees with nlohmann::json on validity and conte
     }
     bool theirs_valid = json::accept(line);
     REQUIRE(ours_valid == theirs_valid);
+    REQUIRE(us::valid_json(line) == theirs_valid);
     if (!ok) continue;
     valid++;
     json j = json::parse(line);
@@ -394,4 +395,11 @@ TEST_CASE("protocol: the parser agrees with nlohmann::json on validity and conte
     CHECK(json::parse(n.id_json) == (j.contains("id") ? j["id"] : json()));
   }
   CHECK(valid > 1000);
+}
+
+TEST_CASE("protocol: valid_json takes any one JSON value and nothing else", "[unixsock][protocol]") {
+  for (const char* ok : {"[]", "{}", "\"x\"", "-0.5e3", "true", "null", " [1, {\"a\": [null]}] ", "[\"\\ud83d\\ude00\"]"})
+    CHECK(us::valid_json(ok));
+  for (const char* bad : {"", " ", "[", "[1,]", "{\"a\"}", "1 2", "\"\\ud800\"", "nul", "[\"\xff\"]", "01"})
+    CHECK_FALSE(us::valid_json(bad));
 }
