@@ -17,6 +17,9 @@
 //                            includes up to 1 ms of libuv's own rounding (the
 //                            cached clock lags the real one within a loop
 //                            iteration), even on an idle loop.
+//   runq_wait_ms             how long the loop thread waited for a CPU
+//                            (/proc/thread-self/schedstat) during the probe:
+//                            lateness that the machine, not the loop, caused.
 #include <hostlet/plugin.h>
 #include <time.h>
 #include <unistd.h>
@@ -55,7 +58,7 @@ struct Probe {
   hostlet_call* call = nullptr;
   hostlet_timer* timer = nullptr;
   uv_loop_t* loop = nullptr;
-  uint64_t period_ms = 1, due_ms = 0, end_ns = 0, prev_ns = 0;
+  uint64_t period_ms = 1, due_ms = 0, end_ns = 0, prev_ns = 0, runq_ns0 = 0;
   std::vector<uint64_t> late, gap;
 };
 
@@ -81,6 +84,16 @@ struct State {
   Run* run = nullptr;
   Probe* probe = nullptr;
 };
+
+// Nanoseconds the calling thread has waited on a run queue (0 if unknown).
+uint64_t runq_wait_ns() {
+  FILE* f = std::fopen("/proc/thread-self/schedstat", "r");
+  if (!f) return 0;
+  unsigned long long on_cpu = 0, waited = 0;
+  int n = std::fscanf(f, "%llu %llu", &on_cpu, &waited);
+  std::fclose(f);
+  return n == 2 ? waited : 0;
+}
 
 void empty_work(void*) {}
 void sleep_work(void* arg) { usleep(static_cast<Run*>(arg)->work_us); }
@@ -195,7 +208,10 @@ void on_tick(void* arg) {
   if (now < p->end_ns) return;
   const hostlet_host_api* api = p->st->api;
   api->timer_stop(p->timer);
-  std::vector<std::string> keys{"ticks"}, vals{std::to_string(p->late.size())};
+  std::vector<std::string> keys{"ticks", "runq_wait_ms"};
+  char runq[32];
+  std::snprintf(runq, sizeof runq, "%.3f", double(runq_wait_ns() - p->runq_ns0) / 1e6);
+  std::vector<std::string> vals{std::to_string(p->late.size()), runq};
   add_quantiles(p->gap, "", keys, vals);
   add_quantiles(p->late, "due_", keys, vals);
   std::vector<hostlet_attr> a;
@@ -219,6 +235,7 @@ int action_probe(void* arg, hostlet_call* call, const hostlet_attr*, size_t) {
   p->end_ns = uv_hrtime() + attr_u64(st->api, call, "ms", 1000) * 1000000ull;
   p->late.reserve(attr_u64(st->api, call, "ms", 1000) / p->period_ms + 16);
   p->gap.reserve(p->late.capacity());
+  p->runq_ns0 = runq_wait_ns();
   p->due_ms = uv_now(loop) + p->period_ms;
   // The first interval is counted from when the timer was armed on the
   // loop's clock (not from now), like every later one.
