@@ -1,7 +1,9 @@
 // Loop lag monitor: a repeating timer measures how late the loop wakes it
 // (lateness histogram, p50/p99/max for `hostlet-ctl stats`), and every plugin
-// callback is timed (Instance::run_callback) so that a stall is pinned on the
-// instance whose callback ran long, in a warning naming it.
+// callback is timed so that a stall is pinned on the instance whose callback
+// ran long, in a warning naming it: by Instance::run_callback, except offload
+// done and late callbacks, which the instance's lane times in runs (see
+// LaneObserver in offload.hpp).
 #pragma once
 
 #include <uv.h>
