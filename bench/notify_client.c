@@ -1,12 +1,17 @@
 /*
  * Notification ingest client for the unixsock protocol (NDJSON).
- *   notify_client SOCKET CONNECTIONS EVENTS_PER_CONNECTION ACK(none|accepted|done) [latency]
+ *   notify_client SOCKET CONNECTIONS EVENTS_PER_CONNECTION ACK(none|accepted|done) [MODE [TYPE]]
+ * MODE is pipeline (the default), latency or for=SECS; TYPE the events' type
+ * (default bench.event).
  * Each connection has a writer thread (pipelines every line) and a reader.
  * ack none: the last line of each connection asks ack accepted (id "end");
  * its reply means the server has taken every earlier line of that connection.
  * ack accepted/done: every line is answered; the reader counts the replies.
  * latency: no pipelining; each connection sends one line (ack accepted or
  * done) and waits for its reply; adds p50_us/p99_us of those round trips.
+ * for=SECS (ack none only): each connection sends for SECS seconds instead of
+ * a count (EVENTS_PER_CONNECTION is then ignored): a steady load for as long
+ * as something else is measured.
  * Prints one JSON object: events, secs, events_s, errors.
  */
 #define _GNU_SOURCE
@@ -29,7 +34,9 @@ static uint64_t now_ns(void) {
 static const char *sock_path;
 static long per_conn;
 static int ack_none, latency_mode;
+static double for_secs; /* > 0: send for this long instead of per_conn lines */
 static const char *ack_name;
+static const char *ev_type = "bench.event";
 static uint64_t *lats; /* latency mode: per_conn entries per connection */
 
 struct conn {
@@ -37,14 +44,15 @@ struct conn {
   int index;
   pthread_t writer, reader;
   long errors;
+  long sent;
 };
 
 static void *pingpong_main(void *arg) {
   struct conn *c = arg;
   char line[256], buf[4096];
   for (long i = 0; i < per_conn; i++) {
-    int len = snprintf(line, sizeof line, "{\"type\":\"bench.event\",\"attrs\":{\"i\":\"%ld\"},\"id\":%ld,\"ack\":\"%s\"}\n",
-                       i, i, ack_name);
+    int len = snprintf(line, sizeof line, "{\"type\":\"%s\",\"attrs\":{\"i\":\"%ld\"},\"id\":%ld,\"ack\":\"%s\"}\n",
+                       ev_type, i, i, ack_name);
     uint64_t t = now_ns();
     if (write(c->fd, line, (size_t)len) != len) {
       perror("write");
@@ -65,6 +73,7 @@ static void *pingpong_main(void *arg) {
     buf[got] = 0;
     if (strstr(buf, "\"ok\":false")) c->errors++;
   }
+  c->sent = per_conn;
   return NULL;
 }
 
@@ -78,11 +87,14 @@ static void *writer_main(void *arg) {
   size_t cap = 1 << 20, len = 0;
   char *buf = malloc(cap + 512);
   if (!buf) exit(1);
-  for (long i = 0; i < per_conn; i++) {
-    int last = i == per_conn - 1;
+  uint64_t until = for_secs > 0 ? now_ns() + (uint64_t)(for_secs * 1e9) : 0;
+  for (long i = 0; for_secs > 0 || i < per_conn; i++) {
+    /* in for= mode, the time is checked once per buffer: the line after is the last */
+    int last = for_secs > 0 ? (len == 0 && i > 0 && now_ns() >= until) : i == per_conn - 1;
+    c->sent = i + 1;
     const char *ack = ack_none ? (last ? "accepted" : "none") : ack_name;
-    len += (size_t)sprintf(buf + len, "{\"type\":\"bench.event\",\"attrs\":{\"i\":\"%ld\"},\"id\":\"%s\",\"ack\":\"%s\"}\n",
-                           i, last ? "end" : "e", ack);
+    len += (size_t)sprintf(buf + len, "{\"type\":\"%s\",\"attrs\":{\"i\":\"%ld\"},\"id\":\"%s\",\"ack\":\"%s\"}\n",
+                           ev_type, i, last ? "end" : "e", ack);
     if (len >= cap || last) {
       size_t off = 0;
       while (off < len) {
@@ -95,6 +107,7 @@ static void *writer_main(void *arg) {
       }
       len = 0;
     }
+    if (last) break;
   }
   free(buf);
   return NULL;
@@ -138,7 +151,10 @@ int main(int argc, char **argv) {
   ack_name = argv[4];
   ack_none = strcmp(ack_name, "none") == 0;
   latency_mode = argc > 5 && strcmp(argv[5], "latency") == 0;
-  if (nconn < 1 || per_conn < 1 || (latency_mode && ack_none)) return 64;
+  if (argc > 5 && strncmp(argv[5], "for=", 4) == 0) for_secs = atof(argv[5] + 4);
+  if (argc > 5 && !latency_mode && for_secs <= 0 && strcmp(argv[5], "pipeline") != 0) return 64;
+  if (argc > 6 && strlen(argv[6]) < 64) ev_type = argv[6];
+  if (nconn < 1 || per_conn < 1 || (latency_mode && ack_none) || (for_secs > 0 && !ack_none)) return 64;
   if (latency_mode && !(lats = calloc((size_t)nconn * (size_t)per_conn, sizeof *lats))) return 1;
   struct conn *cs = calloc((size_t)nconn, sizeof *cs);
   if (!cs) return 1;
@@ -171,14 +187,18 @@ int main(int argc, char **argv) {
     close(cs[i].fd);
   }
   uint64_t total = now_ns() - t0;
-  long events = per_conn * nconn;
+  long events = 0;
+  for (int i = 0; i < nconn; i++) events += cs[i].sent;
   printf("{\"events\": %ld, \"secs\": %.6f, \"events_s\": %.1f, \"errors\": %ld", events,
          (double)total / 1e9, (double)events * 1e9 / (double)total, errors);
   if (latency_mode) {
     size_t m = (size_t)events;
+    double sum = 0;
+    for (size_t i = 0; i < m; i++) sum += (double)lats[i];
     qsort(lats, m, sizeof *lats, cmp_u64);
     size_t p99 = m * 99 / 100 < m ? m * 99 / 100 : m - 1;
-    printf(", \"p50_us\": %.3f, \"p99_us\": %.3f", (double)lats[m / 2] / 1e3, (double)lats[p99] / 1e3);
+    printf(", \"mean_us\": %.3f, \"p50_us\": %.3f, \"p99_us\": %.3f", sum / (double)m / 1e3,
+           (double)lats[m / 2] / 1e3, (double)lats[p99] / 1e3);
     free(lats);
   }
   printf("}\n");

@@ -3,11 +3,13 @@
 # scripts/build.sh, with -Dbench=true), runs every benchmark in interleaved
 # rounds and prints a markdown table; also writes bench/results/latest.md and
 # latest.json.
-#   bench/run.sh            5 rounds (ROUNDS=N to change), about a minute or two
+#   bench/run.sh            5 rounds (ROUNDS=N to change), about 10 minutes
 #   bench/run.sh --smoke    tiny counts, one round: checks only that it runs and prints
-# BUILD_DIR (default build) is the meson build directory.
+# BUILD_DIR (default build) is the meson build directory. Installs what is
+# missing first, with the benchmark's own peer: python3-uvloop (Debian's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+scripts/deps.sh python3-uvloop
 BUILD_DIR=${BUILD_DIR:-build}
 export BUILD_DIR
 if [ ! -f "$BUILD_DIR/build.ninja" ]; then
@@ -16,6 +18,7 @@ elif ! meson introspect "$BUILD_DIR" --buildoptions | /usr/bin/python3 -c \
     'import json,sys; sys.exit(0 if any(o["name"]=="bench" and o["value"] for o in json.load(sys.stdin)) else 1)'; then
   meson configure "$BUILD_DIR" -Dbench=true
 fi
-ninja -C "$BUILD_DIR" core/hostlet ctl/hostlet-ctl plugins/unixsock/unixsock.so \
-  bench/offload_bench bench/bench_plugin.so bench/notify_client >&2
+ninja -C "$BUILD_DIR" core/hostlet ctl/hostlet-ctl plugins/unixsock/unixsock.so plugins/libvirt/libvirt.so \
+  plugins/sysfs/sysfs.so plugins/uevent/uevent.so \
+  bench/offload_bench bench/bench_plugin.so bench/notify_client bench/virt_direct >&2
 exec /usr/bin/python3 bench/driver.py "$@"

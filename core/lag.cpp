@@ -35,7 +35,7 @@ void LagMonitor::on_tick(uv_timer_t* t) {
   self->expected_ns_ = now + self->interval_ms_ * 1000000ull;
 }
 
-void LagMonitor::record_callback(const std::string& instance, const char* what, uint64_t ns) {
+void LagMonitor::record_callback(const std::string& instance, const char* what, uint64_t ns, uint64_t count) {
   if (ns > tick_worst_ns_) {
     tick_worst_ns_ = ns;
     tick_worst_instance_ = instance;
@@ -47,8 +47,15 @@ void LagMonitor::record_callback(const std::string& instance, const char* what, 
   }
   if (warn_ns_ > 0 && ns > warn_ns_) {
     slow_callbacks_++;
-    log(Level::Warn, instance, "%s ran %.1f ms on the loop thread (threshold %.0f ms): it blocks every other instance",
-        what, static_cast<double>(ns) / 1e6, static_cast<double>(warn_ns_) / 1e6);
+    if (count > 1)  // a run of fast ones timed together, see LaneObserver
+      log(Level::Warn, instance,
+          "%llu %ss in a row ran %.1f ms on the loop thread (threshold %.0f ms; timed together): they block "
+          "every other instance",
+          static_cast<unsigned long long>(count), what, static_cast<double>(ns) / 1e6,
+          static_cast<double>(warn_ns_) / 1e6);
+    else
+      log(Level::Warn, instance, "%s ran %.1f ms on the loop thread (threshold %.0f ms): it blocks every other instance",
+          what, static_cast<double>(ns) / 1e6, static_cast<double>(warn_ns_) / 1e6);
   }
 }
 

@@ -1,7 +1,9 @@
 // Loop lag monitor: a repeating timer measures how late the loop wakes it
 // (lateness histogram, p50/p99/max for `hostlet-ctl stats`), and every plugin
-// callback is timed (Instance::run_callback) so that a stall is pinned on the
-// instance whose callback ran long, in a warning naming it.
+// callback is timed so that a stall is pinned on the instance whose callback
+// ran long, in a warning naming it: by Instance::run_callback, except offload
+// done and late callbacks, which the instance's lane times in runs (see
+// LaneObserver in offload.hpp).
 #pragma once
 
 #include <uv.h>
@@ -21,8 +23,10 @@ class LagMonitor {
   void close(std::function<void()> cb);
   void set_warn_ms(uint64_t ms) { warn_ns_ = ms * 1000000ull; }
 
-  // A plugin callback of `instance` took `ns`; warns when it exceeds the threshold.
-  void record_callback(const std::string& instance, const char* what, uint64_t ns);
+  // `count` consecutive plugin callbacks of `instance` (usually 1; more for a
+  // run of fast offload completions timed together) took `ns`; warns when that
+  // exceeds the threshold.
+  void record_callback(const std::string& instance, const char* what, uint64_t ns, uint64_t count = 1);
 
   const Histogram& lateness() const { return lateness_; }
   uint64_t slow_callbacks() const { return slow_callbacks_; }

@@ -6,6 +6,10 @@
 //   InPool      handed to uv_queue_work, done not reported yet
 //   Cancelling  uv_cancel took it back; after_work reports -ECANCELED
 //   Due         the pending list: done(status) runs from the idle handle
+//   Finished    the finished list (filed by after_work): done(status) runs
+//               from the check handle, after this iteration's poll phase
+//   LateDue     the finished list: its done(-ETIMEDOUT) was reported, its
+//               work has ended, late runs from the check handle
 //   TimingOut   a deadline callback's local list, reported before it returns
 //   Late        done(-ETIMEDOUT) reported, work started: late at after_work
 //   Orphan      done(-ETIMEDOUT) and late reported, uv_cancel took it back:
@@ -16,6 +20,17 @@
 // they are reported; one uv_timer is armed for the heap's top. Removing the
 // top does not re-arm: the timer may fire early, find nothing expired, and
 // re-arm for the new top, which keeps the common path (completion) cheap.
+//
+// Callback timing (for the LaneObserver): the check handle runs the done and
+// late callbacks of every item that finished in this iteration in one loop,
+// so nothing but the lane runs between two of them and one clock read at the
+// end of a callback is also the start of the next. A run of `window`
+// consecutive callbacks is measured with one read; `window` doubles (up to
+// kMaxWindow) while runs take under kWindowBudgetNs and drops back to 1 when a
+// run takes longer. With lag_warn at least 1 ms (the config's minimum), a run
+// can only exceed it through a callback much slower than the ones before it,
+// and the run is named after this lane's instance either way. Callbacks run
+// elsewhere (deadlines, cancels, shutdown: rare) are timed one by one.
 #include "offload.hpp"
 
 #include <atomic>
@@ -24,6 +39,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <limits>
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -43,13 +59,18 @@ constexpr size_t kFreeListMax = 4096;
 // pool is most of the lane's overhead over raw uv_queue_work.
 constexpr uint64_t kTimedPerMs = 64;
 constexpr uint64_t kMaxStride = 1024;
+// Callback timing runs (see the header comment).
+constexpr uint64_t kWindowBudgetNs = 50000;
+constexpr unsigned kMaxWindow = 64;
+constexpr const char* kDoneWhat = "offload done callback";
+constexpr const char* kLateWhat = "offload late callback";
 
 // Written by the pool thread, read by the loop at a deadline or cancel.
 constexpr uint8_t kNotStarted = 0;
 constexpr uint8_t kRunning = 1;
 constexpr uint8_t kFinished = 2;
 
-enum class ItemState : uint8_t { Free, Queued, InPool, Cancelling, Due, TimingOut, Late, Orphan };
+enum class ItemState : uint8_t { Free, Queued, InPool, Cancelling, Due, Finished, LateDue, TimingOut, Late, Orphan };
 
 // Whole milliseconds from now until deadline, rounded up so the timer never
 // fires before the deadline by our own rounding.
@@ -113,7 +134,7 @@ struct WorkItem {
   LateFn late = nullptr;
   void* arg = nullptr;
   WorkItem* prev = nullptr;  // FIFO only
-  WorkItem* next = nullptr;  // FIFO, pending list, timing-out list, free list
+  WorkItem* next = nullptr;  // FIFO, pending, finished, timing-out and free lists
   uint64_t submit_ns = 0;    // loop thread, uv_hrtime; set when timed or with a deadline
   uint64_t start_ns = 0;     // pool thread; read by the loop after after_work
   uint64_t end_ns = 0;       // pool thread; read by the loop after after_work
@@ -144,13 +165,20 @@ struct Lane::Impl {
   uv_timer_t deadline_timer;
   uv_timer_t drain_timer;
   uv_idle_t idle;  // reports the pending list from a later loop iteration
+  uv_check_t check;  // reports the finished list after this iteration's poll
   int open_handles = 0;
+  Lane* owner;     // null once detached
+  LaneObserver* observer = nullptr;
+  std::shared_ptr<const void> keep_alive;
+  unsigned window = 1;  // callbacks per timed run (see the header comment)
 
   WorkItem* q_head = nullptr;  // FIFO
   WorkItem* q_tail = nullptr;
   size_t q_len = 0;
   WorkItem* p_head = nullptr;  // pending list (state Due)
   WorkItem* p_tail = nullptr;
+  WorkItem* f_head = nullptr;  // finished list (Finished, LateDue)
+  WorkItem* f_tail = nullptr;
   WorkItem* free_head = nullptr;
   size_t free_len = 0;
   std::vector<WorkItem*> heap;  // min-heap by deadline_ns
@@ -179,6 +207,9 @@ struct Lane::Impl {
   WorkItem* fifo_pop();
   void fifo_remove(WorkItem* it);
   void pending_push(WorkItem* it, int status);
+  void finished_push(WorkItem* it, ItemState state, int status);
+  template <class F> void timed(const char* what, F&& fn);
+  uint64_t end_run(const char* what, unsigned count, uint64_t start);
   void count(int status);
 
   // deadlines
@@ -197,6 +228,8 @@ struct Lane::Impl {
   void pump();
   void shut_queue();
   void deliver_pending();
+  void deliver_finished();
+  bool nothing_due() const { return p_head == nullptr && f_head == nullptr; }
   void maybe_finish_drain();
   void finish_drain(bool all_finished);
   void close_handles();
@@ -209,18 +242,26 @@ struct Lane::Impl {
   static void on_deadline(uv_timer_t* t);
   static void on_drain_deadline(uv_timer_t* t);
   static void on_idle(uv_idle_t* h);
+  static void on_check(uv_check_t* h);
   static void on_closed(uv_handle_t* h);
 };
 
-Lane::Impl::Impl(Lane* owner, uv_loop_t* l) : st(&owner->stats_), lim(&owner->limits_), loop(l) {
+Lane::Impl::Impl(Lane* lane, uv_loop_t* l)
+    : st(&lane->stats_), lim(&lane->limits_), loop(l), owner(lane) {
   uv_timer_init(loop, &deadline_timer);
   uv_timer_init(loop, &drain_timer);
   uv_idle_init(loop, &idle);
-  deadline_timer.data = drain_timer.data = idle.data = this;
-  open_handles = 3;
+  uv_check_init(loop, &check);
+  deadline_timer.data = drain_timer.data = idle.data = check.data = this;
+  open_handles = 4;
 }
 
 Lane::Impl::~Impl() {
+  while (f_head) {  // finished while detached: nobody to tell
+    WorkItem* it = f_head;
+    f_head = it->next;
+    delete it;
+  }
   while (free_head) {
     WorkItem* it = free_head;
     free_head = it->next;
@@ -256,6 +297,8 @@ void Lane::Impl::detach() {
   spare_limits = *lim;
   st = &spare_stats;
   lim = &spare_limits;
+  owner = nullptr;
+  observer = nullptr;
   detached = true;
 }
 
@@ -318,6 +361,35 @@ void Lane::Impl::pending_push(WorkItem* it, int status) {
   else p_head = it;
   p_tail = it;
   uv_idle_start(&idle, on_idle);  // no-op when already active
+}
+
+void Lane::Impl::finished_push(WorkItem* it, ItemState state, int status) {
+  it->state = state;
+  it->status = status;
+  it->next = nullptr;
+  if (f_tail) f_tail->next = it;
+  else f_head = it;
+  f_tail = it;
+  if (!handles_closing) uv_check_start(&check, on_check);  // no-op when already active
+}
+
+// Runs one callback of the lane, timed on its own when someone is told.
+template <class F> void Lane::Impl::timed(const char* what, F&& fn) {
+  uint64_t t0 = observer ? uv_hrtime() : 0;
+  fn();
+  end_run(what, 1, t0);
+}
+
+// Reports `count` callbacks that ran since `start`; returns the time now (the
+// start of the next run) and adapts the run length.
+uint64_t Lane::Impl::end_run(const char* what, unsigned count, uint64_t start) {
+  if (!observer) return 0;  // nobody is told: no clock read
+  uint64_t now = uv_hrtime();
+  uint64_t ns = now - start;
+  if (ns >= kWindowBudgetNs) window = 1;
+  else if (count == window && ns < kWindowBudgetNs / 2 && window < kMaxWindow) window *= 2;
+  observer->callbacks_ran(what, count, ns);
+  return now;
 }
 
 void Lane::Impl::count(int status) {
@@ -432,12 +504,12 @@ void Lane::Impl::expire_deadlines() {
 
 void Lane::Impl::report_timeout(WorkItem* it) {
   ++st->timed_out;
-  it->done(it->arg, -ETIMEDOUT);
+  timed(kDoneWhat, [&] { it->done(it->arg, -ETIMEDOUT); });
   if (it->in_pool && !it->uv_cancelled) {
-    it->state = ItemState::Late;  // late runs from after_work, once work has ended
+    it->state = ItemState::Late;  // late runs once work has ended (see on_after_work)
     return;
   }
-  if (it->late) it->late(it->arg);  // never started, never will
+  if (it->late) timed(kLateWhat, [&] { it->late(it->arg); });  // never started, never will
   if (it->in_pool) it->state = ItemState::Orphan;  // libuv still holds the request
   else free_item(it);
 }
@@ -474,14 +546,47 @@ void Lane::Impl::deliver_pending() {
     if (!p_head) p_tail = nullptr;
     bool was_last = it == last;
     count(it->status);
-    it->done(it->arg, it->status);
+    timed(kDoneWhat, [&] { it->done(it->arg, it->status); });
     free_item(it);
     if (was_last) break;
   }
 }
 
+// Runs the callbacks of everything on the finished list, timing them in runs
+// (see the header comment). A callback may submit, cancel, drain or close, but
+// nothing it does adds to this list (only after_work does).
+void Lane::Impl::deliver_finished() {
+  WorkItem* it = f_head;
+  f_head = f_tail = nullptr;
+  uint64_t start = observer ? uv_hrtime() : 0;
+  const char* what = kDoneWhat;
+  unsigned in_run = 0;
+  while (it) {
+    WorkItem* next = it->next;
+    bool late = it->state == ItemState::LateDue;  // filed only with a late
+    if ((late ? kLateWhat : kDoneWhat) != what) {
+      if (in_run) start = end_run(what, in_run, start);
+      in_run = 0;
+      what = late ? kLateWhat : kDoneWhat;
+    }
+    if (late) {
+      it->late(it->arg);
+    } else {
+      count(it->status);
+      it->done(it->arg, it->status);
+    }
+    free_item(it);
+    if (++in_run >= window) {
+      start = end_run(what, in_run, start);
+      in_run = 0;
+    }
+    it = next;
+  }
+  if (in_run) end_run(what, in_run, start);
+}
+
 void Lane::Impl::maybe_finish_drain() {
-  if (!drain_cbs.empty() && inflight == 0 && p_head == nullptr) finish_drain(true);
+  if (!drain_cbs.empty() && inflight == 0 && nothing_due()) finish_drain(true);
 }
 
 void Lane::Impl::finish_drain(bool all_finished) {
@@ -498,6 +603,7 @@ void Lane::Impl::close_handles() {
   uv_close(reinterpret_cast<uv_handle_t*>(&deadline_timer), on_closed);
   uv_close(reinterpret_cast<uv_handle_t*>(&drain_timer), on_closed);
   uv_close(reinterpret_cast<uv_handle_t*>(&idle), on_closed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&check), on_closed);
 }
 
 // --- libuv callbacks ---
@@ -528,28 +634,31 @@ void Lane::Impl::on_after_work(uv_work_t* req, int status) {
   }
   self->forget_deadline(it);
   self->pump();  // the freed slot goes to the next queued item before any callback runs
-  bool quiet = self->closed;  // no done/late once the lane's handles are closed
+  ItemState next = ItemState::Free;
+  int result = 0;
   switch (it->state) {
-    case ItemState::InPool:
-      if (!quiet) {
-        ++self->st->done;
-        it->done(it->arg, 0);
-      }
-      break;
+    case ItemState::InPool: next = ItemState::Finished; break;
     case ItemState::Cancelling:
-      if (!quiet) {
-        ++self->st->cancelled;
-        it->done(it->arg, -ECANCELED);
-      }
+      next = ItemState::Finished;
+      result = -ECANCELED;
       break;
     case ItemState::Late:
-      if (!quiet && it->late) it->late(it->arg);
+      if (it->late) next = ItemState::LateDue;
       break;
     default:  // Orphan: everything was reported at its deadline
       break;
   }
-  self->free_item(it);
-  self->maybe_finish_drain();
+  if (next == ItemState::Free || self->closed) {  // no done/late once the lane's handles are closed
+    self->free_item(it);
+    self->maybe_finish_drain();
+    return;
+  }
+  self->finished_push(it, next, result);
+  // Closing handles: the check handle will not run again; report now.
+  if (self->handles_closing) {
+    self->deliver_finished();
+    self->maybe_finish_drain();
+  }
 }
 
 void Lane::Impl::on_deadline(uv_timer_t* t) {
@@ -567,7 +676,8 @@ void Lane::Impl::on_drain_deadline(uv_timer_t* t) {
     return;
   }
   self->deliver_pending();
-  self->finish_drain(self->inflight == 0 && self->p_head == nullptr);
+  self->deliver_finished();
+  self->finish_drain(self->inflight == 0 && self->nothing_due());
 }
 
 void Lane::Impl::on_idle(uv_idle_t* h) {
@@ -577,10 +687,26 @@ void Lane::Impl::on_idle(uv_idle_t* h) {
     return;
   }
   self->deliver_pending();
+  if (self->closing) self->deliver_finished();  // nothing may be left when the handles close
   self->maybe_finish_drain();
-  if (self->p_head) return;
+  if (self->p_head) return;  // made due by the callbacks above: the next iteration
   uv_idle_stop(h);
   if (self->closing && !self->handles_closing) self->close_handles();
+}
+
+void Lane::Impl::on_check(uv_check_t* h) {
+  auto* self = static_cast<Impl*>(h->data);
+  uv_check_stop(h);
+  if (self->detached) {  // destroyed without close(): nothing may be called any more
+    while (WorkItem* it = self->f_head) {
+      self->f_head = it->next;
+      delete it;
+    }
+    self->f_tail = nullptr;
+    return;
+  }
+  self->deliver_finished();
+  self->maybe_finish_drain();
 }
 
 void Lane::Impl::on_closed(uv_handle_t* h) {
@@ -650,6 +776,12 @@ int Lane::submit(WorkFn work, DoneFn done, void* arg, uint64_t timeout_ms, LateF
   if (out) *out = it;
   return 0;
 }
+
+void Lane::set_observer(LaneObserver* obs) { impl_->observer = obs; }
+
+void Lane::keep_alive(std::shared_ptr<const void> ref) { impl_->keep_alive = std::move(ref); }
+
+Lane* Lane::of(const WorkItem* item) { return item && item->lane ? item->lane->owner : nullptr; }
 
 int Lane::cancel(WorkItem* it) {
   if (!it || it->lane != impl_) return -EINVAL;

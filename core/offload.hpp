@@ -25,6 +25,12 @@
 // is armed for the earliest deadline (an intrusive min-heap), so items
 // without a deadline cost nothing extra.
 //
+// Completions: uv's after_work only files a finished item; the lane runs the
+// done (or late) callbacks of everything that finished in one loop iteration
+// together, from a uv_check handle right after that iteration's poll phase.
+// That batch is what lets the lane time its callbacks cheaply for the lag
+// monitor (see LaneObserver).
+//
 // Threads: every member function runs on the loop thread. Only the work
 // function itself runs on a pool thread; the lane touches no shared state
 // from there except the item's start/end timestamps and an atomic phase,
@@ -37,6 +43,7 @@
 #include <array>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 
 namespace hostlet {
@@ -83,6 +90,22 @@ struct LaneStats {
   // reads), so count() may be below done.
   Histogram queue_wait;     // submit -> start on the pool thread (uv_hrtime)
   Histogram run_time;       // start -> end of work() on the pool thread
+};
+
+// Told how long the done and late callbacks of a lane ran, for the loop-lag
+// monitor (the Instance that owns the lane). Callbacks are timed in runs: a
+// lane delivering many fast completions in a row reads the clock once per run
+// of up to 64 of them instead of twice per callback, growing the run only
+// while runs stay far below a millisecond and falling back to one callback per
+// measurement as soon as one run is slower. `count` > 1 means `ns` is the time
+// of `count` consecutive callbacks of this lane, none of them longer than `ns`.
+// Called on the loop thread.
+class LaneObserver {
+ public:
+  virtual void callbacks_ran(const char* what, uint64_t count, uint64_t ns) = 0;
+
+ protected:
+  ~LaneObserver() = default;
 };
 
 using WorkFn = void (*)(void* arg);
@@ -145,6 +168,15 @@ class Lane {
   bool closed() const;
   // True between drain() and resume(), and after close().
   bool draining() const;
+
+  // Who is told the callbacks' run times (may be null: nothing is timed).
+  void set_observer(LaneObserver* obs);
+  // Held until the lane's state is freed, which is after the last work item
+  // has left the pool even when the Lane is destroyed before (the plugin's
+  // code then stays mapped while a pool thread may still run it).
+  void keep_alive(std::shared_ptr<const void> ref);
+  // The lane an item belongs to; null once that Lane is destroyed.
+  static Lane* of(const WorkItem* item);
 
   const LaneStats& stats() const { return stats_; }
   const LaneLimits& limits() const { return limits_; }

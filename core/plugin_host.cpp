@@ -296,17 +296,6 @@ struct Instance::SubRec {
   std::list<SubRec*>::iterator it;
 };
 
-struct Instance::OffloadCtx {
-  Instance* inst;
-  std::shared_ptr<Library> lib;  // keeps the code mapped while a pool thread may run it
-  hostlet_work_fn work;
-  hostlet_done_fn done;
-  hostlet_late_fn late;
-  void* arg;
-  bool started = false;
-  WorkItem* item = nullptr;  // for offload_cancel; valid until done has run
-};
-
 }  // namespace hostlet
 
 struct hostlet_timer : hostlet::Instance::TimerRec {};
@@ -332,6 +321,10 @@ Instance::Instance(Core& core, InstanceSection cfg, std::shared_ptr<Library> lib
   limits.max_queue = cfg_.max_queue;
   limits.default_timeout_ms = cfg_.offload_timeout_ms;
   lane_ = std::make_unique<Lane>(core_.loop, cfg_.name, limits);
+  lane_->set_observer(this);
+  // The lane's state outlives the Lane while work is still on the pool: it
+  // keeps the plugin's code mapped until then.
+  lane_->keep_alive(lib_);
   std::lock_guard<std::mutex> lk(core_.post_mu);
   core_.live.push_back(this);
 }
@@ -373,10 +366,13 @@ void Instance::log(hostlet_log_level level, const char* fmt, ...) {
 template <class F> void Instance::run_callback(const char* what, F&& fn) {
   uint64_t t0 = uv_hrtime();
   fn();
-  uint64_t dt = uv_hrtime() - t0;
-  counters_.callbacks++;
-  if (dt > counters_.max_callback_ns) counters_.max_callback_ns = dt;
-  if (core_.lag) core_.lag->record_callback(cfg_.name, what, dt);
+  callbacks_ran(what, 1, uv_hrtime() - t0);
+}
+
+void Instance::callbacks_ran(const char* what, uint64_t count, uint64_t ns) {
+  counters_.callbacks += count;
+  if (ns > counters_.max_callback_ns) counters_.max_callback_ns = ns;
+  if (core_.lag) core_.lag->record_callback(cfg_.name, what, ns, count);
 }
 
 int Instance::invoke_action(hostlet_action_fn fn, void* arg, hostlet_call* call, const hostlet_attr* attrs,
@@ -579,29 +575,10 @@ struct HostApiImpl {
   }
 
   // offload ---------------------------------------------------------------
-  static void work_tramp(void* p) {
-    auto* c = static_cast<Instance::OffloadCtx*>(p);
-    c->started = true;  // written on the pool thread before work; read after uv's after_work
-    c->work(c->arg);
-  }
-  static void done_tramp(void* p, int status) {
-    auto* c = static_cast<Instance::OffloadCtx*>(p);
-    Instance* inst = c->inst;
-    inst->run_callback("offload done callback", [&] { c->done(c->arg, status); });
-    if (status != -ETIMEDOUT) {
-      delete c;
-    } else if (!c->started) {
-      // It never ran and never will: the plugin's late() releases arg now.
-      if (c->late) inst->run_callback("offload late callback", [&] { c->late(c->arg); });
-      delete c;
-    }
-    // else: still running; late_tramp frees it
-  }
-  static void late_tramp(void* p) {
-    auto* c = static_cast<Instance::OffloadCtx*>(p);
-    if (c->late) c->inst->run_callback("offload late callback", [&] { c->late(c->arg); });
-    delete c;
-  }
+  // The plugin's work, done, late and arg go straight into the lane's item
+  // (hostlet_work is that item): no context of our own per offload. The lane
+  // times done and late for the lag monitor (Instance::callbacks_ran) and
+  // keeps the library mapped while its items are on the pool (keep_alive).
   static int offload(hostlet_host* h, const hostlet_offload_opts* opts, hostlet_work_fn work, hostlet_done_fn done,
                      void* arg, hostlet_work** out) {
     if (!h || !work || !done) return -EINVAL;
@@ -614,20 +591,16 @@ struct HostApiImpl {
         timeout = opts->timeout_ms;
       if (opts->struct_size >= offsetof(hostlet_offload_opts, late) + sizeof(opts->late)) late = opts->late;
     }
-    auto* c = new (std::nothrow) Instance::OffloadCtx{inst, inst->lib_, work, done, late, arg, false, nullptr};
-    if (!c) return -ENOMEM;
-    int r = inst->lane_->submit(&work_tramp, &done_tramp, c, timeout, &late_tramp, &c->item);
-    if (r != 0) {
-      delete c;
-      return r;
-    }
-    if (out) *out = reinterpret_cast<hostlet_work*>(c);
-    return 0;
+    WorkItem* item = nullptr;
+    int r = inst->lane_->submit(work, done, arg, timeout, late, &item);
+    if (r == 0 && out) *out = reinterpret_cast<hostlet_work*>(item);
+    return r;
   }
   static int offload_cancel(hostlet_work* w) {
     if (!w) return -EINVAL;
-    auto* c = reinterpret_cast<Instance::OffloadCtx*>(w);
-    return c->inst->lane_->cancel(c->item);
+    auto* item = reinterpret_cast<WorkItem*>(w);
+    Lane* lane = Lane::of(item);
+    return lane ? lane->cancel(item) : -EBUSY;
   }
 
   // timers ----------------------------------------------------------------

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages hostlet needs to build, run and test.
+# Installs the Debian 12 packages hostlet needs to build, run and test, and any
+# more named as arguments (bench/run.sh names the benchmark's own peers).
 # Only missing packages are installed; nothing is touched when all are there.
 set -euo pipefail
 
@@ -10,6 +11,7 @@ PACKAGES=(
   libvirt-daemon libvirt-clients python3-libvirt              # private libvirtd for tests, virsh, bench peer
   iproute2 util-linux                                         # veth pairs and setpriv in tests
   netcat-openbsd                                              # the README's raw-socket example
+  "$@"
 )
 
 missing=()

@@ -36,9 +36,17 @@
  *   {"id":7,"ok":false,"error":"attribute 'name' must be a string, not a number"}
  *
  * When the agent's event queue is full, a connection stops reading and offers
- * its line again every millisecond (the kernel's socket buffer then pushes
- * back on the client) for up to queue_wait; after that the line is answered
- * {"ok":false,"error":"event queue full"} and the client may send it again.
+ * its line again on every loop iteration (the kernel's socket buffer then
+ * pushes back on the client) for up to queue_wait; after that the line is
+ * answered {"ok":false,"error":"event queue full"} and the client may send it
+ * again.
+ *
+ * Fairness: the instance handles at most kLinesPerTurn lines per loop
+ * iteration, over all its connections. A connection that would go over stops
+ * reading and resumes on the next iteration, first in line. libuv hands a
+ * readable stream up to 32 reads of 64 KiB per iteration; parsing all of that
+ * at once (tens of thousands of lines) held the loop for milliseconds and
+ * filled the event queue faster than it is dispatched.
  *
  * Each client is served on the agent's loop with libuv directly; protocol.cpp
  * parses lines, connection.cpp frames, buffers and bounds them, and this file
@@ -69,6 +77,11 @@ namespace hostlet::unixsock {
 namespace {
 
 constexpr size_t kReadChunk = 64 * 1024;
+// Lines handled per loop iteration, over all connections (see "Fairness"
+// above): about 100 us of parsing and publishing, and as many events as the
+// bus dispatches per iteration by default (agent.event_batch), so that a
+// flood neither holds the loop nor piles up in the event queue.
+constexpr uint64_t kLinesPerTurn = 256;
 // A client that got a closing error line (line too long, refused, idle) but
 // does not read it is closed anyway after this long (or idle_timeout if shorter).
 constexpr uint64_t kLingerMs = 5000;
@@ -229,7 +242,7 @@ class UnixSock final : public Plugin, public ConnectionOwner {
   static void on_connection(uv_stream_t* server, int status);
   static void on_idle(uv_idle_t* idle);
   static void on_sweep(uv_timer_t* timer);
-  static void on_retry(uv_timer_t* timer);
+  static void on_turn_end(uv_check_t* check);
   static void on_handle_closed(uv_handle_t* h);
   static void on_event_done(void* arg, uint64_t event_id, const hostlet_outcome* outcomes, size_t n);
   static void on_event_queued(void*, uint64_t, const hostlet_outcome*, size_t) {}
@@ -267,8 +280,8 @@ class UnixSock final : public Plugin, public ConnectionOwner {
   uv_pipe_t server_{};
   uv_idle_t idle_{};
   uv_timer_t sweep_{};
-  uv_timer_t retry_{};
-  bool server_open_ = false, idle_open_ = false, sweep_open_ = false, retry_open_ = false;
+  uv_check_t turn_{};  // active while a turn's budget is being used: ends the turn
+  bool server_open_ = false, idle_open_ = false, sweep_open_ = false, turn_open_ = false;
   int open_handles_ = 0;
   bool bound_ = false;  // path_ is our socket file (remove it at stop)
   dev_t sock_dev_ = 0;
@@ -280,6 +293,8 @@ class UnixSock final : public Plugin, public ConnectionOwner {
   uint64_t serial_ = 0;
   std::vector<Connection*> to_flush_, flushing_, to_retry_, retrying_;
   std::unique_ptr<char[]> rbuf_;
+
+  uint64_t lines_this_turn_ = 0;  // lines handled in this loop iteration
 
   // Per-line scratch, reused.
   Notification note_;
@@ -350,9 +365,9 @@ int UnixSock::start() {
   sweep_.data = this;
   sweep_open_ = true;
   open_handles_++;
-  uv_timer_init(loop_, &retry_);
-  retry_.data = this;
-  retry_open_ = true;
+  uv_check_init(loop_, &turn_);
+  turn_.data = this;
+  turn_open_ = true;
   open_handles_++;
 
   int r = listen_socket();
@@ -522,6 +537,11 @@ void UnixSock::reply_error(Connection& c, std::string_view id_json, std::string_
 }
 
 bool UnixSock::on_line(Connection& c, std::string_view line) {
+  if (lines_this_turn_ >= kLinesPerTurn) {  // this iteration's budget is spent: next one
+    retry_later(c);
+    return false;
+  }
+  if (lines_this_turn_++ == 0 && turn_open_) uv_check_start(&turn_, &UnixSock::on_turn_end);
   if (!parse_notification(line, note_, error_)) {
     n_.rejected++;
     c.refused_since_ms = 0;
@@ -595,26 +615,19 @@ int UnixSock::publish(Connection& c) {
   return r;
 }
 
+// The connection's current line waits for the next loop iteration (on_idle).
 void UnixSock::retry_later(Connection& c) {
   if (!c.retry_wanted) {
     c.retry_wanted = true;
     to_retry_.push_back(&c);
   }
-  if (retry_open_ && !uv_is_active(reinterpret_cast<uv_handle_t*>(&retry_)))
-    uv_timer_start(&retry_, &UnixSock::on_retry, 1, 0);
+  if (idle_open_ && !uv_is_active(reinterpret_cast<uv_handle_t*>(&idle_))) uv_idle_start(&idle_, &UnixSock::on_idle);
 }
 
-void UnixSock::on_retry(uv_timer_t* timer) {
-  auto* self = static_cast<UnixSock*>(timer->data);
-  self->retrying_.swap(self->to_retry_);
-  self->host().guard("retry", [&] {
-    for (Connection* c : self->retrying_) {
-      if (!c->retry_wanted) continue;
-      c->retry_wanted = false;
-      c->retry();
-    }
-  });
-  self->retrying_.clear();
+void UnixSock::on_turn_end(uv_check_t* check) {
+  auto* self = static_cast<UnixSock*>(check->data);
+  self->lines_this_turn_ = 0;
+  uv_check_stop(check);
 }
 
 void UnixSock::on_event_done(void* arg, uint64_t event_id, const hostlet_outcome* outcomes, size_t n) {
@@ -649,6 +662,8 @@ void UnixSock::want_flush(Connection& c) {
 
 // Writes are batched: replies queued during one loop turn go out together on
 // the next (an idle handle, so the loop does not block in between).
+// Also where lines held back in the previous iteration are offered again
+// (retry_later), before this iteration reads anything new.
 void UnixSock::on_idle(uv_idle_t* idle) {
   auto* self = static_cast<UnixSock*>(idle->data);
   uv_idle_stop(idle);
@@ -658,6 +673,15 @@ void UnixSock::on_idle(uv_idle_t* idle) {
       if (c->flush_wanted) c->flush();
   });
   self->flushing_.clear();
+  self->retrying_.swap(self->to_retry_);
+  self->host().guard("retry", [&] {
+    for (Connection* c : self->retrying_) {
+      if (!c->retry_wanted) continue;
+      c->retry_wanted = false;
+      c->retry();
+    }
+  });
+  self->retrying_.clear();
 }
 
 void UnixSock::on_sweep(uv_timer_t* timer) {
@@ -750,9 +774,9 @@ void UnixSock::maybe_stopped() {
     sweep_open_ = false;
     close_handle(reinterpret_cast<uv_handle_t*>(&sweep_));
   }
-  if (retry_open_) {
-    retry_open_ = false;
-    close_handle(reinterpret_cast<uv_handle_t*>(&retry_));
+  if (turn_open_) {
+    turn_open_ = false;
+    close_handle(reinterpret_cast<uv_handle_t*>(&turn_));
   }
   if (open_handles_ == 0) {
     stopped_called_ = true;

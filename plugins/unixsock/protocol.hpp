@@ -6,9 +6,11 @@
 //        {"id":7,"ok":true,"event":42,"results":[{"action":...}]}        ack done
 //        {"id":7,"ok":false,"error":"..."}                               any error
 //
-// A line is parsed exactly once, with nlohmann::json's SAX interface straight
-// into a reusable Notification (no DOM, and after the first few lines no
-// allocation for typical notifications). Replies are formatted by hand into
+// A line is parsed exactly once, by a strict single-pass JSON parser written
+// for this schema, straight into a reusable Notification (no DOM, and after
+// the first few lines no allocation for typical notifications). It replaced
+// nlohmann::json's SAX parser, which cost half the loop's time at 1M lines/s
+// (a lexer per line: localeconv(), a token buffer and a state stack). Replies are formatted by hand into
 // the caller's output buffer; every string that goes into a reply is escaped
 // and any invalid UTF-8 in it is replaced, so a reply is always valid JSON.
 #pragma once
@@ -39,6 +41,8 @@ struct Notification {
   std::string id_json = "null";
   Ack ack = Ack::accepted;
   bool has_type = false;
+  // Parser scratch, kept here so that its capacity is reused too.
+  std::string scratch_key, scratch_value, scratch_stack;
 
   void clear();
 };
@@ -50,6 +54,9 @@ bool valid_type(std::string_view type);
 // `error` to a message fit for a reply; `out.id_json` still holds the id when
 // the line had a usable one, so the error reply can echo it.
 bool parse_notification(std::string_view line, Notification& out, std::string& error);
+
+// True when `text` is exactly one JSON value (RFC 8259, UTF-8 checked).
+bool valid_json(std::string_view text);
 
 // Appends `s` as a JSON string literal (with quotes). Control characters are
 // escaped; invalid UTF-8 sequences become U+FFFD.

@@ -15,6 +15,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -862,4 +863,94 @@ TEST_CASE_METHOD(LoopFixture, "offload: bad arguments are rejected with EINVAL")
   g.open();
   REQUIRE(run_until([&] { return c.done_calls == 1; }));
   CHECK(c.status == 0);
+}
+
+namespace {
+// Collects what a lane reports about its callbacks' run times.
+struct Recorder final : hostlet::LaneObserver {
+  struct Report {
+    std::string what;
+    uint64_t count, ns;
+  };
+  std::vector<Report> reports;
+  void callbacks_ran(const char* what, uint64_t count, uint64_t ns) override { reports.push_back({what, count, ns}); }
+  uint64_t total(const std::string& what) const {
+    uint64_t n = 0;
+    for (const auto& r : reports)
+      if (r.what == what) n += r.count;
+    return n;
+  }
+};
+
+void spin_ms(int ms) {
+  auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+  while (std::chrono::steady_clock::now() < until) {
+  }
+}
+}  // namespace
+
+TEST_CASE_METHOD(LoopFixture, "offload: the observer is told every done callback, in runs of at most 64") {
+  Lane& l = lane(limits(8, 5000));
+  Recorder rec;
+  l.set_observer(&rec);
+  for (int i = 0; i < 2000; ++i) REQUIRE(submit(l, job()) == 0);
+  REQUIRE(run_until([&] { return l.stats().done == 2000; }));
+  CHECK(rec.total("offload done callback") == 2000);
+  for (const auto& r : rec.reports) {
+    CHECK(r.count >= 1);
+    CHECK(r.count <= 64);
+  }
+}
+
+TEST_CASE_METHOD(LoopFixture, "offload: a slow done callback is reported with at least its own run time") {
+  Lane& l = lane(limits(4, 100));
+  Recorder rec;
+  l.set_observer(&rec);
+  struct Fns {
+    static void slow(void*, int) { spin_ms(5); }
+  };
+  // Fast ones first (runs grow), then one slow among them.
+  for (int i = 0; i < 40; ++i) REQUIRE(submit(l, job()) == 0);
+  REQUIRE(run_until([&] { return l.stats().done == 40; }));
+  REQUIRE(l.submit([](void*) {}, Fns::slow, nullptr, 0, nullptr, nullptr) == 0);
+  for (int i = 0; i < 10; ++i) REQUIRE(submit(l, job()) == 0);
+  REQUIRE(run_until([&] { return l.stats().done == 51; }));
+  int slow_reports = 0;
+  for (const auto& r : rec.reports) slow_reports += r.ns >= 5000000;
+  CHECK(slow_reports >= 1);  // more only if the machine preempted the loop thread for as long
+  CHECK(rec.total("offload done callback") == 51);
+}
+
+TEST_CASE_METHOD(LoopFixture, "offload: late callbacks are reported as such, and nothing once the observer is gone") {
+  Lane& l = lane(limits(1, 10));
+  Recorder rec;
+  l.set_observer(&rec);
+  Gate& g = gate();
+  Job& a = job(&g);
+  REQUIRE(submit(l, a, 20, true) == 0);
+  REQUIRE(run_until([&] { return a.done_calls == 1; }));
+  g.open();
+  REQUIRE(run_until([&] { return a.late_calls == 1; }));
+  CHECK(rec.total("offload done callback") == 1);
+  CHECK(rec.total("offload late callback") == 1);
+  l.set_observer(nullptr);
+  Job& b = job();
+  REQUIRE(submit(l, b) == 0);
+  REQUIRE(run_until([&] { return b.done_calls == 1; }));
+  CHECK(rec.reports.size() == 2);
+}
+
+TEST_CASE_METHOD(LoopFixture, "offload: Lane::of finds an item's lane") {
+  Lane& l = lane(limits(1, 10));
+  Gate& g = gate();
+  Job& a = job(&g);
+  Job& b = job();
+  REQUIRE(submit(l, a) == 0);
+  REQUIRE(submit(l, b) == 0);
+  CHECK(Lane::of(b.item) == &l);
+  CHECK(Lane::of(nullptr) == nullptr);
+  REQUIRE(Lane::of(b.item)->cancel(b.item) == 0);
+  g.open();
+  REQUIRE(run_until([&] { return a.done_calls == 1 && b.done_calls == 1; }));
+  CHECK(b.status == -ECANCELED);
 }

@@ -251,6 +251,30 @@ TEST_CASE("agent: an offload past its deadline fails with a timeout and the agen
   CHECK(ctl_json(a, {"stats"})["data"]["lanes"]["w"]["timed_out"] == 1);
 }
 
+TEST_CASE("agent: an offload whose deadline passes while queued fails with a timeout, its late runs once") {
+  // max_inflight 2: two long items hold the lane, the third waits in the
+  // lane's queue and times out there (it never starts; late runs right after
+  // done, exactly once, and the agent keeps serving).
+  TempDir dir;
+  Agent a(dir, base_config());
+  REQUIRE(a.start());
+  LineClient c(a.control_socket());
+  REQUIRE(c.send_line(R"({"id":1,"cmd":"call","action":"w.work","attrs":{"ms":"600"}})"));
+  REQUIRE(c.send_line(R"({"id":2,"cmd":"call","action":"w.work","attrs":{"ms":"600"}})"));
+  REQUIRE(wait_until([&] { return ctl_json(a, {"stats"})["data"]["lanes"]["w"]["running"] == 2; }, 5s));
+  json r = ctl_json(a, {"call", "w.work", "ms=1", "timeout_ms=50"});
+  CHECK(r["ok"] == false);
+  CHECK(r["error"] == "work: deadline passed");
+  CHECK(wait_until([&] { return ctl_json(a, {"stats"})["data"]["lanes"]["w"]["done"] == 2; }, 5s));
+  json s = ctl_json(a, {"stats"});
+  CHECK(s["data"]["lanes"]["w"]["timed_out"] == 1);
+  CHECK(ctl_json(a, {"call", "w.version"})["ok"] == true);
+  auto st = a.stop(SIGTERM);
+  REQUIRE(st);
+  CHECK(WIFEXITED(*st));
+  CHECK(WEXITSTATUS(*st) == 0);
+}
+
 TEST_CASE("agent: rules turn notifications into actions; ack done carries the results") {
   TempDir dir;
   Agent a(dir, base_config("",

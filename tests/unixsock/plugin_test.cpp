@@ -282,6 +282,51 @@ TEST_CASE("unixsock: 20000 pipelined lines are answered in order", "[unixsock]")
   CHECK(in.host.published() == static_cast<size_t>(n));
 }
 
+TEST_CASE("unixsock: a burst is handled at most 256 lines per loop iteration, in order, none lost", "[unixsock]") {
+  // A check handle of the test's own counts what was published in each loop
+  // iteration (declared before the instance: its close completes in shutdown).
+  struct Turns {
+    uv_check_t check;
+    FakeHost* host = nullptr;
+    size_t last = 0, max_per_turn = 0, turns = 0;
+  } t;
+  Instance in;
+  t.host = &in.host;
+  in.host.on_loop([&] {
+    uv_check_init(&in.host.loop_, &t.check);
+    t.check.data = &t;
+    uv_check_start(&t.check, [](uv_check_t* h) {
+      auto* tt = static_cast<Turns*>(h->data);
+      size_t n;
+      {
+        std::lock_guard<std::mutex> l(tt->host->mu_);
+        n = tt->host->events_.size();
+      }
+      tt->max_per_turn = std::max(tt->max_per_turn, n - tt->last);
+      tt->turns += n > tt->last;
+      tt->last = n;
+    });
+  });
+  Client c(in.sock);
+  const int n = 3000;
+  std::string burst;
+  for (int i = 1; i <= n; i++) burst += note("b", i, i == n ? "accepted" : "none") + "\n";
+  std::thread writer([&] { c.send(burst); });
+  expect_ok(c, n);
+  writer.join();
+  auto ev = in.host.events();
+  REQUIRE(ev.size() == static_cast<size_t>(n));
+  for (int i = 0; i < n; i++) REQUIRE(ev[static_cast<size_t>(i)].attrs == Attrs{{"n", std::to_string(i + 1)}});
+  size_t max_per_turn = 0, turns = 0;
+  in.host.on_loop([&] {
+    max_per_turn = t.max_per_turn;
+    turns = t.turns;
+    uv_close(reinterpret_cast<uv_handle_t*>(&t.check), nullptr);
+  });
+  CHECK(max_per_turn <= 256);
+  CHECK(turns >= static_cast<size_t>(n) / 256);
+}
+
 TEST_CASE("unixsock: with queue_wait 0 a full event queue is refused at once, then accepted again", "[unixsock]") {
   Instance in(Config{{"queue_wait", "0"}});
   in.host.set_hold(true);

@@ -344,3 +344,62 @@ TEST_CASE("protocol: random and mutated lines never crash and always give a vali
     REQUIRE(out.find('\n') == out.size() - 1);
   }
 }
+
+TEST_CASE("protocol: the parser agrees with nlohmann::json on validity and content", "[unixsock][protocol]") {
+  // Differential: random mutations of notification lines; whatever the line,
+  // it is invalid JSON for us exactly when it is for nlohmann::json (for lines
+  // that start an object), and an accepted line carries what the DOM holds.
+  std::mt19937 rng(777);
+  const std::vector<std::string> seeds = {
+      R"({"type":"vm.start","attrs":{"name":"vm1","x":"\u00e9\ud83d\ude00"},"id":7,"ack":"done"})",
+      R"({"type":"a","attrs":{"k":"v","k":"w"},"id":"s\"q","extra":[1,-2.5e-3,true,false,null,{"a":[]}]})",
+      R"( { "type" : "b" , "id" : -0.5E+2 , "attrs" : { } } )", R"({"typ\u0065":"c","id":null})"};
+  using namespace std::string_literals;
+  const std::string alphabet = "{}[]\":,\\/ 0123456789.eE+-tfnulbr\x00\x01\x1f\x7f\x80\xbf\xc3\xe2\xed\xf0\xf4\xff"s;
+  Notification n;
+  std::string err;
+  int valid = 0;
+  for (int i = 0; i < 100000; i++) {
+    std::string line = seeds[rng() % seeds.size()];
+    int edits = static_cast<int>(rng() % 4);
+    for (int e = 0; e < edits && line.size() > 1; e++) {
+      size_t pos = 1 + rng() % (line.size() - 1);  // keep the leading '{' or space
+      char c = alphabet[rng() % alphabet.size()];
+      switch (rng() % 3) {
+        case 0: line[pos] = c; break;
+        case 1: line.insert(line.begin() + static_cast<std::ptrdiff_t>(pos), c); break;
+        default: line.erase(pos, 1 + rng() % 3); break;
+      }
+    }
+    if (line.find_first_not_of(" \t\r\n") == std::string::npos || line[line.find_first_not_of(" \t\r\n")] != '{')
+      continue;
+    INFO(line);
+    bool ok = us::parse_notification(line, n, err);
+    bool ours_valid = ok || err.rfind("invalid JSON", 0) != 0;
+    // nlohmann::json takes a raw NUL byte for the end of the input (and then
+    // accepts "{...}<NUL>junk"); RFC 8259, and we, do not.
+    if (line.find('\0') != std::string::npos) {
+      if (ok) CHECK(line.find('\0') == std::string::npos);
+      continue;
+    }
+    bool theirs_valid = json::accept(line);
+    REQUIRE(ours_valid == theirs_valid);
+    REQUIRE(us::valid_json(line) == theirs_valid);
+    if (!ok) continue;
+    valid++;
+    json j = json::parse(line);
+    CHECK(j["type"] == n.type);
+    json attrs = j.contains("attrs") ? j["attrs"] : json::object();
+    REQUIRE(attrs.size() == n.n_attrs);
+    for (size_t k = 0; k < n.n_attrs; k++) CHECK(attrs[n.attrs[k].first] == n.attrs[k].second);
+    CHECK(json::parse(n.id_json) == (j.contains("id") ? j["id"] : json()));
+  }
+  CHECK(valid > 1000);
+}
+
+TEST_CASE("protocol: valid_json takes any one JSON value and nothing else", "[unixsock][protocol]") {
+  for (const char* ok : {"[]", "{}", "\"x\"", "-0.5e3", "true", "null", " [1, {\"a\": [null]}] ", "[\"\\ud83d\\ude00\"]"})
+    CHECK(us::valid_json(ok));
+  for (const char* bad : {"", " ", "[", "[1,]", "{\"a\"}", "1 2", "\"\\ud800\"", "nul", "[\"\xff\"]", "01"})
+    CHECK_FALSE(us::valid_json(bad));
+}
