@@ -10,6 +10,8 @@ figures are medians of rounds, ratios are computed within a round first."""
 import json, os, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+import reload_bench  # noqa: E402  (reload under load, also runnable on its own)
 BUILD = os.path.abspath(os.path.join(ROOT, os.environ.get("BUILD_DIR", "build")))
 SMOKE = "--smoke" in sys.argv
 ROUNDS = 1 if SMOKE else int(os.environ.get("ROUNDS", "5"))
@@ -282,6 +284,23 @@ def ingest_round(r, hl_sock, py_sock, uv_sock):
         r[f"acklat.{ack}.python"] = run_json([CLIENT, py_sock, "1", str(N_ACKLAT), ack, "latency"])
 
 
+def reload_round(r, tmp, rnd):
+    """Reload under load: the same 8-connection ack-done load with and without
+    a `reload w` (v1 <-> v2 swapped on disk) every 100 ms; see reload_bench.py."""
+    per_conn = 2000 if SMOKE else 200000
+    r["reload.base"] = reload_bench.one_run(tmp, f"rb{rnd}", per_conn, 8, 0)
+    r["reload.run"] = reload_bench.one_run(tmp, f"rr{rnd}", per_conn, 8, 0.1)
+    r["reload.run"]["sent"] = r["reload.base"]["sent"] = per_conn * 8
+    lat = sorted(r["reload.run"]["reload_ms"])
+    r["reload.stats"] = {
+        "reloads": len(lat), "failed": len(r["reload.run"]["reload_failed"]),
+        "p50_ms": statistics.median(lat) if lat else None, "max_ms": max(lat) if lat else None,
+        "held_max": max(r["reload.run"]["held"]) if r["reload.run"]["held"] else 0,
+        "lost": per_conn * 8 - r["reload.run"]["events"], "errors": r["reload.run"]["errors"],
+        "ratio": r["reload.run"]["events_s"] / r["reload.base"]["events_s"],
+    }
+
+
 def virt_round(r, uri, virt_sock, pyvirt_sock):
     """Item 4: notification -> rule -> virt.domain.list -> ack done, against the direct call."""
     r["virt.lat.rpc"] = run_json([VIRT_DIRECT, uri, "latency", str(N_VIRT_LAT), "rpc"])
@@ -345,6 +364,7 @@ def main():
             lag_round(r, lag_agents, lag_notify)
             ingest_round(r, hl_sock, py_sock, uv_sock)
             virt_round(r, uri, virt_sock, pyvirt_sock)
+            reload_round(r, tmp, rnd)
             rounds.append(r)
         for p in procs[:]:
             if p is not vd:
@@ -478,6 +498,24 @@ def report(rounds, memory):
                  f"4 calls at a time) | – | {fmt(d, 'ops')} | {fmt(h, 'ops')} | {fmt(p, 'ops')} | {fmt(rd, 'x')} | "
                  f"{fmt(rp, 'x')} | ≥ 0.9× direct, > Python | {yes(rd is not None and rp is not None and rd >= 0.9 and rp > 1)} |")
 
+    # reload under load
+    rs = [r["reload.stats"] for r in rounds if "reload.stats" in r]
+    if rs:
+        def rmed(k):
+            vals = [x[k] for x in rs if x[k] is not None]
+            return statistics.median(vals) if vals else None
+        lost = sum(x["lost"] for x in rs)
+        errs = sum(x["errors"] + x["failed"] for x in rs)
+        lines += ["", "| reload under load: `reload w` every 100 ms (v1 ↔ v2 on disk) while 8 connections send "
+                  "`ack: done` notifications → rule → `w.work` | hostlet | goal | met |", "|---|---|---|---|",
+                  f"| reloads per run (all ok) | {rmed('reloads'):.0f} ({errs} failed reloads or answers) | – | – |",
+                  f"| request → reply (new version serving), p50 / max | {fmt(rmed('p50_ms'), 'ms')} / "
+                  f"{fmt(rmed('max_ms'), 'ms')} | – | – |",
+                  f"| calls held during one swap, max | {rmed('held_max'):.0f} | – | – |",
+                  f"| notifications lost or answered with an error, all rounds (a lost answer stalls the client: "
+                  f"the run fails) | {lost + errs} | 0 | {yes(lost == 0 and errs == 0)} |",
+                  f"| events/s with reloads ÷ without, same run | {fmt(rmed('ratio'), 'x')} | – | – |"]
+
     # memory
     if memory:
         lines += ["", "| memory (VmRSS) | hostlet | Python asyncio server | goal | met |", "|---|---|---|---|---|",
@@ -499,7 +537,8 @@ def report(rounds, memory):
     with open(os.path.join(ROOT, "bench", "results", "latest.json"), "w") as f:
         json.dump({"smoke": SMOKE, "rounds": rounds, "memory": memory, "errors": errors}, f, indent=1)
     if SMOKE:
-        for needle in ("| offload round trip", "| idle:", "| 1 connection, ack none", "| latency p50", "| idle (hostlet"):
+        for needle in ("| offload round trip", "| idle:", "| 1 connection, ack none", "| latency p50", "| idle (hostlet",
+                       "| notifications lost"):
             if needle not in table:
                 sys.exit(f"smoke: '{needle}' missing from the table")
 

@@ -101,7 +101,11 @@ rules:
                     held.append(r["data"]["instances"][0]["held_calls"])
                 else:
                     failed.append(r.get("error"))
-        out, _ = client.communicate(timeout=600)
+        try:
+            out, _ = client.communicate(timeout=600)
+        except subprocess.TimeoutExpired:
+            client.kill()
+            raise RuntimeError("reload bench: the client never got all its answers (lost notifications)")
         res = json.loads(out)
         return {"events": res["events"], "events_s": res["events_s"], "errors": res["errors"],
                 "reload_ms": lat, "held": held, "reload_failed": failed}

@@ -20,5 +20,6 @@ elif ! meson introspect "$BUILD_DIR" --buildoptions | /usr/bin/python3 -c \
 fi
 ninja -C "$BUILD_DIR" core/hostlet ctl/hostlet-ctl plugins/unixsock/unixsock.so plugins/libvirt/libvirt.so \
   plugins/sysfs/sysfs.so plugins/uevent/uevent.so \
-  bench/offload_bench bench/bench_plugin.so bench/notify_client bench/virt_direct >&2
+  bench/offload_bench bench/bench_plugin.so bench/notify_client bench/virt_direct \
+  tests/plugins/worker_v1.so tests/plugins/worker_v2.so >&2
 exec /usr/bin/python3 bench/driver.py "$@"
