@@ -292,12 +292,14 @@ void Reloader::op_done(Op& op, bool ok, const std::string& error) {
   const std::string& name = op.item.name;
   if (op.kind != Op::Remove) agent_.set_info(name, ok, ok ? "ok" : "failed: " + error);
   if (ok) {
-    log(Level::Info, name, "%s %s%s%s in %llu ms (held %zu call(s), %zu event(s))", op.item.action.c_str(),
-        op.item.previous.empty() ? "" : (op.item.previous + " -> ").c_str(), op.item.version.c_str(),
-        op.lib ? (" from " + op.lib->path()).c_str() : "", static_cast<unsigned long long>(op.item.ms),
-        op.item.held_calls, op.item.held_events);
-    // The running config now has this section (a whole-config reload
-    // replaces the list once its rules are in).
+    std::string what = op.item.action == "removed" ? "removed (was version " + op.item.previous + ")"
+                       : op.item.action == "added" ? "added version " + op.item.version
+                                                   : "reloaded " + op.item.previous + " -> " + op.item.version;
+    if (op.lib && op.item.action != "removed") what += " from " + op.lib->path();
+    log(Level::Info, name, "%s in %llu ms (held %zu call(s), %zu event(s))%s%s", what.c_str(),
+        static_cast<unsigned long long>(op.item.ms), op.item.held_calls, op.item.held_events,
+        error.empty() ? "" : "; ", error.c_str());
+    // The running config now has this instance's section as loaded.
     auto& secs = agent_.config_.plugins;
     auto it = std::find_if(secs.begin(), secs.end(), [&](const InstanceSection& s) { return s.name == name; });
     if (op.kind == Op::Remove) {
