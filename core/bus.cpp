@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "json_check.hpp"
 #include "plugin_host.hpp"
 
 namespace hostlet {
@@ -428,7 +429,7 @@ int ActionRegistry::reply_ok(hostlet_call* c, const hostlet_attr* attrs, size_t 
   for (size_t i = 0; i < n; i++)
     if (attrs[i].key && attrs[i].value) r.attrs.emplace_back(attrs[i].key, attrs[i].value);
   if (data_json) {
-    if (!nlohmann::json::accept(data_json)) {
+    if (!json_valid(data_json)) {
       r = ActionResult::failure("the plugin answered with invalid JSON data");
       if (c->owner) c->owner->log(HOSTLET_LOG_ERROR, "action answered with invalid JSON data");
       ret = -EINVAL;

@@ -1,0 +1,210 @@
+#include "json_check.hpp"
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace hostlet {
+
+namespace {
+
+class Checker {
+ public:
+  explicit Checker(std::string_view t)
+      : p_(reinterpret_cast<const unsigned char*>(t.data())), end_(p_ + t.size()) {}
+
+  bool run() {
+    ws();
+    for (;;) {
+      if (!value()) return false;
+      // After a value: close what ends here, then a separator or the end.
+      for (;;) {
+        ws();
+        if (stack_.empty()) return p_ == end_;
+        if (p_ == end_) return false;
+        const char top = stack_.back();
+        if (*p_ == (top == '{' ? '}' : ']')) {
+          p_++;
+          stack_.pop_back();
+          continue;
+        }
+        if (*p_ != ',') return false;
+        p_++;
+        ws();
+        if (top == '{' && !key()) return false;
+        break;  // the next value
+      }
+    }
+  }
+
+ private:
+  // One value; an opened container pushes itself and returns with `p_` at
+  // its first value (or past its immediate close).
+  bool value() {
+    for (;;) {
+      if (p_ == end_) return false;
+      switch (*p_) {
+        case '{':
+          p_++;
+          ws();
+          if (p_ < end_ && *p_ == '}') return ++p_, true;
+          stack_.push_back('{');
+          if (!key()) return false;
+          continue;  // its first member's value
+        case '[':
+          p_++;
+          ws();
+          if (p_ < end_ && *p_ == ']') return ++p_, true;
+          stack_.push_back('[');
+          continue;  // its first element
+        case '"': return string();
+        case 't': return literal("true");
+        case 'f': return literal("false");
+        case 'n': return literal("null");
+        default: return number();
+      }
+    }
+  }
+
+  // "name" ws ':' ws
+  bool key() {
+    if (p_ == end_ || *p_ != '"' || !string()) return false;
+    ws();
+    if (p_ == end_ || *p_ != ':') return false;
+    p_++;
+    ws();
+    return true;
+  }
+
+  void ws() {
+    while (p_ < end_ && (*p_ == ' ' || *p_ == '\t' || *p_ == '\n' || *p_ == '\r')) p_++;
+  }
+
+  bool literal(const char* word) {
+    size_t n = strlen(word);
+    if (static_cast<size_t>(end_ - p_) < n || memcmp(p_, word, n) != 0) return false;
+    p_ += n;
+    return true;
+  }
+
+  bool digits() {
+    const unsigned char* start = p_;
+    while (p_ < end_ && *p_ >= '0' && *p_ <= '9') p_++;
+    return p_ != start;
+  }
+
+  // -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?, and finite as a double
+  // (nlohmann rejects a number that overflows one, so must we).
+  bool number() {
+    const unsigned char* start = p_;
+    if (p_ < end_ && *p_ == '-') p_++;
+    if (p_ == end_) return false;
+    const unsigned char* int_start = p_;
+    if (*p_ == '0') {
+      p_++;
+    } else if (*p_ >= '1' && *p_ <= '9') {
+      digits();
+    } else {
+      return false;
+    }
+    long magnitude = (p_ - int_start) - 1;  // decimal exponent of the integer part, roughly
+    if (p_ < end_ && *p_ == '.') {
+      p_++;
+      if (!digits()) return false;
+    }
+    if (p_ < end_ && (*p_ == 'e' || *p_ == 'E')) {
+      p_++;
+      bool neg = p_ < end_ && *p_ == '-';
+      if (p_ < end_ && (*p_ == '+' || *p_ == '-')) p_++;
+      const unsigned char* e = p_;
+      if (!digits()) return false;
+      long exp = 0;
+      for (; e < p_ && exp < 100000; e++) exp = exp * 10 + (*e - '0');
+      magnitude += neg ? -exp : exp;
+    }
+    // Below 1e307 nothing overflows; near or above it, let strtod decide.
+    if (magnitude < 307) return true;
+    std::string text(reinterpret_cast<const char*>(start), static_cast<size_t>(p_ - start));
+    return std::isfinite(std::strtod(text.c_str(), nullptr));
+  }
+
+  bool hex4(unsigned& v) {
+    if (end_ - p_ < 4) return false;
+    v = 0;
+    for (int i = 0; i < 4; i++, p_++) {
+      unsigned c = *p_, d;
+      if (c >= '0' && c <= '9') d = c - '0';
+      else if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
+      else if (c >= 'A' && c <= 'F') d = c - 'A' + 10;
+      else return false;
+      v = v << 4 | d;
+    }
+    return true;
+  }
+
+  // One UTF-8 sequence of two or more bytes (RFC 3629: no overlongs, no
+  // surrogates, nothing above U+10FFFF).
+  bool utf8() {
+    const unsigned c = *p_;
+    int more;
+    unsigned lo = 0x80, hi = 0xBF;  // the range of the second byte
+    if (c >= 0xC2 && c <= 0xDF) more = 1;
+    else if (c == 0xE0) more = 2, lo = 0xA0;
+    else if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF) more = 2;
+    else if (c == 0xED) more = 2, hi = 0x9F;
+    else if (c == 0xF0) more = 3, lo = 0x90;
+    else if (c >= 0xF1 && c <= 0xF3) more = 3;
+    else if (c == 0xF4) more = 3, hi = 0x8F;
+    else return false;
+    if (end_ - p_ <= more) return false;
+    if (p_[1] < lo || p_[1] > hi) return false;
+    for (int i = 2; i <= more; i++)
+      if ((p_[i] & 0xC0) != 0x80) return false;
+    p_ += more + 1;
+    return true;
+  }
+
+  bool string() {
+    p_++;  // the opening quote
+    while (p_ < end_) {
+      const unsigned c = *p_;
+      if (c == '"') return ++p_, true;
+      if (c < 0x20) return false;
+      if (c >= 0x80) {
+        if (!utf8()) return false;
+        continue;
+      }
+      p_++;
+      if (c != '\\') continue;
+      if (p_ == end_) return false;
+      switch (*p_++) {
+        case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't': break;
+        case 'u': {
+          unsigned v;
+          if (!hex4(v)) return false;
+          if (v >= 0xDC00 && v <= 0xDFFF) return false;  // a low surrogate alone
+          if (v >= 0xD800 && v <= 0xDBFF) {               // must be followed by a low one
+            if (end_ - p_ < 2 || p_[0] != '\\' || p_[1] != 'u') return false;
+            p_ += 2;
+            if (!hex4(v) || v < 0xDC00 || v > 0xDFFF) return false;
+          }
+          break;
+        }
+        default: return false;
+      }
+    }
+    return false;
+  }
+
+  const unsigned char* p_;
+  const unsigned char* end_;
+  std::vector<char> stack_;
+};
+
+}  // namespace
+
+bool json_valid(std::string_view text) { return Checker(text).run(); }
+
+}  // namespace hostlet
