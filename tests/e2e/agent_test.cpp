@@ -368,6 +368,11 @@ TEST_CASE("agent: the control socket answers bad requests with errors and keeps 
   CHECK(ask(R"({"cmd":"call","action":"w.echo","attrs":{"a":1}})")["error"] == "attribute 'a' must be a string");
   CHECK(ask(R"({"cmd":"notify","type":"bad type!"})")["ok"] == false);
   CHECK(ask(R"({"cmd":"notify","type":"t","ack":"sometimes"})")["ok"] == false);
+  CHECK(ask(R"({"cmd":"reload","name":""})")["error"] == "'name' must be an instance name");
+  CHECK(ask(R"({"cmd":"reload","name":7})")["error"] == "'name' must be an instance name");
+  json nosuch = ask(R"({"id":9,"cmd":"reload","name":"nosuch"})");
+  CHECK(nosuch["id"] == 9);
+  CHECK(nosuch["error"].get<std::string>().find("no instance named 'nosuch' in ") == 0);
   CHECK(ask("{\"cmd\":\"call\",\"action\":\"w.echo\",\"attrs\":{\"a\":\"\xff\xfe\"}}")["error"] == "invalid JSON");
   CHECK(ask(R"({"cmd":"status"})")["ok"] == true);
   // an over-long line: an error, then the connection is closed; others are unaffected
