@@ -24,7 +24,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -47,18 +46,8 @@ def request(conn, obj):
     return json.loads(f.readline())
 
 
-def wait_for(path, proc, secs=10):
-    end = time.time() + secs
-    while time.time() < end:
-        if os.path.exists(path):
-            return
-        if proc.poll() is not None:
-            raise RuntimeError(f"hostlet exited with {proc.returncode}")
-        time.sleep(0.02)
-    raise RuntimeError(f"{path} did not appear")
-
-
 def one_run(tmp, tag, per_conn, conns, reload_every_s):
+    from driver import wait_for  # the bench's one copy (driver imports this module at its top)
     so = os.path.join(tmp, f"w-{tag}.so")
     shutil.copy(os.path.join(FIXTURES, "worker_v1.so"), so)
     ctl = os.path.join(tmp, f"{tag}-control.sock")
