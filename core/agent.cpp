@@ -302,6 +302,11 @@ int Agent::run() {
   setup_core();
   log(Level::Info, "hostlet", "hostlet %s starting (config %s, pool %u threads)", HOSTLET_VERSION,
       config_.file.c_str(), config_.agent.threadpool);
+  // libuv creates its pool threads inside the first uv_queue_work, on the
+  // calling thread: do it now rather than inside some plugin's first offload,
+  // where a large pool (tens of ms for 1024 threads) would stall the loop and
+  // be blamed on that plugin's callback.
+  uv_queue_work(&loop_, &pool_warmup_, [](uv_work_t*) {}, [](uv_work_t*, int) {});
 
   ConfigErrors inst_errs;
   create_instances(inst_errs, false);

@@ -107,6 +107,7 @@ class Agent {
   // Libraries whose code may still run on a pool thread past a drain deadline.
   std::vector<std::shared_ptr<Library>> pinned_;
   uv_signal_t sigint_{}, sigterm_{}, sighup_{};
+  uv_work_t pool_warmup_{};
   bool shutting_down_ = false;
   bool shutdown_deferred_ = false;  // waiting for a reload in progress
   bool stuck_work_ = false;
