@@ -434,7 +434,13 @@ int ActionRegistry::reply_ok(hostlet_call* c, const hostlet_attr* attrs, size_t 
       if (c->owner) c->owner->log(HOSTLET_LOG_ERROR, "action answered with invalid JSON data");
       ret = -EINVAL;
     } else {
+      // On one line, as hostlet_result promises: valid JSON holds raw line
+      // breaks only as whitespace between tokens, so blanking them keeps the
+      // value and lets line-based consumers (unixsock replies) copy it as is.
       r.data_json = data_json;
+      for (char brk : {'\n', '\r'})
+        for (size_t at = r.data_json.find(brk); at != std::string::npos; at = r.data_json.find(brk, at + 1))
+          r.data_json[at] = ' ';
     }
   }
   c->reg->finish(c, std::move(r));

@@ -15,6 +15,7 @@
 // and any invalid UTF-8 in it is replaced, so a reply is always valid JSON.
 #pragma once
 
+#include <hostlet/json_text.hpp>
 #include <hostlet/plugin.h>
 
 #include <cstddef>
@@ -55,12 +56,10 @@ bool valid_type(std::string_view type);
 // the line had a usable one, so the error reply can echo it.
 bool parse_notification(std::string_view line, Notification& out, std::string& error);
 
-// True when `text` is exactly one JSON value (RFC 8259, UTF-8 checked).
-bool valid_json(std::string_view text);
-
 // Appends `s` as a JSON string literal (with quotes). Control characters are
-// escaped; invalid UTF-8 sequences become U+FFFD.
-void append_json_string(std::string& out, std::string_view s);
+// escaped; invalid UTF-8 sequences become U+FFFD. (The SDK's, shared with
+// other plugins: sdk/include/hostlet/json_text.hpp.)
+using ::hostlet::append_json_string;
 
 // Reply lines, each appended to `out` with its trailing '\n'.
 void append_accepted_reply(std::string& out, std::string_view id_json, uint64_t event_id);

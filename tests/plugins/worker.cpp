@@ -68,6 +68,11 @@ class Worker final : public hostlet::Plugin {
     });
     // bad_json: answers with invalid JSON data (the host must refuse it)
     host.action("bad_json", [](hostlet::Call& call) { call.ok({}, "{not json"); });
+    // pretty_json: answers with valid JSON data over several lines (LF and
+    // CRLF), a line break inside a string escaped (the host must keep it)
+    host.action("pretty_json", [](hostlet::Call& call) {
+      call.ok({}, "{\n  \"list\": [1,\r\n    2],\n  \"text\": \"a\\nb\"\n}\n");
+    });
     // drop: never answers (the Call destructor must answer for it)
     host.action("drop", [](hostlet::Call& call) { hostlet::Call gone = std::move(call); });
     // spin {ms}: busy-waits ON THE LOOP THREAD (what a plugin must never do),
@@ -109,6 +114,7 @@ const hostlet_action_info kActions[] = {
     {"max_running", "", "highest number of concurrent work items seen"},
     {"publish", "type", "publish an event"},
     {"bad_json", "", "answers invalid JSON data"},
+    {"pretty_json", "", "answers valid JSON data over several lines"},
     {"drop", "", "never answers"},
     {"throw", "", "throws from the handler"},
     {"spin", "ms", "busy-waits on the loop thread (to test the lag monitor)"},

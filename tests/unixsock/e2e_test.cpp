@@ -38,7 +38,9 @@ std::string config(const std::string& extra = "", const std::string& control = "
          "    do: w.echo\n"
          "    with: {a: \"${name}\"}\n"
          "  - on: {source: notify, type: vm.broken}\n"
-         "    do: w.fail\n";
+         "    do: w.fail\n"
+         "  - {on: {source: notify, type: data.pretty}, do: w.pretty_json}\n"
+         "  - {on: {source: notify, type: data.bad}, do: w.bad_json}\n";
 }
 
 // Agent::start() returns once the control socket accepts, which the agent
@@ -162,6 +164,34 @@ TEST_CASE("unixsock e2e: acks accepted, none and done, through the rules", "[uni
 
   CHECK(stat(a, "accepted") == "5");
   CHECK(stat(a, "replies") == "4");
+}
+
+TEST_CASE("unixsock e2e: action data reaches the client on one line, bad data as an error", "[unixsock][e2e]") {
+  TempDir dir;
+  Agent a(dir, config());
+  REQUIRE(start(a));
+  LineClient c(dir / "notify.sock");
+
+  // The worker answers pretty-printed JSON (LF and CRLF line breaks): the
+  // host blanks them, so the reply is one line and the data is unchanged.
+  c.send_line(note("data.pretty", 1, "done"));
+  json pretty = reply(c);
+  INFO(pretty.dump());
+  CHECK(pretty["ok"] == true);
+  REQUIRE(pretty["results"].size() == 1);
+  CHECK(pretty["results"][0]["data"] == json::parse(R"({"list": [1, 2], "text": "a\nb"})"));
+
+  // Invalid JSON data: refused by the host, reported, and the stream goes on.
+  c.send_line(note("data.bad", 2, "done"));
+  json bad = reply(c);
+  CHECK(bad["ok"] == false);
+  REQUIRE(bad["results"].size() == 1);
+  CHECK(bad["results"][0]["error"] == "the plugin answered with invalid JSON data");
+  CHECK_FALSE(bad["results"][0].contains("data"));
+
+  c.send_line(note("data.pretty", 3, "done"));
+  CHECK(reply(c)["id"] == 3);
+  CHECK(stat(a, "replies") == "3");
 }
 
 TEST_CASE("unixsock e2e: events carry the instance as source", "[unixsock][e2e]") {

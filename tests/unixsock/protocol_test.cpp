@@ -272,7 +272,7 @@ TEST_CASE("protocol: done replies carry every outcome", "[unixsock][protocol]") 
   o[0].result.ok = 1;
   o[0].result.attrs = a;
   o[0].result.n_attrs = 2;
-  o[0].result.data_json = "{\n  \"list\": [1, 2]\n}";  // pretty-printed: must stay on one line
+  o[0].result.data_json = "{\"list\": [1, 2]}";  // the host's: valid, on one line (hostlet_result)
   o[1].action = "sys.write";
   o[1].rule = "f:3";
   o[1].result.ok = 0;
@@ -280,7 +280,7 @@ TEST_CASE("protocol: done replies carry every outcome", "[unixsock][protocol]") 
   o[2].action = "x.y";
   o[2].rule = "f:9";
   o[2].result.ok = 1;
-  o[2].result.data_json = "not json";
+  o[2].result.data_json = "[\"\\u00e9\", null]";
 
   std::string out;
   us::append_done_reply(out, "7", 99, o, 3);
@@ -292,7 +292,7 @@ TEST_CASE("protocol: done replies carry every outcome", "[unixsock][protocol]") 
   CHECK(j["results"][0] == json::parse(R"({"action":"virt.domain.start","rule":"/etc/hostlet.yaml:12","ok":true,
       "attrs":{"state":"running","q":"\"x\""},"data":{"list":[1,2]}})"));
   CHECK(j["results"][1] == json::parse(R"({"action":"sys.write","rule":"f:3","ok":false,"error":"permission denied"})"));
-  CHECK(j["results"][2]["data"].is_null());
+  CHECK(j["results"][2]["data"] == json::parse(R"(["\u00e9", null])"));
   CHECK_FALSE(j["results"][0].contains("error"));
   CHECK_FALSE(j["results"][1].contains("attrs"));
 
@@ -384,7 +384,6 @@ TEST_CASE("protocol: the parser agrees with nlohmann::json on validity and conte
     }
     bool theirs_valid = json::accept(line);
     REQUIRE(ours_valid == theirs_valid);
-    REQUIRE(us::valid_json(line) == theirs_valid);
     if (!ok) continue;
     valid++;
     json j = json::parse(line);
@@ -397,9 +396,3 @@ TEST_CASE("protocol: the parser agrees with nlohmann::json on validity and conte
   CHECK(valid > 1000);
 }
 
-TEST_CASE("protocol: valid_json takes any one JSON value and nothing else", "[unixsock][protocol]") {
-  for (const char* ok : {"[]", "{}", "\"x\"", "-0.5e3", "true", "null", " [1, {\"a\": [null]}] ", "[\"\\ud83d\\ude00\"]"})
-    CHECK(us::valid_json(ok));
-  for (const char* bad : {"", " ", "[", "[1,]", "{\"a\"}", "1 2", "\"\\ud800\"", "nul", "[\"\xff\"]", "01"})
-    CHECK_FALSE(us::valid_json(bad));
-}

@@ -209,7 +209,13 @@ typedef struct hostlet_result {
   const char *error;           /* when !ok: the message; else NULL */
   const hostlet_attr *attrs;   /* when ok */
   size_t n_attrs;
-  const char *data_json;       /* when ok: a JSON text, or NULL */
+  /**
+   * When ok: a JSON text, or NULL. The host checked it when the action
+   * answered (call_reply_ok): it is exactly one valid JSON value, on one line
+   * (raw line breaks, which valid JSON holds only as whitespace between
+   * tokens, were replaced with spaces). A plugin may pass it on as is.
+   */
+  const char *data_json;
 } hostlet_result;
 typedef void (*hostlet_result_fn)(void *arg, const hostlet_result *result);
 
@@ -361,7 +367,8 @@ typedef struct hostlet_host_api {
   const char *(*call_attr)(hostlet_call *call, const char *key);
   /**
    * Answers a call with success: attrs are copied; data_json (may be NULL)
-   * must be a JSON text and is copied. Frees `call`.
+   * must be a JSON text and is copied (with raw line breaks blanked, see
+   * hostlet_result). Frees `call`.
    * \return 0; -EINVAL data_json is not valid JSON (the caller then gets an error).
    */
   int (*call_reply_ok)(hostlet_call *call, const hostlet_attr *attrs, size_t n_attrs,
