@@ -51,6 +51,20 @@ bool read_attrs(const json& j, Attrs& out, std::string& err) {
   return true;
 }
 
+// `obj` (an object) as one line of text with "data": data_json added as is:
+// the action's data, which the host has checked is one JSON value on one line
+// (ActionRegistry::reply_ok), is spliced in rather than parsed into the DOM
+// and printed again (~2 ms of loop time for a 110 KB list of 1000 domains).
+std::string dump_with_data(const json& obj, const std::string& data_json) {
+  std::string text = obj.dump(-1, ' ', false, json::error_handler_t::replace);
+  if (data_json.empty()) return text;
+  text.pop_back();  // the closing '}'
+  text += text.size() > 1 ? ",\"data\":" : "\"data\":";
+  text += data_json;
+  text += '}';
+  return text;
+}
+
 json attrs_json(const Attrs& a) {
   json o = json::object();
   for (const auto& [k, v] : a) o[k] = v;
@@ -109,9 +123,11 @@ struct ControlServer::Conn : std::enable_shared_from_this<ControlServer::Conn> {
   uint64_t dropped = 0;
   std::list<std::shared_ptr<Conn>>::iterator it;
 
-  void send(const json& j) {
+  void send(const json& j) { send_text(j.dump(-1, ' ', false, json::error_handler_t::replace)); }
+
+  // `line`: one JSON text without a line break.
+  void send_text(std::string line) {
     if (closing) return;
-    std::string line = j.dump(-1, ' ', false, json::error_handler_t::replace);
     line += '\n';
     struct Req {
       uv_write_t req;
@@ -329,9 +345,7 @@ void ControlServer::dispatch(const std::shared_ptr<Conn>& c, const json& req) {
         conn->send(json{{"id", id}, {"ok", false}, {"error", res.error}});
         return;
       }
-      json out{{"id", id}, {"ok", true}, {"attrs", attrs_json(res.attrs)}};
-      if (!res.data_json.empty()) out["data"] = json::parse(res.data_json, nullptr, false);
-      conn->send(out);
+      conn->send_text(dump_with_data(json{{"id", id}, {"ok", true}, {"attrs", attrs_json(res.attrs)}}, res.data_json));
     });
     if (r == -ENOENT) {
       std::string msg = "no such action '" + action + "'";
@@ -358,19 +372,17 @@ void ControlServer::dispatch(const std::shared_ptr<Conn>& c, const json& req) {
         auto conn = wc.lock();
         if (!conn) return;
         bool all_ok = true;
-        json results = json::array();
+        std::string results;
         for (auto& o : outs) {
           json r{{"action", o.action}, {"rule", o.rule}, {"ok", o.result.ok}};
-          if (o.result.ok) {
-            r["attrs"] = attrs_json(o.result.attrs);
-            if (!o.result.data_json.empty()) r["data"] = json::parse(o.result.data_json, nullptr, false);
-          } else {
-            r["error"] = o.result.error;
-            all_ok = false;
-          }
-          results.push_back(std::move(r));
+          if (o.result.ok) r["attrs"] = attrs_json(o.result.attrs);
+          else r["error"] = o.result.error, all_ok = false;
+          results += results.empty() ? "" : ",";
+          results += dump_with_data(r, o.result.ok ? o.result.data_json : std::string());
         }
-        conn->send(json{{"id", id}, {"ok", all_ok}, {"event", eid}, {"results", results}});
+        std::string line = json{{"id", id}, {"ok", all_ok}, {"event", eid}}.dump();
+        line.pop_back();
+        conn->send_text(line + ",\"results\":[" + results + "]}");
       });
     }
     uint64_t eid = 0;

@@ -186,6 +186,10 @@ TEST_CASE("agent: actions answer ok, errors, throws, drops and invalid JSON with
   CHECK(ctl_json(a, {"call", "w.throw"})["error"] == "thrown on purpose");
   CHECK(ctl_json(a, {"call", "w.drop"})["error"] == "the plugin dropped the call without an answer");
   CHECK(ctl_json(a, {"call", "w.bad_json"})["error"] == "the plugin answered with invalid JSON data");
+  // multi-line data reaches the control client unchanged (on one line: the reply parses)
+  json pretty = ctl_json(a, {"call", "w.pretty_json"});
+  CHECK(pretty["ok"] == true);
+  CHECK(pretty["data"] == json::parse(R"({"list": [1, 2], "text": "a\nb"})"));
   json unknown = ctl_json(a, {"call", "w.wrk"});
   CHECK(unknown["ok"] == false);
   CHECK(unknown["error"] == "no such action 'w.wrk' (did you mean 'w.work'?)");
@@ -291,6 +295,7 @@ TEST_CASE("agent: rules turn notifications into actions; ack done carries the re
   REQUIRE(done["results"].size() == 2);
   CHECK(done["results"][0]["action"] == "w.echo");
   CHECK(done["results"][0]["attrs"]["a"] == "42");
+  CHECK(done["results"][0]["data"] == json{{"n", 1}});  // the action's data, spliced in as is
   CHECK(done["results"][1]["action"] == "w.work");
   CHECK(done["results"][1]["attrs"]["version"] == "1");
   // not matching the attribute glob: no actions
