@@ -38,8 +38,10 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
+#include <cstddef>
 #include <limits>
 #include <memory>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -126,27 +128,44 @@ void Histogram::reset() {
 // ---------------------------------------------------------------------------
 // Items
 
-struct WorkItem {
-  uv_work_t req;  // req.data = this
-  Lane::Impl* lane = nullptr;
+// Laid out by who touches what per item, in 64-byte lines: the request (the
+// two lines libuv writes on both threads), then one line with everything the
+// pool thread reads and the loop's per-item path uses, then the fields only
+// deadlines, timing and the FIFO need. An item without a deadline that is not
+// timed costs the pool thread no write outside libuv's request.
+struct alignas(64) WorkItem {
+  uv_work_t req;  // first member: the item is found from the request (of_req)
+  // --- hot: every item, both threads ---
   WorkFn work = nullptr;
+  void* arg = nullptr;
   DoneFn done = nullptr;
   LateFn late = nullptr;
-  void* arg = nullptr;
-  WorkItem* prev = nullptr;  // FIFO only
   WorkItem* next = nullptr;  // FIFO, pending, finished, timing-out and free lists
-  uint64_t submit_ns = 0;    // loop thread, uv_hrtime; set when timed or with a deadline
-  uint64_t start_ns = 0;     // pool thread; read by the loop after after_work
-  uint64_t end_ns = 0;       // pool thread; read by the loop after after_work
-  uint64_t deadline_ns = 0;  // 0: none
-  size_t heap_pos = kNoPos;
+  Lane::Impl* lane = nullptr;
   int status = 0;            // Due: what done will get
   ItemState state = ItemState::Free;
   bool in_pool = false;      // handed to uv_queue_work, after_work not run
   bool uv_cancelled = false; // TimingOut: uv_cancel took it back, it never runs
   bool timed = false;        // record queue wait and run time (see kTimedPerMs)
+  bool has_deadline = false; // deadline_ns is set: the pool thread keeps `phase`
+  // Written by the pool thread only for items with a deadline (the only ones
+  // whose phase anyone reads: a deadline must tell running from finished;
+  // cancel() relies on uv_cancel, which refuses a started request itself).
   std::atomic<uint8_t> phase{kNotStarted};
+  // --- cold: deadlines, latency timing, FIFO ---
+  WorkItem* prev = nullptr;  // FIFO only
+  uint64_t submit_ns = 0;    // loop thread, uv_hrtime; set when timed or with a deadline
+  uint64_t start_ns = 0;     // pool thread; read by the loop after after_work
+  uint64_t end_ns = 0;       // pool thread; read by the loop after after_work
+  uint64_t deadline_ns = 0;  // valid when has_deadline
+  size_t heap_pos = kNoPos;
+
+  static WorkItem* of_req(uv_work_t* req) { return reinterpret_cast<WorkItem*>(req); }
 };
+static_assert(std::is_standard_layout_v<WorkItem> && offsetof(WorkItem, req) == 0,
+              "of_req needs req first in a standard-layout WorkItem");
+static_assert(offsetof(WorkItem, work) % 64 == 0 && offsetof(WorkItem, phase) < offsetof(WorkItem, work) + 64,
+              "the hot fields share one line, right after the request");
 
 // ---------------------------------------------------------------------------
 // Lane::Impl
@@ -312,7 +331,7 @@ WorkItem* Lane::Impl::alloc_item() {
     it->req.data = it;
     it->lane = this;
   }
-  it->next = it->prev = nullptr;
+  it->next = nullptr;  // prev is set by fifo_push, the only list that uses it
   return it;
 }
 
@@ -367,10 +386,13 @@ void Lane::Impl::finished_push(WorkItem* it, ItemState state, int status) {
   it->state = state;
   it->status = status;
   it->next = nullptr;
-  if (f_tail) f_tail->next = it;
-  else f_head = it;
+  if (f_tail) {
+    f_tail->next = it;  // the check handle is already started
+  } else {
+    f_head = it;
+    if (!handles_closing) uv_check_start(&check, on_check);
+  }
   f_tail = it;
-  if (!handles_closing) uv_check_start(&check, on_check);  // no-op when already active
 }
 
 // Runs one callback of the lane, timed on its own when someone is told.
@@ -455,7 +477,7 @@ void Lane::Impl::heap_remove(WorkItem* it) {
 // Takes the item out of the deadline heap; stops the timer when nothing is
 // left to time, so an idle lane never keeps the loop alive.
 void Lane::Impl::forget_deadline(WorkItem* it) {
-  if (it->heap_pos == kNoPos) return;
+  if (!it->has_deadline || it->heap_pos == kNoPos) return;
   heap_remove(it);
   if (heap.empty() && armed_ns != 0) {
     uv_timer_stop(&deadline_timer);
@@ -519,7 +541,7 @@ void Lane::Impl::report_timeout(WorkItem* it) {
 void Lane::Impl::hand(WorkItem* it) {
   it->state = ItemState::InPool;
   it->in_pool = true;
-  it->phase.store(kNotStarted, std::memory_order_relaxed);
+  if (it->has_deadline) it->phase.store(kNotStarted, std::memory_order_relaxed);
   st->running = ++inflight;
   // uv_queue_work fails only for a null work callback.
   if (uv_queue_work(loop, &it->req, on_work, on_after_work) != 0) std::abort();
@@ -609,17 +631,17 @@ void Lane::Impl::close_handles() {
 // --- libuv callbacks ---
 
 void Lane::Impl::on_work(uv_work_t* req) {
-  auto* it = static_cast<WorkItem*>(req->data);
-  bool timed = it->timed;
+  WorkItem* it = WorkItem::of_req(req);
+  bool timed = it->timed, tracked = it->has_deadline;
   if (timed) it->start_ns = uv_hrtime();
-  it->phase.store(kRunning, std::memory_order_relaxed);
+  if (tracked) it->phase.store(kRunning, std::memory_order_relaxed);
   it->work(it->arg);
   if (timed) it->end_ns = uv_hrtime();
-  it->phase.store(kFinished, std::memory_order_release);
+  if (tracked) it->phase.store(kFinished, std::memory_order_release);
 }
 
 void Lane::Impl::on_after_work(uv_work_t* req, int status) {
-  auto* it = static_cast<WorkItem*>(req->data);
+  WorkItem* it = WorkItem::of_req(req);
   Impl* self = it->lane;
   it->in_pool = false;
   self->st->running = --self->inflight;
@@ -633,7 +655,7 @@ void Lane::Impl::on_after_work(uv_work_t* req, int status) {
     self->st->run_time.record(it->end_ns - it->start_ns);
   }
   self->forget_deadline(it);
-  self->pump();  // the freed slot goes to the next queued item before any callback runs
+  if (self->q_head) self->pump();  // the freed slot goes to the next queued item before any callback runs
   ItemState next = ItemState::Free;
   int result = 0;
   switch (it->state) {
@@ -765,8 +787,10 @@ int Lane::submit(WorkFn work, DoneFn done, void* arg, uint64_t timeout_ms, LateF
   it->timed = L.sample();
   uint64_t timeout = timeout_ms ? timeout_ms : limits_.default_timeout_ms;
   if (it->timed || timeout != 0) it->submit_ns = uv_hrtime();
-  it->deadline_ns = deadline_after(it->submit_ns, timeout);
-  if (it->deadline_ns != 0) {
+  uint64_t deadline = timeout != 0 ? deadline_after(it->submit_ns, timeout) : 0;
+  it->has_deadline = deadline != 0;
+  if (it->has_deadline) {
+    it->deadline_ns = deadline;
     L.heap_push(it);
     if (L.armed_ns == 0 || it->deadline_ns < L.armed_ns) L.arm(it->deadline_ns, it->submit_ns);
   }
@@ -794,8 +818,9 @@ int Lane::cancel(WorkItem* it) {
       return 0;
     case ItemState::InPool:
       // Handed to libuv: it can still be taken back if no pool thread has
-      // picked it up; after_work then reports -ECANCELED.
-      if (it->phase.load(std::memory_order_acquire) != kNotStarted) return -EBUSY;
+      // picked it up (uv_cancel refuses a started or finished request);
+      // after_work then reports -ECANCELED.
+      if (it->has_deadline && it->phase.load(std::memory_order_acquire) != kNotStarted) return -EBUSY;
       if (uv_cancel(reinterpret_cast<uv_req_t*>(&it->req)) != 0) return -EBUSY;
       L.forget_deadline(it);
       it->state = ItemState::Cancelling;
