@@ -72,6 +72,8 @@ constexpr uint8_t kNotStarted = 0;
 constexpr uint8_t kRunning = 1;
 constexpr uint8_t kFinished = 2;
 
+#define LANE_HOT [[gnu::always_inline]] inline
+
 enum class ItemState : uint8_t { Free, Queued, InPool, Cancelling, Due, Finished, LateDue, TimingOut, Late, Orphan };
 
 // Whole milliseconds from now until deadline, rounded up so the timer never
@@ -219,17 +221,19 @@ struct Lane::Impl {
   uint64_t drain_deadline_ns = 0;
   std::function<void()> close_cb;
 
+  // Every offload passes through the functions marked LANE_HOT once or twice;
+  // they are inlined into submit, after_work and the check batch.
   // items
-  WorkItem* alloc_item();
-  void free_item(WorkItem* it);
+  LANE_HOT WorkItem* alloc_item();
+  LANE_HOT void free_item(WorkItem* it);
   void fifo_push(WorkItem* it);
   WorkItem* fifo_pop();
   void fifo_remove(WorkItem* it);
   void pending_push(WorkItem* it, int status);
-  void finished_push(WorkItem* it, ItemState state, int status);
+  LANE_HOT void finished_push(WorkItem* it, ItemState state, int status);
   template <class F> void timed(const char* what, F&& fn);
   uint64_t end_run(const char* what, unsigned count, uint64_t start);
-  void count(int status);
+  LANE_HOT void count(int status);
 
   // deadlines
   void heap_push(WorkItem* it);
@@ -237,13 +241,13 @@ struct Lane::Impl {
   void heap_swap(size_t a, size_t b);
   void sift_up(size_t i);
   void sift_down(size_t i);
-  void forget_deadline(WorkItem* it);
+  LANE_HOT void forget_deadline(WorkItem* it);
   void arm(uint64_t deadline_ns, uint64_t now_ns);
   void expire_deadlines();
   void report_timeout(WorkItem* it);
 
   // flow
-  void hand(WorkItem* it);
+  LANE_HOT void hand(WorkItem* it);
   void pump();
   void shut_queue();
   void deliver_pending();
@@ -254,7 +258,7 @@ struct Lane::Impl {
   void close_handles();
   void detach();
   void apply_limits();
-  bool sample();
+  LANE_HOT bool sample();
 
   static void on_work(uv_work_t* req);
   static void on_after_work(uv_work_t* req, int status);
