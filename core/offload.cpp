@@ -3,6 +3,8 @@
 // An item lives in exactly one place at a time, and `state` says which:
 //
 //   Queued      the lane's FIFO (intrusive, doubly linked for O(1) cancel)
+//   Ready       admitted (it holds an in-flight slot) while the check batch
+//               runs; handed to uv_queue_work when the batch ends
 //   InPool      handed to uv_queue_work, done not reported yet
 //   Cancelling  uv_cancel took it back; after_work reports -ECANCELED
 //   Due         the pending list: done(status) runs from the idle handle
@@ -31,6 +33,18 @@
 // can only exceed it through a callback much slower than the ones before it,
 // and the run is named after this lane's instance either way. Callbacks run
 // elsewhere (deadlines, cancels, shutdown: rare) are timed one by one.
+//
+// Hand-off after the batch: work that the batch's callbacks submit (typically
+// the next request of the plugin whose request just finished) is admitted at
+// once but handed to uv_queue_work only when the batch ends, in one tight
+// loop. Handed one by one between callbacks, each item reached a pool that
+// had just run dry: with short work the threads finish faster than the loop
+// submits, go to sleep, and every uv_queue_work then paid a futex wake-up and
+// contended for libuv's queue lock with the thread it woke, which made the
+// loop slower still. Handed together, they keep the pool's queue ahead of its
+// threads. The delay is the rest of the batch (callbacks that each take
+// microseconds, or the batch is short); every item still is its own
+// uv_work_t, so nothing that blocks is serialized.
 #include "offload.hpp"
 
 #include <atomic>
@@ -74,7 +88,7 @@ constexpr uint8_t kFinished = 2;
 
 #define LANE_HOT [[gnu::always_inline]] inline
 
-enum class ItemState : uint8_t { Free, Queued, InPool, Cancelling, Due, Finished, LateDue, TimingOut, Late, Orphan };
+enum class ItemState : uint8_t { Free, Queued, Ready, InPool, Cancelling, Due, Finished, LateDue, TimingOut, Late, Orphan };
 
 // Whole milliseconds from now until deadline, rounded up so the timer never
 // fires before the deadline by our own rounding.
@@ -146,7 +160,7 @@ struct alignas(64) WorkItem {
   Lane::Impl* lane = nullptr;
   int status = 0;            // Due: what done will get
   ItemState state = ItemState::Free;
-  bool in_pool = false;      // handed to uv_queue_work, after_work not run
+  bool in_pool = false;      // handed to uv_queue_work, after_work not run (not yet when Ready)
   bool uv_cancelled = false; // TimingOut: uv_cancel took it back, it never runs
   bool timed = false;        // record queue wait and run time (see kTimedPerMs)
   bool has_deadline = false; // deadline_ns is set: the pool thread keeps `phase`
@@ -192,6 +206,8 @@ struct Lane::Impl {
   LaneObserver* observer = nullptr;
   std::shared_ptr<const void> keep_alive;
   unsigned window = 1;  // callbacks per timed run (see the header comment)
+  bool batching = false;          // deliver_finished runs: hand() defers to `ready`
+  std::vector<WorkItem*> ready;   // Ready items (and cancelled ones, skipped), in submit order
 
   WorkItem* q_head = nullptr;  // FIFO
   WorkItem* q_tail = nullptr;
@@ -248,6 +264,9 @@ struct Lane::Impl {
 
   // flow
   LANE_HOT void hand(WorkItem* it);
+  void queue_work(WorkItem* it);
+  void hand_ready();
+  void cancel_ready(WorkItem* it);
   void pump();
   void shut_queue();
   void deliver_pending();
@@ -542,13 +561,42 @@ void Lane::Impl::report_timeout(WorkItem* it) {
 
 // --- flow ---
 
+// Gives the item an in-flight slot, and the pool its request now or, during
+// the check batch, when the batch ends (see the header comment).
 void Lane::Impl::hand(WorkItem* it) {
-  it->state = ItemState::InPool;
-  it->in_pool = true;
   if (it->has_deadline) it->phase.store(kNotStarted, std::memory_order_relaxed);
   st->running = ++inflight;
+  if (batching) {
+    it->state = ItemState::Ready;
+    ready.push_back(it);
+    return;
+  }
+  queue_work(it);
+}
+
+void Lane::Impl::queue_work(WorkItem* it) {
+  it->state = ItemState::InPool;
+  it->in_pool = true;
   // uv_queue_work fails only for a null work callback.
   if (uv_queue_work(loop, &it->req, on_work, on_after_work) != 0) std::abort();
+}
+
+// Ends the batch: the pool gets every Ready item, back to back.
+void Lane::Impl::hand_ready() {
+  batching = false;
+  for (WorkItem* it : ready)
+    if (it->state == ItemState::Ready) queue_work(it);
+  ready.clear();
+}
+
+// A Ready item never reached libuv: it gives its slot back at once and is
+// reported cancelled from a later iteration. Its entry in `ready` stays and
+// is skipped (the item is Due now, and is not freed before the batch ends).
+void Lane::Impl::cancel_ready(WorkItem* it) {
+  st->running = --inflight;
+  forget_deadline(it);
+  pending_push(it, -ECANCELED);
+  pump();
 }
 
 void Lane::Impl::pump() {
@@ -584,6 +632,7 @@ void Lane::Impl::deliver_pending() {
 void Lane::Impl::deliver_finished() {
   WorkItem* it = f_head;
   f_head = f_tail = nullptr;
+  batching = true;
   uint64_t start = observer ? uv_hrtime() : 0;
   const char* what = kDoneWhat;
   unsigned in_run = 0;
@@ -615,6 +664,7 @@ void Lane::Impl::deliver_finished() {
     it = next;
   }
   if (in_run) end_run(what, in_run, start);
+  hand_ready();
 }
 
 void Lane::Impl::maybe_finish_drain() {
@@ -825,6 +875,9 @@ int Lane::cancel(WorkItem* it) {
       L.fifo_remove(it);
       L.forget_deadline(it);
       L.pending_push(it, -ECANCELED);
+      return 0;
+    case ItemState::Ready:
+      L.cancel_ready(it);
       return 0;
     case ItemState::InPool:
       // Handed to libuv: it can still be taken back if no pool thread has
