@@ -3,6 +3,8 @@
 // An item lives in exactly one place at a time, and `state` says which:
 //
 //   Queued      the lane's FIFO (intrusive, doubly linked for O(1) cancel)
+//   Ready       admitted (it holds an in-flight slot) while the check batch
+//               runs; handed to uv_queue_work when the batch ends
 //   InPool      handed to uv_queue_work, done not reported yet
 //   Cancelling  uv_cancel took it back; after_work reports -ECANCELED
 //   Due         the pending list: done(status) runs from the idle handle
@@ -31,6 +33,18 @@
 // can only exceed it through a callback much slower than the ones before it,
 // and the run is named after this lane's instance either way. Callbacks run
 // elsewhere (deadlines, cancels, shutdown: rare) are timed one by one.
+//
+// Hand-off after the batch: work that the batch's callbacks submit (typically
+// the next request of the plugin whose request just finished) is admitted at
+// once but handed to uv_queue_work only when the batch ends, in one tight
+// loop. Handed one by one between callbacks, each item reached a pool that
+// had just run dry: with short work the threads finish faster than the loop
+// submits, go to sleep, and every uv_queue_work then paid a futex wake-up and
+// contended for libuv's queue lock with the thread it woke, which made the
+// loop slower still. Handed together, they keep the pool's queue ahead of its
+// threads. The delay is the rest of the batch (callbacks that each take
+// microseconds, or the batch is short); every item still is its own
+// uv_work_t, so nothing that blocks is serialized.
 #include "offload.hpp"
 
 #include <atomic>
@@ -38,8 +52,10 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
+#include <cstddef>
 #include <limits>
 #include <memory>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -70,7 +86,9 @@ constexpr uint8_t kNotStarted = 0;
 constexpr uint8_t kRunning = 1;
 constexpr uint8_t kFinished = 2;
 
-enum class ItemState : uint8_t { Free, Queued, InPool, Cancelling, Due, Finished, LateDue, TimingOut, Late, Orphan };
+#define LANE_HOT [[gnu::always_inline]] inline
+
+enum class ItemState : uint8_t { Free, Queued, Ready, InPool, Cancelling, Due, Finished, LateDue, TimingOut, Late, Orphan };
 
 // Whole milliseconds from now until deadline, rounded up so the timer never
 // fires before the deadline by our own rounding.
@@ -126,27 +144,44 @@ void Histogram::reset() {
 // ---------------------------------------------------------------------------
 // Items
 
-struct WorkItem {
-  uv_work_t req;  // req.data = this
-  Lane::Impl* lane = nullptr;
+// Laid out by who touches what per item, in 64-byte lines: the request (the
+// two lines libuv writes on both threads), then one line with everything the
+// pool thread reads and the loop's per-item path uses, then the fields only
+// deadlines, timing and the FIFO need. An item without a deadline that is not
+// timed costs the pool thread no write outside libuv's request.
+struct alignas(64) WorkItem {
+  uv_work_t req;  // first member: the item is found from the request (of_req)
+  // --- hot: every item, both threads ---
   WorkFn work = nullptr;
+  void* arg = nullptr;
   DoneFn done = nullptr;
   LateFn late = nullptr;
-  void* arg = nullptr;
-  WorkItem* prev = nullptr;  // FIFO only
   WorkItem* next = nullptr;  // FIFO, pending, finished, timing-out and free lists
+  Lane::Impl* lane = nullptr;
+  int status = 0;            // Due: what done will get
+  ItemState state = ItemState::Free;
+  bool in_pool = false;      // handed to uv_queue_work, after_work not run (not yet when Ready)
+  bool uv_cancelled = false; // TimingOut: uv_cancel took it back, it never runs
+  bool timed = false;        // record queue wait and run time (see kTimedPerMs)
+  bool has_deadline = false; // deadline_ns is set: the pool thread keeps `phase`
+  // Written by the pool thread only for items with a deadline (the only ones
+  // whose phase anyone reads: a deadline must tell running from finished;
+  // cancel() relies on uv_cancel, which refuses a started request itself).
+  std::atomic<uint8_t> phase{kNotStarted};
+  // --- cold: deadlines, latency timing, FIFO ---
+  WorkItem* prev = nullptr;  // FIFO only
   uint64_t submit_ns = 0;    // loop thread, uv_hrtime; set when timed or with a deadline
   uint64_t start_ns = 0;     // pool thread; read by the loop after after_work
   uint64_t end_ns = 0;       // pool thread; read by the loop after after_work
-  uint64_t deadline_ns = 0;  // 0: none
+  uint64_t deadline_ns = 0;  // valid when has_deadline
   size_t heap_pos = kNoPos;
-  int status = 0;            // Due: what done will get
-  ItemState state = ItemState::Free;
-  bool in_pool = false;      // handed to uv_queue_work, after_work not run
-  bool uv_cancelled = false; // TimingOut: uv_cancel took it back, it never runs
-  bool timed = false;        // record queue wait and run time (see kTimedPerMs)
-  std::atomic<uint8_t> phase{kNotStarted};
+
+  static WorkItem* of_req(uv_work_t* req) { return reinterpret_cast<WorkItem*>(req); }
 };
+static_assert(std::is_standard_layout_v<WorkItem> && offsetof(WorkItem, req) == 0,
+              "of_req needs req first in a standard-layout WorkItem");
+static_assert(offsetof(WorkItem, work) % 64 == 0 && offsetof(WorkItem, phase) < offsetof(WorkItem, work) + 64,
+              "the hot fields share one line, right after the request");
 
 // ---------------------------------------------------------------------------
 // Lane::Impl
@@ -171,6 +206,8 @@ struct Lane::Impl {
   LaneObserver* observer = nullptr;
   std::shared_ptr<const void> keep_alive;
   unsigned window = 1;  // callbacks per timed run (see the header comment)
+  bool batching = false;          // deliver_finished runs: hand() defers to `ready`
+  std::vector<WorkItem*> ready;   // Ready items (and cancelled ones, skipped), in submit order
 
   WorkItem* q_head = nullptr;  // FIFO
   WorkItem* q_tail = nullptr;
@@ -200,17 +237,19 @@ struct Lane::Impl {
   uint64_t drain_deadline_ns = 0;
   std::function<void()> close_cb;
 
+  // Every offload passes through the functions marked LANE_HOT once or twice;
+  // they are inlined into submit, after_work and the check batch.
   // items
-  WorkItem* alloc_item();
-  void free_item(WorkItem* it);
+  LANE_HOT WorkItem* alloc_item();
+  LANE_HOT void free_item(WorkItem* it);
   void fifo_push(WorkItem* it);
   WorkItem* fifo_pop();
   void fifo_remove(WorkItem* it);
   void pending_push(WorkItem* it, int status);
-  void finished_push(WorkItem* it, ItemState state, int status);
+  LANE_HOT void finished_push(WorkItem* it, ItemState state, int status);
   template <class F> void timed(const char* what, F&& fn);
   uint64_t end_run(const char* what, unsigned count, uint64_t start);
-  void count(int status);
+  LANE_HOT void count(int status);
 
   // deadlines
   void heap_push(WorkItem* it);
@@ -218,13 +257,16 @@ struct Lane::Impl {
   void heap_swap(size_t a, size_t b);
   void sift_up(size_t i);
   void sift_down(size_t i);
-  void forget_deadline(WorkItem* it);
+  LANE_HOT void forget_deadline(WorkItem* it);
   void arm(uint64_t deadline_ns, uint64_t now_ns);
   void expire_deadlines();
   void report_timeout(WorkItem* it);
 
   // flow
-  void hand(WorkItem* it);
+  LANE_HOT void hand(WorkItem* it);
+  void queue_work(WorkItem* it);
+  void hand_ready();
+  void cancel_ready(WorkItem* it);
   void pump();
   void shut_queue();
   void deliver_pending();
@@ -235,7 +277,7 @@ struct Lane::Impl {
   void close_handles();
   void detach();
   void apply_limits();
-  bool sample();
+  LANE_HOT bool sample();
 
   static void on_work(uv_work_t* req);
   static void on_after_work(uv_work_t* req, int status);
@@ -312,7 +354,7 @@ WorkItem* Lane::Impl::alloc_item() {
     it->req.data = it;
     it->lane = this;
   }
-  it->next = it->prev = nullptr;
+  it->next = nullptr;  // prev is set by fifo_push, the only list that uses it
   return it;
 }
 
@@ -367,10 +409,13 @@ void Lane::Impl::finished_push(WorkItem* it, ItemState state, int status) {
   it->state = state;
   it->status = status;
   it->next = nullptr;
-  if (f_tail) f_tail->next = it;
-  else f_head = it;
+  if (f_tail) {
+    f_tail->next = it;  // the check handle is already started
+  } else {
+    f_head = it;
+    if (!handles_closing) uv_check_start(&check, on_check);
+  }
   f_tail = it;
-  if (!handles_closing) uv_check_start(&check, on_check);  // no-op when already active
 }
 
 // Runs one callback of the lane, timed on its own when someone is told.
@@ -455,7 +500,7 @@ void Lane::Impl::heap_remove(WorkItem* it) {
 // Takes the item out of the deadline heap; stops the timer when nothing is
 // left to time, so an idle lane never keeps the loop alive.
 void Lane::Impl::forget_deadline(WorkItem* it) {
-  if (it->heap_pos == kNoPos) return;
+  if (!it->has_deadline || it->heap_pos == kNoPos) return;
   heap_remove(it);
   if (heap.empty() && armed_ns != 0) {
     uv_timer_stop(&deadline_timer);
@@ -516,13 +561,42 @@ void Lane::Impl::report_timeout(WorkItem* it) {
 
 // --- flow ---
 
+// Gives the item an in-flight slot, and the pool its request now or, during
+// the check batch, when the batch ends (see the header comment).
 void Lane::Impl::hand(WorkItem* it) {
+  if (it->has_deadline) it->phase.store(kNotStarted, std::memory_order_relaxed);
+  st->running = ++inflight;
+  if (batching) {
+    it->state = ItemState::Ready;
+    ready.push_back(it);
+    return;
+  }
+  queue_work(it);
+}
+
+void Lane::Impl::queue_work(WorkItem* it) {
   it->state = ItemState::InPool;
   it->in_pool = true;
-  it->phase.store(kNotStarted, std::memory_order_relaxed);
-  st->running = ++inflight;
   // uv_queue_work fails only for a null work callback.
   if (uv_queue_work(loop, &it->req, on_work, on_after_work) != 0) std::abort();
+}
+
+// Ends the batch: the pool gets every Ready item, back to back.
+void Lane::Impl::hand_ready() {
+  batching = false;
+  for (WorkItem* it : ready)
+    if (it->state == ItemState::Ready) queue_work(it);
+  ready.clear();
+}
+
+// A Ready item never reached libuv: it gives its slot back at once and is
+// reported cancelled from a later iteration. Its entry in `ready` stays and
+// is skipped (the item is Due now, and is not freed before the batch ends).
+void Lane::Impl::cancel_ready(WorkItem* it) {
+  st->running = --inflight;
+  forget_deadline(it);
+  pending_push(it, -ECANCELED);
+  pump();
 }
 
 void Lane::Impl::pump() {
@@ -558,11 +632,18 @@ void Lane::Impl::deliver_pending() {
 void Lane::Impl::deliver_finished() {
   WorkItem* it = f_head;
   f_head = f_tail = nullptr;
+  batching = true;
   uint64_t start = observer ? uv_hrtime() : 0;
   const char* what = kDoneWhat;
   unsigned in_run = 0;
   while (it) {
     WorkItem* next = it->next;
+    // The list was filed a whole batch ago: fetch the next item while this
+    // callback runs, and this item's request for the submit that will
+    // reuse it (the free list is LIFO).
+    if (next) __builtin_prefetch(&next->work);
+    __builtin_prefetch(&it->req, 1);
+    __builtin_prefetch(reinterpret_cast<char*>(&it->req) + 64, 1);
     bool late = it->state == ItemState::LateDue;  // filed only with a late
     if ((late ? kLateWhat : kDoneWhat) != what) {
       if (in_run) start = end_run(what, in_run, start);
@@ -583,6 +664,7 @@ void Lane::Impl::deliver_finished() {
     it = next;
   }
   if (in_run) end_run(what, in_run, start);
+  hand_ready();
 }
 
 void Lane::Impl::maybe_finish_drain() {
@@ -609,17 +691,17 @@ void Lane::Impl::close_handles() {
 // --- libuv callbacks ---
 
 void Lane::Impl::on_work(uv_work_t* req) {
-  auto* it = static_cast<WorkItem*>(req->data);
-  bool timed = it->timed;
+  WorkItem* it = WorkItem::of_req(req);
+  bool timed = it->timed, tracked = it->has_deadline;
   if (timed) it->start_ns = uv_hrtime();
-  it->phase.store(kRunning, std::memory_order_relaxed);
+  if (tracked) it->phase.store(kRunning, std::memory_order_relaxed);
   it->work(it->arg);
   if (timed) it->end_ns = uv_hrtime();
-  it->phase.store(kFinished, std::memory_order_release);
+  if (tracked) it->phase.store(kFinished, std::memory_order_release);
 }
 
 void Lane::Impl::on_after_work(uv_work_t* req, int status) {
-  auto* it = static_cast<WorkItem*>(req->data);
+  WorkItem* it = WorkItem::of_req(req);
   Impl* self = it->lane;
   it->in_pool = false;
   self->st->running = --self->inflight;
@@ -633,7 +715,7 @@ void Lane::Impl::on_after_work(uv_work_t* req, int status) {
     self->st->run_time.record(it->end_ns - it->start_ns);
   }
   self->forget_deadline(it);
-  self->pump();  // the freed slot goes to the next queued item before any callback runs
+  if (self->q_head) self->pump();  // the freed slot goes to the next queued item before any callback runs
   ItemState next = ItemState::Free;
   int result = 0;
   switch (it->state) {
@@ -765,8 +847,10 @@ int Lane::submit(WorkFn work, DoneFn done, void* arg, uint64_t timeout_ms, LateF
   it->timed = L.sample();
   uint64_t timeout = timeout_ms ? timeout_ms : limits_.default_timeout_ms;
   if (it->timed || timeout != 0) it->submit_ns = uv_hrtime();
-  it->deadline_ns = deadline_after(it->submit_ns, timeout);
-  if (it->deadline_ns != 0) {
+  uint64_t deadline = timeout != 0 ? deadline_after(it->submit_ns, timeout) : 0;
+  it->has_deadline = deadline != 0;
+  if (it->has_deadline) {
+    it->deadline_ns = deadline;
     L.heap_push(it);
     if (L.armed_ns == 0 || it->deadline_ns < L.armed_ns) L.arm(it->deadline_ns, it->submit_ns);
   }
@@ -792,10 +876,14 @@ int Lane::cancel(WorkItem* it) {
       L.forget_deadline(it);
       L.pending_push(it, -ECANCELED);
       return 0;
+    case ItemState::Ready:
+      L.cancel_ready(it);
+      return 0;
     case ItemState::InPool:
       // Handed to libuv: it can still be taken back if no pool thread has
-      // picked it up; after_work then reports -ECANCELED.
-      if (it->phase.load(std::memory_order_acquire) != kNotStarted) return -EBUSY;
+      // picked it up (uv_cancel refuses a started or finished request);
+      // after_work then reports -ECANCELED.
+      if (it->has_deadline && it->phase.load(std::memory_order_acquire) != kNotStarted) return -EBUSY;
       if (uv_cancel(reinterpret_cast<uv_req_t*>(&it->req)) != 0) return -EBUSY;
       L.forget_deadline(it);
       it->state = ItemState::Cancelling;

@@ -10,8 +10,9 @@
 // its done or late (the plugin may be gone by then).
 //
 // "In flight" means handed to uv_queue_work and its after_work not yet run;
-// that includes items waiting for a free pool thread and timed-out items
-// still running. A timed-out item keeps its slot until its work really ends,
+// that includes items waiting for a free pool thread, timed-out items still
+// running, and items submitted by a completion batch's callbacks until the
+// batch hands them over. A timed-out item keeps its slot until its work really ends,
 // so a plugin stuck in hung calls can hold at most max_inflight pool threads.
 //
 // -ETIMEDOUT and `late`: an item whose deadline passes gets done(-ETIMEDOUT)
@@ -29,7 +30,10 @@
 // done (or late) callbacks of everything that finished in one loop iteration
 // together, from a uv_check handle right after that iteration's poll phase.
 // That batch is what lets the lane time its callbacks cheaply for the lag
-// monitor (see LaneObserver).
+// monitor (see LaneObserver). Work that those callbacks submit is admitted at
+// once (it counts as in flight) and handed to uv_queue_work when the batch
+// ends, all together: the pool's threads then find a full queue instead of
+// being woken one item at a time (see offload.cpp).
 //
 // Threads: every member function runs on the loop thread. Only the work
 // function itself runs on a pool thread; the lane touches no shared state
