@@ -756,6 +756,17 @@ TEST_CASE_METHOD(LoopFixture, "offload: callbacks may submit and cancel re-entra
 struct BatchPair {
   std::atomic<int> finished{0};
   static void work(void* p) { ++static_cast<BatchPair*>(p)->finished; }
+
+  // Submits the pair with `done` and waits (without running the loop) until
+  // both works have ended and the pool threads have had time to post them
+  // (microseconds after work() returns): the loop's next batch has both.
+  bool submit_and_finish(Lane& l, hostlet::DoneFn done) {
+    if (l.submit(work, done, this, 0, nullptr, nullptr) != 0 || l.submit(work, done, this, 0, nullptr, nullptr) != 0)
+      return false;
+    for (int i = 0; i < 10000 && finished.load() < 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    return finished.load() == 2;
+  }
 };
 
 TEST_CASE_METHOD(LoopFixture, "offload: work submitted by a done callback is in flight at once and runs") {
@@ -813,10 +824,7 @@ TEST_CASE_METHOD(LoopFixture, "offload: an item submitted earlier in the same ba
       }
     }
   };
-  REQUIRE(l.submit(BatchPair::work, Fns::done, &pair, 0, nullptr, nullptr) == 0);
-  REQUIRE(l.submit(BatchPair::work, Fns::done, &pair, 0, nullptr, nullptr) == 0);
-  for (int i = 0; i < 10000 && pair.finished.load() < 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  REQUIRE(pair.finished.load() == 2);
+  REQUIRE(pair.submit_and_finish(l, Fns::done));
   REQUIRE(run_until([&] { return ctx.victim_status != kNotCalled && l.outstanding() == 0; }));
   CHECK(ctx.dones == 2);
   // Both dones ran in one batch, so the victim was still waiting for the
@@ -855,9 +863,7 @@ TEST_CASE_METHOD(LoopFixture, "offload: drain from a done callback waits for wor
       else c->drained = c->fx->drain(*c->lane, 0);
     }
   };
-  REQUIRE(l.submit(BatchPair::work, Fns::done, &pair, 0, nullptr, nullptr) == 0);
-  REQUIRE(l.submit(BatchPair::work, Fns::done, &pair, 0, nullptr, nullptr) == 0);
-  for (int i = 0; i < 10000 && pair.finished.load() < 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  REQUIRE(pair.submit_and_finish(l, Fns::done));
   REQUIRE(run_until([&] { return ctx.drained && ctx.drained->calls > 0; }));
   CHECK(ctx.drained->all_finished);
   CHECK(ctx.follow_status == 0);  // accepted before the drain: it ran, it was not shut down
@@ -888,13 +894,7 @@ TEST_CASE_METHOD(LoopFixture, "offload: close from a done callback shuts down wo
       else c->closed = c->fx->close(*c->lane);
     }
   };
-  REQUIRE(l.submit(BatchPair::work, Fns::done, &pair, 0, nullptr, nullptr) == 0);
-  REQUIRE(l.submit(BatchPair::work, Fns::done, &pair, 0, nullptr, nullptr) == 0);
-  for (int i = 0; i < 10000 && pair.finished.load() < 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  REQUIRE(pair.finished.load() == 2);
-  // Time for the pool threads to post both completions (microseconds after
-  // work() returns), so that both dones run in the loop's next batch.
-  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  REQUIRE(pair.submit_and_finish(l, Fns::done));
   REQUIRE(run_until([&] { return ctx.closed && ctx.closed->calls == 1 && l.outstanding() == 0; }));
   CHECK(ctx.dones == 2);
   CHECK(ctx.follow_status == -ESHUTDOWN);  // reported, before the close callback
