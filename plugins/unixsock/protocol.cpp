@@ -2,16 +2,12 @@
 
 #include <hostlet/json_text.hpp>
 
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
 #include <array>
 #include <charconv>
 
 namespace hostlet::unixsock {
 namespace {
-
-using json = nlohmann::json;
 
 // Field names and attribute keys quoted in error messages are cut to this.
 constexpr size_t kQuoteMax = 64;
