@@ -19,6 +19,10 @@
  *   Every plugin callback runs on the loop thread, except an offloaded work
  *   function, which runs on a pool thread. Host API functions may be called
  *   from the loop thread only, except those marked "Thread-safe".
+ * - Signals: the host ignores SIGPIPE, so a write to a socket or pipe whose
+ *   peer is gone fails with EPIPE instead of killing the agent (libvirt's
+ *   client, for one, writes its socket with write(2)). Plugins leave signal
+ *   dispositions alone.
  * - Compatibility: the host loads a plugin when the majors are equal and the
  *   host's minor is >= the plugin's. Structs that carry a leading size field
  *   only grow at their end; a reader checks the size before touching a field
