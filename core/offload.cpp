@@ -581,11 +581,21 @@ void Lane::Impl::queue_work(WorkItem* it) {
   if (uv_queue_work(loop, &it->req, on_work, on_after_work) != 0) std::abort();
 }
 
-// Ends the batch: the pool gets every Ready item, back to back.
+// Ends the batch: the pool gets every Ready item, back to back. If a callback
+// of the batch closed the lane, they never reached libuv: like queued items,
+// they are reported with -ESHUTDOWN (before the handles close) and never run.
 void Lane::Impl::hand_ready() {
   batching = false;
-  for (WorkItem* it : ready)
-    if (it->state == ItemState::Ready) queue_work(it);
+  for (WorkItem* it : ready) {
+    if (it->state != ItemState::Ready) continue;
+    if (!closing) {
+      queue_work(it);
+      continue;
+    }
+    st->running = --inflight;
+    forget_deadline(it);
+    pending_push(it, -ESHUTDOWN);
+  }
   ready.clear();
 }
 

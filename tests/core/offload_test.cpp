@@ -870,6 +870,39 @@ TEST_CASE_METHOD(LoopFixture, "offload: drain from a done callback waits for wor
   CHECK(l.outstanding() == 0);
 }
 
+TEST_CASE_METHOD(LoopFixture, "offload: close from a done callback shuts down work submitted in the same batch") {
+  struct Ctx {
+    LoopFixture* fx;
+    Lane* lane;
+    int dones = 0;
+    int follow_status = kNotCalled;
+    std::atomic<bool> follow_ran{false};
+    std::shared_ptr<DrainResult> closed{};
+  };
+  Lane& l = lane(limits(4, 10));
+  BatchPair pair;
+  Ctx ctx{this, &l};
+  static Ctx* g_ctx;
+  g_ctx = &ctx;
+  struct Fns {
+    static void follow_work(void*) { g_ctx->follow_ran = true; }
+    static void follow_done(void*, int status) { g_ctx->follow_status = status; }
+    static void done(void*, int status) {
+      CHECK(status == 0);
+      Ctx* c = g_ctx;
+      if (++c->dones == 1) CHECK(c->lane->submit(follow_work, follow_done, nullptr, 0, nullptr, nullptr) == 0);
+      else c->closed = c->fx->close(*c->lane);
+    }
+  };
+  REQUIRE(pair.submit_and_finish(l, Fns::done));
+  REQUIRE(run_until([&] { return ctx.closed && ctx.closed->calls == 1 && l.outstanding() == 0; }));
+  CHECK(ctx.dones == 2);
+  CHECK(ctx.follow_status == -ESHUTDOWN);  // reported, before the close callback
+  CHECK_FALSE(ctx.follow_ran);             // and it never reached the pool
+  CHECK(l.stats().shutdown == 1);
+  CHECK(l.stats().running == 0);
+}
+
 TEST_CASE_METHOD(LoopFixture, "offload: raising max_inflight hands queued work to the pool") {
   Lane& l = lane(limits(1, 10));
   Gate& g = gate();
