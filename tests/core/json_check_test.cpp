@@ -39,6 +39,25 @@ TEST_CASE("json_valid: fixed cases") {
   CHECK_FALSE(json_valid(deep.substr(1)));
 }
 
+// The string scan skips plain bytes 16 at a time: a byte it must stop at
+// (quote, backslash, control, UTF-8) is seen at every offset of a long
+// string, block boundaries and the scalar tail included.
+TEST_CASE("json_valid: special bytes at every offset of a long string") {
+  const std::vector<std::string> inserts = {"\"", "\\", "\\n", "\\u00e9", "\\q", "\x01", "\x1f", "\x7f",
+                                            "\xc3\xa9", "\xc3", "\xe2\x82\xac", "\xf0\x9f\x98\x80", "\xff"};
+  for (size_t len : {15u, 16u, 17u, 31u, 32u, 33u, 40u}) {
+    for (size_t at = 0; at <= len; at++) {
+      for (const std::string& ins : inserts) {
+        std::string body(len, 'a');
+        body.insert(at, ins);
+        const std::string doc = "[\"" + body + "\",1]";
+        INFO("length " << len << ", insert " << at);
+        REQUIRE(json_valid(doc) == nlohmann::json::accept(doc));
+      }
+    }
+  }
+}
+
 TEST_CASE("json_valid agrees with nlohmann::json::accept on mutated documents") {
   const std::vector<std::string> seeds = {
       R"({"domains":[{"name":"vm-1","uuid":"6695eb01-f6a4-8304-79aa-97f2502e193f","id":3,"state":"running"}],"n":1})",
