@@ -103,6 +103,7 @@ class Virt final : public hostlet::Plugin, private Listener {
 
   // Offload through the lane, remembering the item so that stop can cancel it.
   template <class W, class D> int offload(W&& work, D&& done);
+  void release_later(std::shared_ptr<void> what);
 
   void submit(hostlet::Call& call, const Op& op);
   void connection_info(hostlet::Call& call);
@@ -354,12 +355,20 @@ void Virt::submit(hostlet::Call& call, const Op& op) {
         ref.reset();  // a last reference is dropped here, on the pool thread
         return o;
       },
-      [pending](int status, Outcome o) {
+      [this, pending](int status, Outcome o) {
         if (status != 0) return pending->error(status_text(status));
         if (o.ok) pending->ok(o.attrs, o.data_json);
         else pending->error(o.error);
+        if (o.release_after_reply) release_later(std::move(o.release_after_reply));
       });
   if (r != 0) pending->error(std::string("cannot run ") + op.verb + ": " + hostlet_strerror(r));
+}
+
+// Drops `what` on a pool thread. If it cannot be queued (stopping, or the
+// lane is full), the item holding it is freed at once and `what` with it,
+// here on the loop: slower, but nothing is kept past the instance.
+void Virt::release_later(std::shared_ptr<void> what) {
+  offload([what = std::move(what)]() mutable { what.reset(); }, [](int) {});
 }
 
 void Virt::connection_info(hostlet::Call& call) {

@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <map>
 #include <memory>
 
 using namespace hostlet_virt;
@@ -140,6 +141,39 @@ TEST_CASE("ops: domain.list on test:///default lists its one running domain", "[
   CHECK(list[0]["state"] == "running");
   CHECK(list[0]["id"] == 1);
   CHECK(json::parse(call(c.get(), "domain.list", {{"state", "shutoff"}}).data_json).empty());
+}
+
+TEST_CASE("ops: domain.list sorts by name bytes and gives each domain its own state", "[ops]") {
+  // Names that share their first 8 bytes, are shorter than 8, differ only in
+  // length, or are not ASCII: the sort compares an 8-byte prefix first.
+  const std::vector<std::string> names = {"vm-10", "vm-1", "vm-2", "aaaaaaaa-2", "aaaaaaaa-10", "aaaaaaaa",
+                                          "aaaaaaa", "b", "Z", "\xc3\xa9t\xc3\xa9", "aaaaaaaa-1"};
+  Conn c = open("test:///default");  // has "test", running
+  std::map<std::string, std::pair<std::string, std::string>> want = {{"test", {"running", "unknown"}}};
+  for (size_t i = 0; i < names.size(); i++) {
+    REQUIRE(call(c.get(), "domain.define", {{"xml", virt_test::domain_xml(names[i])}}).ok);
+    want[names[i]] = {"shutoff", "unknown"};
+    if (i % 3 == 0) continue;
+    REQUIRE(call(c.get(), "domain.start", {{"name", names[i]}}).ok);
+    want[names[i]] = {"running", "booted"};
+    if (i % 3 == 1) continue;
+    REQUIRE(call(c.get(), "domain.suspend", {{"name", names[i]}}).ok);
+    want[names[i]] = {"paused", "user"};
+  }
+  Outcome o = call(c.get(), "domain.list");
+  REQUIRE(o.ok);
+  json list = json::parse(o.data_json);
+  REQUIRE(list.size() == want.size());
+  size_t i = 0;
+  for (const auto& [name, st] : want) {  // std::map: ordered as std::string compares, byte by byte
+    INFO("entry " << i << ": " << list[i].dump());
+    CHECK(list[i]["name"] == name);
+    CHECK(list[i]["state"] == st.first);
+    CHECK(list[i]["reason"] == st.second);
+    CHECK(list[i]["uuid"].get<std::string>().size() == 36);
+    CHECK(list[i]["id"].is_null() == (st.first == "shutoff"));
+    i++;
+  }
 }
 
 TEST_CASE("ops: every action in process (test:///default)", "[ops]") {
