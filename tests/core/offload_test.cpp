@@ -841,64 +841,55 @@ TEST_CASE_METHOD(LoopFixture, "offload: an item submitted earlier in the same ba
   CHECK(l.stats().running == 0);
 }
 
+// Two dones finish in one completion batch: the first submits a follow-up
+// item (Ready until the batch ends), the second runs `then` on the lane.
+struct FollowUpInBatch {
+  std::function<std::shared_ptr<DrainResult>(Lane&)> then;
+  Lane* lane = nullptr;
+  int dones = 0;
+  int status = kNotCalled;  // the follow-up's done
+  std::atomic<bool> ran{false};
+  std::shared_ptr<DrainResult> result{};  // what `then` returned
+
+  bool run(BatchPair& pair, Lane& l) {
+    lane = &l;
+    current = this;
+    struct Fns {
+      static void work(void*) { current->ran = true; }
+      static void follow_done(void*, int st) { current->status = st; }
+      static void done(void*, int st) {
+        CHECK(st == 0);
+        FollowUpInBatch* f = current;
+        if (++f->dones == 1) CHECK(f->lane->submit(work, follow_done, nullptr, 0, nullptr, nullptr) == 0);
+        else f->result = f->then(*f->lane);
+      }
+    };
+    return pair.submit_and_finish(l, Fns::done);
+  }
+  static inline FollowUpInBatch* current = nullptr;
+};
+
 TEST_CASE_METHOD(LoopFixture, "offload: drain from a done callback waits for work submitted in the same batch") {
-  struct Ctx {
-    LoopFixture* fx;
-    Lane* lane;
-    int dones = 0;
-    int follow_status = kNotCalled;
-    std::shared_ptr<DrainResult> drained{};
-  };
   Lane& l = lane(limits(4, 10));
   BatchPair pair;
-  Ctx ctx{this, &l};
-  static Ctx* g_ctx;
-  g_ctx = &ctx;
-  struct Fns {
-    static void follow_done(void*, int status) { g_ctx->follow_status = status; }
-    static void done(void*, int status) {
-      CHECK(status == 0);
-      Ctx* c = g_ctx;
-      if (++c->dones == 1) CHECK(c->lane->submit([](void*) {}, follow_done, nullptr, 0, nullptr, nullptr) == 0);
-      else c->drained = c->fx->drain(*c->lane, 0);
-    }
-  };
-  REQUIRE(pair.submit_and_finish(l, Fns::done));
-  REQUIRE(run_until([&] { return ctx.drained && ctx.drained->calls > 0; }));
-  CHECK(ctx.drained->all_finished);
-  CHECK(ctx.follow_status == 0);  // accepted before the drain: it ran, it was not shut down
+  FollowUpInBatch f{[this](Lane& ln) { return drain(ln, 0); }};
+  REQUIRE(f.run(pair, l));
+  REQUIRE(run_until([&] { return f.result && f.result->calls > 0; }));
+  CHECK(f.result->all_finished);
+  CHECK(f.status == 0);  // accepted before the drain: it ran, it was not shut down
+  CHECK(f.ran);
   CHECK(l.outstanding() == 0);
 }
 
 TEST_CASE_METHOD(LoopFixture, "offload: close from a done callback shuts down work submitted in the same batch") {
-  struct Ctx {
-    LoopFixture* fx;
-    Lane* lane;
-    int dones = 0;
-    int follow_status = kNotCalled;
-    std::atomic<bool> follow_ran{false};
-    std::shared_ptr<DrainResult> closed{};
-  };
   Lane& l = lane(limits(4, 10));
   BatchPair pair;
-  Ctx ctx{this, &l};
-  static Ctx* g_ctx;
-  g_ctx = &ctx;
-  struct Fns {
-    static void follow_work(void*) { g_ctx->follow_ran = true; }
-    static void follow_done(void*, int status) { g_ctx->follow_status = status; }
-    static void done(void*, int status) {
-      CHECK(status == 0);
-      Ctx* c = g_ctx;
-      if (++c->dones == 1) CHECK(c->lane->submit(follow_work, follow_done, nullptr, 0, nullptr, nullptr) == 0);
-      else c->closed = c->fx->close(*c->lane);
-    }
-  };
-  REQUIRE(pair.submit_and_finish(l, Fns::done));
-  REQUIRE(run_until([&] { return ctx.closed && ctx.closed->calls == 1 && l.outstanding() == 0; }));
-  CHECK(ctx.dones == 2);
-  CHECK(ctx.follow_status == -ESHUTDOWN);  // reported, before the close callback
-  CHECK_FALSE(ctx.follow_ran);             // and it never reached the pool
+  FollowUpInBatch f{[this](Lane& ln) { return close(ln); }};
+  REQUIRE(f.run(pair, l));
+  REQUIRE(run_until([&] { return f.result && f.result->calls == 1 && l.outstanding() == 0; }));
+  CHECK(f.dones == 2);
+  CHECK(f.status == -ESHUTDOWN);  // reported, before the close callback
+  CHECK_FALSE(f.ran);             // and it never reached the pool
   CHECK(l.stats().shutdown == 1);
   CHECK(l.stats().running == 0);
 }
