@@ -429,7 +429,8 @@ int ActionRegistry::reply_ok(hostlet_call* c, const hostlet_attr* attrs, size_t 
   for (size_t i = 0; i < n; i++)
     if (attrs[i].key && attrs[i].value) r.attrs.emplace_back(attrs[i].key, attrs[i].value);
   if (data_json) {
-    if (!json_valid(data_json)) {
+    const std::string_view text(data_json);  // one strlen for the check and the copy
+    if (!json_valid(text)) {
       r = ActionResult::failure("the plugin answered with invalid JSON data");
       if (c->owner) c->owner->log(HOSTLET_LOG_ERROR, "action answered with invalid JSON data");
       ret = -EINVAL;
@@ -437,7 +438,7 @@ int ActionRegistry::reply_ok(hostlet_call* c, const hostlet_attr* attrs, size_t 
       // On one line, as hostlet_result promises: valid JSON holds raw line
       // breaks only as whitespace between tokens, so blanking them keeps the
       // value and lets line-based consumers (unixsock replies) copy it as is.
-      r.data_json = data_json;
+      r.data_json.assign(text);
       for (char brk : {'\n', '\r'})
         for (size_t at = r.data_json.find(brk); at != std::string::npos; at = r.data_json.find(brk, at + 1))
           r.data_json[at] = ' ';

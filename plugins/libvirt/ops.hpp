@@ -37,7 +37,7 @@ struct Outcome {
   // but costs time to free: released on a pool thread after the reply
   // (Virt::submit), off the caller's wait. 1000 domain records of
   // domain.list take ~1.1 ms to free (libvirt formats each domain's UUID for
-  // its debug log twice on the way), a fifth of the whole call.
+  // its debug log twice on the way), about a quarter of the whole call.
   std::shared_ptr<void> release_after_reply;
 
   static Outcome failure(std::string message, int code = 0) {
