@@ -27,13 +27,6 @@ uint64_t realtime_ms() {
 
 constexpr size_t kMaxStreamBacklog = 4 << 20;  // bytes queued to an `events` client before we drop
 
-bool valid_event_type(const std::string& t) {
-  if (t.empty() || t.size() > 256) return false;
-  for (unsigned char ch : t)
-    if (!(isalnum(ch) || ch == '.' || ch == '_' || ch == '-' || ch == ':')) return false;
-  return true;
-}
-
 // Reads {"k": "v", ...}; false with err when it is not an object of strings.
 bool read_attrs(const json& j, Attrs& out, std::string& err) {
   if (j.is_null()) return true;
@@ -355,7 +348,7 @@ void ControlServer::dispatch(const std::shared_ptr<Conn>& c, const json& req) {
     }
   } else if (cmd == "notify") {
     std::string type = str("type");
-    if (!valid_event_type(type)) return fail("missing or invalid 'type' (letters, digits and . _ - :, up to 256)");
+    if (!hostlet_event_type_valid_n(type.data(), type.size())) return fail("missing or invalid 'type' (letters, digits and . _ - :, up to 256)");
     std::string source = str("source");
     if (source.empty()) source = "ctl";
     std::string ack = str("ack");

@@ -724,13 +724,6 @@ struct HostApiImpl {
   }
 
   // events ----------------------------------------------------------------
-  static bool valid_type(const char* type) {
-    if (!type || !*type) return false;
-    size_t n = 0;
-    for (const char* p = type; *p; p++, n++)
-      if (static_cast<unsigned char>(*p) < 0x21 || *p == 0x7f) return false;
-    return n <= 256;
-  }
   static int publish_common(hostlet_host* h, const char* type, const hostlet_attr* attrs, size_t n,
                             std::shared_ptr<Tracker> tracker, uint64_t* id_out) {
     Instance* inst = I(h);
@@ -749,12 +742,12 @@ struct HostApiImpl {
     return r;
   }
   static int publish(hostlet_host* h, const char* type, const hostlet_attr* attrs, size_t n) {
-    if (!h || !valid_type(type) || (n && !attrs)) return -EINVAL;
+    if (!h || !hostlet_event_type_valid(type) || (n && !attrs)) return -EINVAL;
     return publish_common(h, type, attrs, n, nullptr, nullptr);
   }
   static int publish_tracked(hostlet_host* h, const char* type, const hostlet_attr* attrs, size_t n,
                              hostlet_event_done_fn done, void* arg, uint64_t* id_out) {
-    if (!h || !valid_type(type) || (n && !attrs) || !done) return -EINVAL;
+    if (!h || !hostlet_event_type_valid(type) || (n && !attrs) || !done) return -EINVAL;
     Instance* inst = I(h);
     uint64_t gen = inst->generation_;
     Core* core = &inst->core_;

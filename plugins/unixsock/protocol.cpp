@@ -459,16 +459,6 @@ void dedupe_attrs(Notification& n) {
   n.n_attrs = out;
 }
 
-constexpr std::array<bool, 256> make_type_chars() {
-  std::array<bool, 256> t{};
-  for (int c = 'a'; c <= 'z'; c++) t[c] = true;
-  for (int c = 'A'; c <= 'Z'; c++) t[c] = true;
-  for (int c = '0'; c <= '9'; c++) t[c] = true;
-  t['_'] = t['.'] = t[':'] = t['-'] = true;
-  return t;
-}
-constexpr auto kTypeChars = make_type_chars();
-
 }  // namespace
 
 void Notification::clear() {
@@ -479,12 +469,7 @@ void Notification::clear() {
   has_type = false;
 }
 
-bool valid_type(std::string_view type) {
-  if (type.empty() || type.size() > kMaxTypeLength) return false;
-  for (unsigned char c : type)
-    if (!kTypeChars[c]) return false;
-  return true;
-}
+bool valid_type(std::string_view type) { return hostlet_event_type_valid_n(type.data(), type.size()); }
 
 bool parse_notification(std::string_view line, Notification& out, std::string& error) {
   out.clear();

@@ -29,9 +29,6 @@ namespace hostlet::unixsock {
 
 enum class Ack { none, accepted, done };
 
-// Longest accepted event type.
-inline constexpr size_t kMaxTypeLength = 256;
-
 // A parsed line. Reused from line to line: strings keep their capacity.
 struct Notification {
   std::string type;

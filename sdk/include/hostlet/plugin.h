@@ -93,6 +93,39 @@ static inline const char *hostlet_strerror(int err) {
   return strerror(err < 0 ? -err : err);
 }
 
+/* ------------------------------------------------------------------------ */
+/* Event types.                                                              */
+
+/** The longest event type, in bytes. */
+#define HOSTLET_EVENT_TYPE_MAX 256
+
+/**
+ * The event-type grammar, the one rule the host, the control socket and the
+ * shipped plugins apply: 1 to HOSTLET_EVENT_TYPE_MAX bytes of ASCII letters,
+ * digits and `.` `_` `-` `:`, e.g. "domain.lifecycle" or "libvirt.hook.qemu.prepare".
+ * publish() refuses any other type with -EINVAL. Callable from any thread.
+ * `type` (may be NULL) holds `n` bytes, not necessarily NUL-terminated.
+ * \return 1 when it is valid, else 0.
+ */
+static inline int hostlet_event_type_valid_n(const char *type, size_t n) {
+  size_t i;
+  if (!type || n == 0 || n > HOSTLET_EVENT_TYPE_MAX) return 0;
+  for (i = 0; i < n; i++) {
+    char c = type[i];
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+          c == '-' || c == ':'))
+      return 0;
+  }
+  return 1;
+}
+/** The same for a NUL-terminated string. */
+static inline int hostlet_event_type_valid(const char *type) {
+  size_t n = 0;
+  if (!type) return 0;
+  while (n <= HOSTLET_EVENT_TYPE_MAX && type[n]) n++;
+  return hostlet_event_type_valid_n(type, n);
+}
+
 typedef enum hostlet_log_level {
   HOSTLET_LOG_ERROR = 0,
   HOSTLET_LOG_WARN = 1,
@@ -340,7 +373,8 @@ typedef struct hostlet_host_api {
 
   /**
    * Publishes an event with source = this instance. The host copies type and attrs.
-   * \return 0 queued; -EAGAIN event queue full (the event is counted as dropped); -EINVAL.
+   * \return 0 queued; -EAGAIN event queue full (the event is counted as dropped);
+   *         -EINVAL type not valid (hostlet_event_type_valid), an attribute key empty or NULL.
    */
   int (*publish)(hostlet_host *host, const char *type, const hostlet_attr *attrs, size_t n_attrs);
   /**
