@@ -14,7 +14,7 @@
 #include "config.hpp"
 #include "lag.hpp"
 #include "log.hpp"
-#include "plugin_host.hpp"
+#include "instance.hpp"
 #include "rules.hpp"
 
 namespace hostlet {

@@ -43,7 +43,7 @@
 #include <vector>
 
 #include "config.hpp"
-#include "plugin_host.hpp"
+#include "instance.hpp"
 
 namespace hostlet {
 

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "actions.hpp"
 #include "bus.hpp"
 #include "config.hpp"
 

@@ -1,7 +1,6 @@
 // Tests for core/bus.cpp in isolation: the event bus (batches, bounds,
-// subscriptions) and the reload support of the bus and the action registry
-// (park/hold/release of subscriptions, held calls with their bound and
-// timeout). A real libuv loop; no plugin instances (owners are plain tags).
+// subscriptions) and its reload support (park/hold/release of
+// subscriptions). A real libuv loop; no plugin instances (owners are plain tags).
 #include <catch2/catch.hpp>
 #include <uv.h>
 
@@ -10,33 +9,14 @@
 #include <vector>
 
 #include "bus.hpp"
+#include "support/loop.hpp"
 
-using hostlet::ActionRegistry;
-using hostlet::ActionResult;
 using hostlet::Event;
 using hostlet::EventBus;
 
 namespace {
 
-struct Loop {
-  uv_loop_t loop{};
-  Loop() { REQUIRE(uv_loop_init(&loop) == 0); }
-  ~Loop() {
-    uv_run(&loop, UV_RUN_DEFAULT);
-    CHECK(uv_loop_close(&loop) == 0);
-  }
-  void run() { uv_run(&loop, UV_RUN_DEFAULT); }
-  // Runs the loop for about `ms` (the registry's timer is unref'd: it alone
-  // would not keep the loop running).
-  void run_for(uint64_t ms) {
-    uv_timer_t t;
-    uv_timer_init(&loop, &t);
-    uv_timer_start(&t, [](uv_timer_t*) {}, ms, 0);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    uv_close(reinterpret_cast<uv_handle_t*>(&t), nullptr);
-    uv_run(&loop, UV_RUN_DEFAULT);
-  }
-};
+using Loop = hostlet::test::TestLoop;
 
 Event ev(const std::string& type, const std::string& n = "") {
   Event e;
@@ -165,75 +145,4 @@ TEST_CASE("bus: a hold is bounded by the queue capacity; beyond it events count 
   CHECK(b.bus.stats().dropped == 30 - 16);
   CHECK(b.bus.release(&owner, &next) == 16);
   CHECK(got == 16);
-}
-
-TEST_CASE("actions: calls to a held instance wait and run after release; unknown ones then fail") {
-  Loop l;
-  ActionRegistry reg(&l.loop, 30000);
-  std::vector<ActionResult> results;
-  reg.hold("w", 10);
-  for (int i = 0; i < 3; i++)
-    CHECK(reg.call("w.gone", {{"i", std::to_string(i)}}, [&](ActionResult&& r) { results.push_back(std::move(r)); }) == 0);
-  CHECK(reg.held() == 3);
-  CHECK(results.empty());
-  CHECK(reg.call("other.thing", {}, [&](ActionResult&&) {}) == -ENOENT);  // not held: unknown at once
-  CHECK(reg.release("w") == 3);
-  REQUIRE(results.size() == 3);
-  for (const auto& r : results) {
-    CHECK_FALSE(r.ok);
-    CHECK(r.error == "no such action 'w.gone' (after the reload of 'w')");
-  }
-  CHECK(reg.held() == 0);
-  reg.close(nullptr);
-  l.run();
-}
-
-TEST_CASE("actions: held calls are bounded and time out with the action timeout") {
-  Loop l;
-  ActionRegistry reg(&l.loop, 20);  // 20 ms action timeout
-  std::vector<ActionResult> results;
-  reg.hold("w", 2);
-  for (int i = 0; i < 3; i++) reg.call("w.x", {}, [&](ActionResult&& r) { results.push_back(std::move(r)); });
-  REQUIRE(results.size() == 1);  // the third: refused at once
-  CHECK(results[0].error == "instance 'w' is reloading and already holds 2 calls; try again");
-  l.run_for(200);  // the registry's timer fires (20 ms) and stops once nothing waits
-  REQUIRE(results.size() == 3);
-  CHECK(results[1].error == "action timed out after 20 ms while 'w' was reloading");
-  CHECK(results[2].error == "action timed out after 20 ms while 'w' was reloading");
-  CHECK(reg.release("w") == 0);
-  reg.close(nullptr);
-  l.run();
-}
-
-TEST_CASE("actions: a staged owner's registrations wait for commit; names taken by then are refused") {
-  Loop l;
-  ActionRegistry reg(&l.loop, 1000);
-  auto fn = [](void*, hostlet_call*, const hostlet_attr*, size_t) { return 0; };
-  auto* old_owner = reinterpret_cast<hostlet::Instance*>(0x1000);
-  auto* new_owner = reinterpret_cast<hostlet::Instance*>(0x2000);
-  REQUIRE(reg.add_plugin("w.a", old_owner, fn, nullptr) == 0);
-  REQUIRE(reg.add_plugin("w.keep", old_owner, fn, nullptr) == 0);
-  reg.stage(new_owner);
-  CHECK(reg.add_plugin("w.a", new_owner, fn, nullptr) == 0);  // same name as the old one: fine while staged
-  CHECK(reg.add_plugin("w.a", new_owner, fn, nullptr) == -EEXIST);
-  CHECK(reg.add_plugin("w.b", new_owner, fn, nullptr) == 0);
-  CHECK(reg.add_plugin("bad..name", new_owner, fn, nullptr) == -EINVAL);
-  CHECK(reg.find("w.a")->owner == old_owner);
-  CHECK_FALSE(reg.exists("w.b"));
-  reg.remove_owner(old_owner);
-  REQUIRE(reg.add_plugin("w.b", old_owner, fn, nullptr) == 0);  // taken by someone else meanwhile
-  auto refused = reg.commit(new_owner);
-  CHECK(refused == std::vector<std::string>{"w.b"});
-  CHECK(reg.find("w.a")->owner == new_owner);
-  CHECK(reg.find("w.b")->owner == old_owner);
-  CHECK_FALSE(reg.exists("w.keep"));
-  // After commit the owner registers directly again.
-  CHECK(reg.add_plugin("w.c", new_owner, fn, nullptr) == 0);
-  CHECK(reg.exists("w.c"));
-  reg.stage(old_owner);
-  CHECK(reg.add_plugin("w.z", old_owner, fn, nullptr) == 0);
-  reg.discard(old_owner);
-  CHECK_FALSE(reg.exists("w.z"));
-  reg.close(nullptr);
-  l.run();
 }

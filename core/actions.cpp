@@ -1,0 +1,266 @@
+#include "actions.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+
+#include "json_check.hpp"
+
+namespace hostlet {
+
+struct PendingCall {
+  ActionRegistry* reg = nullptr;
+  ActionOwner* owner = nullptr;
+  Attrs attrs;
+  ActionRegistry::ResultFn cb;  // empty once the caller has its answer
+  uint64_t deadline_ns = 0;     // 0 = none
+  std::list<std::unique_ptr<hostlet_call>>::iterator it;  // in pending_ or orphans_
+  bool orphan = false;          // in orphans_ rather than pending_
+};
+
+}  // namespace hostlet
+
+// The ABI's opaque call handle is a PendingCall.
+struct hostlet_call : hostlet::PendingCall {};
+
+namespace hostlet {
+
+ActionRegistry::ActionRegistry(uv_loop_t* loop, uint64_t timeout_ms) : loop_(loop), timeout_ms_(timeout_ms) {
+  uv_timer_init(loop_, &timer_);
+  timer_.data = this;
+  uv_unref(reinterpret_cast<uv_handle_t*>(&timer_));
+}
+
+ActionRegistry::~ActionRegistry() = default;
+
+static bool valid_action_name(std::string_view name) {
+  if (name.empty() || name.size() > 256 || name.front() == '.' || name.back() == '.') return false;
+  for (char ch : name)
+    if (!(isalnum(static_cast<unsigned char>(ch)) || ch == '.' || ch == '_' || ch == '-')) return false;
+  return name.find("..") == std::string_view::npos;
+}
+
+int ActionRegistry::add_plugin(std::string name, ActionOwner* owner, hostlet_action_fn fn, void* arg) {
+  if (!fn || !valid_action_name(name)) return -EINVAL;
+  if (auto st = staged_.find(owner); st != staged_.end()) {
+    for (const auto& e : st->second)
+      if (e.name == name) return -EEXIST;
+    st->second.push_back(Entry{std::move(name), owner, fn, arg});
+    return 0;
+  }
+  if (entries_.count(name)) return -EEXIST;
+  Entry e{name, owner, fn, arg};
+  entries_.emplace(std::move(name), std::move(e));
+  return 0;
+}
+
+void ActionRegistry::remove_owner(ActionOwner* owner) {
+  std::erase_if(entries_, [&](const auto& kv) { return kv.second.owner == owner; });
+}
+
+bool ActionRegistry::exists(std::string_view name) const { return find(name) != nullptr; }
+
+const ActionRegistry::Entry* ActionRegistry::find(std::string_view name) const {
+  auto it = entries_.find(std::string(name));
+  return it == entries_.end() ? nullptr : &it->second;
+}
+
+std::vector<std::string> ActionRegistry::names() const {
+  std::vector<std::string> v;
+  for (const auto& kv : entries_) v.push_back(kv.first);
+  std::sort(v.begin(), v.end());
+  return v;
+}
+
+void ActionRegistry::arm_timer() {
+  if (timeout_ms_ > 0 && !uv_is_active(reinterpret_cast<uv_handle_t*>(&timer_))) {
+    uint64_t tick = timeout_ms_ < 400 ? timeout_ms_ / 4 + 1 : 100;
+    uv_timer_start(&timer_, &ActionRegistry::on_timer, tick, tick);
+  }
+}
+
+int ActionRegistry::call(std::string_view name, Attrs attrs, ResultFn cb) {
+  if (!holding_.empty()) {
+    auto h = holding_.find(std::string(name.substr(0, name.find('.'))));
+    if (h != holding_.end() && name.find('.') != std::string_view::npos) {
+      if (h->second.count >= h->second.max) {
+        cb(ActionResult::failure("instance '" + h->first + "' is reloading and already holds " +
+                                 std::to_string(h->second.count) + " calls; try again"));
+        return 0;
+      }
+      h->second.count++;
+      uint64_t deadline = timeout_ms_ > 0 ? uv_hrtime() + timeout_ms_ * 1000000ull : 0;
+      held_.push_back(HeldCall{std::string(name), h->first, std::move(attrs), std::move(cb), deadline});
+      arm_timer();
+      return 0;
+    }
+  }
+  auto it = entries_.find(std::string(name));
+  if (it == entries_.end()) return -ENOENT;
+  Entry& e = it->second;
+  if (e.owner && !e.owner->accepting_calls()) {
+    cb(ActionResult::failure("instance '" + e.owner->name() + "' is not running"));
+    return 0;
+  }
+  pending_.push_back(std::make_unique<hostlet_call>());
+  hostlet_call* c = pending_.back().get();
+  c->it = std::prev(pending_.end());
+  c->reg = this;
+  c->owner = e.owner;
+  c->attrs = std::move(attrs);
+  c->cb = std::move(cb);
+  if (timeout_ms_ > 0) c->deadline_ns = uv_hrtime() + timeout_ms_ * 1000000ull;
+  arm_timer();
+  std::vector<hostlet_attr> cattrs = c_attrs(c->attrs);
+  int r = e.owner->invoke_action(e.fn, e.arg, c, cattrs.data(), cattrs.size());
+  if (r != 0) {
+    // not accepted: the plugin must not answer; we do, and free the record
+    finish(c, ActionResult::failure(std::string("action refused: ") + hostlet_strerror(r)));
+    release(c);
+  }
+  return 0;
+}
+
+void ActionRegistry::finish(PendingCall* c, ActionResult&& r) {
+  if (!c->cb) return;
+  auto cb = std::move(c->cb);
+  c->cb = nullptr;
+  if (!c->orphan) {
+    orphans_.splice(orphans_.end(), pending_, c->it);  // iterators stay valid
+    c->orphan = true;
+  }
+  cb(std::move(r));
+}
+
+void ActionRegistry::release(PendingCall* c) {
+  (c->orphan ? orphans_ : pending_).erase(c->it);  // frees c
+}
+
+const char* ActionRegistry::call_attr(hostlet_call* c, const char* key) {
+  if (!c || !key) return nullptr;
+  const std::string* v = find_attr(c->attrs, key);
+  return v ? v->c_str() : nullptr;
+}
+
+int ActionRegistry::reply_ok(hostlet_call* c, const hostlet_attr* attrs, size_t n, const char* data_json) {
+  if (!c) return -EINVAL;
+  ActionResult r;
+  r.ok = true;
+  int ret = 0;
+  for (size_t i = 0; i < n; i++)
+    if (attrs[i].key && attrs[i].value) r.attrs.emplace_back(attrs[i].key, attrs[i].value);
+  if (data_json) {
+    const std::string_view text(data_json);  // one strlen for the check and the copy
+    if (!json_valid(text)) {
+      r = ActionResult::failure("the plugin answered with invalid JSON data");
+      if (c->owner) c->owner->log_error("action answered with invalid JSON data");
+      ret = -EINVAL;
+    } else {
+      // On one line, as hostlet_result promises: valid JSON holds raw line
+      // breaks only as whitespace between tokens, so blanking them keeps the
+      // value and lets line-based consumers (unixsock replies) copy it as is.
+      r.data_json.assign(text);
+      for (char brk : {'\n', '\r'})
+        for (size_t at = r.data_json.find(brk); at != std::string::npos; at = r.data_json.find(brk, at + 1))
+          r.data_json[at] = ' ';
+    }
+  }
+  c->reg->finish(c, std::move(r));
+  c->reg->release(c);
+  return ret;
+}
+
+int ActionRegistry::reply_error(hostlet_call* c, const char* message) {
+  if (!c) return -EINVAL;
+  c->reg->finish(c, ActionResult::failure(message && *message ? message : "unspecified error"));
+  c->reg->release(c);
+  return 0;
+}
+
+void ActionRegistry::on_timer(uv_timer_t* t) {
+  auto* self = static_cast<ActionRegistry*>(t->data);
+  uint64_t now = uv_hrtime();
+  while (!self->pending_.empty()) {
+    PendingCall* c = self->pending_.front().get();
+    if (c->deadline_ns == 0 || c->deadline_ns > now) break;
+    std::string who = c->owner ? c->owner->name() : "hostlet";
+    self->finish(c, ActionResult::failure("action timed out after " + std::to_string(self->timeout_ms_) +
+                                          " ms without an answer from '" + who + "'"));
+  }
+  while (!self->held_.empty() && self->held_.front().deadline_ns && self->held_.front().deadline_ns <= now) {
+    HeldCall c = std::move(self->held_.front());
+    self->held_.pop_front();
+    if (auto h = self->holding_.find(c.instance); h != self->holding_.end()) h->second.count--;
+    c.cb(ActionResult::failure("action timed out after " + std::to_string(self->timeout_ms_) + " ms while '" +
+                               c.instance + "' was reloading"));
+  }
+  if (self->pending_.empty() && self->held_.empty()) uv_timer_stop(&self->timer_);
+}
+
+size_t ActionRegistry::pending_for(const ActionOwner* owner) const {
+  size_t n = 0;
+  for (const auto& c : pending_) n += c->owner == owner;
+  return n;
+}
+
+void ActionRegistry::stage(ActionOwner* owner) { staged_[owner]; }
+
+std::vector<std::string> ActionRegistry::commit(ActionOwner* owner) {
+  std::vector<std::string> refused;
+  auto st = staged_.find(owner);
+  if (st == staged_.end()) return refused;
+  std::vector<Entry> entries = std::move(st->second);
+  staged_.erase(st);
+  for (auto& e : entries) {
+    if (entries_.count(e.name)) {
+      refused.push_back(e.name);
+      continue;
+    }
+    std::string key = e.name;
+    entries_.emplace(std::move(key), std::move(e));
+  }
+  return refused;
+}
+
+void ActionRegistry::discard(ActionOwner* owner) { staged_.erase(owner); }
+
+void ActionRegistry::hold(const std::string& instance, size_t max) { holding_[instance] = Holding{max ? max : 1, 0}; }
+
+size_t ActionRegistry::release(const std::string& instance) {
+  holding_.erase(instance);
+  std::vector<HeldCall> mine;
+  std::deque<HeldCall> rest;
+  for (auto& c : held_) (c.instance == instance ? mine.emplace_back(std::move(c)) : rest.emplace_back(std::move(c)));
+  held_.swap(rest);
+  for (auto& c : mine) {
+    auto cb = c.cb;  // call() consumes its copy only when the action exists
+    if (call(c.name, std::move(c.attrs), std::move(c.cb)) == -ENOENT)
+      cb(ActionResult::failure("no such action '" + c.name + "' (after the reload of '" + instance + "')"));
+  }
+  return mine.size();
+}
+
+void ActionRegistry::fail_owner_calls(ActionOwner* owner, const std::string& why) {
+  for (auto it = pending_.begin(); it != pending_.end();) {
+    PendingCall* c = (it++)->get();
+    if (c->owner == owner) finish(c, ActionResult::failure(why));
+  }
+}
+
+void ActionRegistry::free_owner_calls(ActionOwner* owner) {
+  fail_owner_calls(owner, "instance destroyed");
+  for (auto it = orphans_.begin(); it != orphans_.end();) {
+    PendingCall* c = (it++)->get();
+    if (c->owner == owner) release(c);
+  }
+}
+
+void ActionRegistry::close(std::function<void()> cb) {
+  close_cb_ = std::move(cb);
+  uv_close(reinterpret_cast<uv_handle_t*>(&timer_), [](uv_handle_t* h) {
+    auto* self = static_cast<ActionRegistry*>(h->data);
+    if (self->close_cb_) self->close_cb_();
+  });
+}
+
+}  // namespace hostlet
