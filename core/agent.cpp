@@ -10,6 +10,7 @@
 
 #include "control.hpp"
 #include "reload.hpp"
+#include "version.h"
 
 namespace hostlet {
 
@@ -237,7 +238,7 @@ void Agent::finish_shutdown() {
     // wait for the very work that outlived its deadline.
     log(Level::Error, "hostlet", "shutdown deadline passed with offloaded work still running; exiting without waiting");
     fflush(stdout);
-    _exit(2);
+    _exit(kExitStuckWork);
   }
   // Every instance is stopped and destroyed: free them once their lanes closed.
   for (auto& up : instances_) dispose(std::move(up));
@@ -332,7 +333,7 @@ int Agent::run() {
   if (!control_->can_listen(config_.agent.control_socket, cerr)) {
     log(Level::Error, "hostlet", "control socket: %s", cerr.c_str());
     control_.reset();
-    exit_code_ = 1;
+    exit_code_ = kExitConfig;
     request_shutdown();
   } else {
     uv_signal_init(&loop_, &sigint_);
@@ -341,8 +342,8 @@ int Agent::run() {
     auto on_signal = [](uv_signal_t* s, int signum) {
       auto* self = static_cast<Agent*>(s->data);
       if (self->shutting_down_) {
-        log(Level::Warn, "hostlet", "signal %d during shutdown: exiting now", signum);
-        _exit(1);
+        log(Level::Warn, "hostlet", "signal %d during shutdown: exiting now (status %d)", signum, kExitSignalled);
+        _exit(kExitSignalled);
       }
       log(Level::Info, "hostlet", "received %s", signum == SIGINT ? "SIGINT" : "SIGTERM");
       self->request_shutdown();
@@ -370,7 +371,7 @@ int Agent::run() {
     if (!control_->listen(config_.agent.control_socket, config_.agent.control_mode, cerr)) {
       log(Level::Error, "hostlet", "control socket: %s", cerr.c_str());
       control_.reset();
-      exit_code_ = 1;
+      exit_code_ = kExitConfig;
       request_shutdown();
     }
     if (control_)

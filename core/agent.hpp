@@ -22,6 +22,15 @@ namespace hostlet {
 class ControlServer;
 class Reloader;
 
+// The agent's exit statuses (README "Running"; main.cpp's usage text).
+enum ExitStatus : int {
+  kExitOk = 0,           // a clean stop
+  kExitConfig = 1,       // a config or start-up error (and --check finding errors)
+  kExitStuckWork = 2,    // the shutdown deadline passed with offloaded work still running
+  kExitSignalled = 3,    // a second SIGINT/SIGTERM during shutdown: exited at once
+  kExitUsage = 64,       // a bad command line (EX_USAGE)
+};
+
 extern const char kDefaultConfig[];  // etc/hostlet.yaml, embedded at build time
 
 struct AgentOptions {

@@ -13,6 +13,7 @@
 #include "agent.hpp"
 #include "reload.hpp"
 #include "log.hpp"
+#include "version.h"
 
 namespace hostlet {
 

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "agent.hpp"
+#include "version.h"
 
 namespace {
 void usage(FILE* f) {
@@ -21,7 +22,8 @@ void usage(FILE* f) {
           "  -h, --help            this text\n"
           "\n"
           "Exit status: 0 clean stop, 1 config or start-up error, 2 shutdown deadline passed\n"
-          "with offloaded work still running, 64 bad command line.\n");
+          "with offloaded work still running, 3 a second signal during shutdown (exited at\n"
+          "once), 64 bad command line.\n");
 }
 }  // namespace
 
@@ -32,7 +34,7 @@ int main(int argc, char** argv) {
     auto value = [&](const char* what) -> const char* {
       if (i + 1 >= argc) {
         fprintf(stderr, "hostlet: %s needs a value\n", what);
-        exit(64);
+        exit(hostlet::kExitUsage);
       }
       return argv[++i];
     };
@@ -47,7 +49,7 @@ int main(int argc, char** argv) {
       hostlet::Level l;
       if (!hostlet::parse_log_level(v, l)) {
         fprintf(stderr, "hostlet: unknown log level '%s' (error, warn, info, debug)\n", v.c_str());
-        return 64;
+        return hostlet::kExitUsage;
       }
       opts.log_level = l;
     } else if (a == "--version") {
@@ -59,7 +61,7 @@ int main(int argc, char** argv) {
     } else {
       fprintf(stderr, "hostlet: unknown argument '%s'\n", a.c_str());
       usage(stderr);
-      return 64;
+      return hostlet::kExitUsage;
     }
   }
   hostlet::Agent agent(opts);

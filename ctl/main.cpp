@@ -17,6 +17,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "version.h"
+
 using json = nlohmann::json;
 
 namespace {

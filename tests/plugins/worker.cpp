@@ -83,6 +83,33 @@ class Worker final : public hostlet::Plugin {
       }
       call.ok();
     });
+    // call_later {action, ...}: calls `action` with the other attributes and
+    // answers at once; the answer, when it comes, is logged (liveness tests
+    // reload or stop this instance before it comes).
+    host.action("call_later", [this](hostlet::Call& call) {
+      std::string action = call.require("action");
+      hostlet::Attrs pass;
+      for (const char* k : {"ms", "name"})
+        if (const char* v = call.attr(k)) pass.emplace_back(k, v);
+      int r = this->host().call(action.c_str(), pass, [this, action](const hostlet::Result& res) {
+        this->host().log(HOSTLET_LOG_INFO, "v%s call_later %s answered: %s", FIXTURE_VERSION, action.c_str(),
+                         res.ok ? "ok" : res.error.c_str());
+      });
+      if (r != 0) return call.error(hostlet_strerror(r));
+      call.ok();
+    });
+    // track_later {type}: publishes a tracked event and answers at once; the
+    // completion, when it comes, is logged with its number of outcomes.
+    host.action("track_later", [this](hostlet::Call& call) {
+      std::string type = call.require("type");
+      int r = this->host().publish_tracked(type.c_str(), {{"from", "worker"}},
+                                           [this, type](uint64_t, const hostlet_outcome*, size_t n) {
+                                             this->host().log(HOSTLET_LOG_INFO, "v%s track_later %s done: %zu outcome(s)",
+                                                              FIXTURE_VERSION, type.c_str(), n);
+                                           });
+      if (r != 0) return call.error(hostlet_strerror(r));
+      call.ok();
+    });
     // throw: the handler throws; the wrapper answers with the message
     host.action("throw", [](hostlet::Call&) -> void { throw std::runtime_error("thrown on purpose"); });
   }
@@ -118,6 +145,8 @@ const hostlet_action_info kActions[] = {
     {"drop", "", "never answers"},
     {"throw", "", "throws from the handler"},
     {"spin", "ms", "busy-waits on the loop thread (to test the lag monitor)"},
+    {"call_later", "action, ms, name", "calls an action, answers at once, logs its answer"},
+    {"track_later", "type", "publishes a tracked event, answers at once, logs its completion"},
     {nullptr, nullptr, nullptr},
 };
 const hostlet_event_info kEvents[] = {

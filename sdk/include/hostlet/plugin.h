@@ -23,6 +23,17 @@
  *   peer is gone fails with EPIPE instead of killing the agent (libvirt's
  *   client, for one, writes its socket with write(2)). Plugins leave signal
  *   dispositions alone.
+ * - Liveness: nothing calls into an instance after its destroy. Every callback
+ *   the host owes an instance -- an answer to call_action, the completion of
+ *   publish_tracked, a post, a timer, a watch, an event -- is checked against
+ *   the instance (and its generation: a reloaded instance is a new one) before
+ *   it runs. Timers, watches and subscriptions stop at the instance's stop. An
+ *   answer or a tracked completion still owed when destroy comes is delivered
+ *   just before destroy, as an error ("instance 'NAME' is being destroyed";
+ *   a tracked event with no outcomes), so that "exactly once" holds and the
+ *   plugin can free what it attached to it; the real answer, should it come
+ *   later, is dropped. A post still queued at destroy is dropped (its cb never
+ *   runs: free its arg in destroy if it owns memory).
  * - Compatibility: the host loads a plugin when the majors are equal and the
  *   host's minor is >= the plugin's. Structs that carry a leading size field
  *   only grow at their end; a reader checks the size before touching a field
@@ -303,6 +314,7 @@ typedef struct hostlet_host_api {
   const char *(*instance_name)(hostlet_host *host);
   /** Writes one log line "LEVEL [instance] message". Thread-safe. */
   void (*log)(hostlet_host *host, hostlet_log_level level, const char *fmt, ...) HOSTLET_PRINTF(3, 4);
+  /** log() with a va_list. Thread-safe. */
   void (*logv)(hostlet_host *host, hostlet_log_level level, const char *fmt, va_list ap);
   /** Monotonic time in nanoseconds. Thread-safe. */
   uint64_t (*now_ns)(hostlet_host *host);
@@ -353,7 +365,9 @@ typedef struct hostlet_host_api {
   /**
    * Calls cb when fd has any of `events` (HOSTLET_WATCH_*). The plugin keeps
    * ownership of fd and closes it only after watch_close. One watch per fd.
-   * \return 0 and *out; -EEXIST fd already watched; -EBADF; -ESHUTDOWN.
+   * \return 0 and *out; -EEXIST fd already watched; -EBADF fd not open;
+   *         -EPERM fd cannot be polled (a regular file); -ENOMEM;
+   *         -ESHUTDOWN instance stopping; -EINVAL host, cb or out NULL.
    */
   int (*watch_fd)(hostlet_host *host, int fd, unsigned events, hostlet_watch_fn cb, void *arg,
                   hostlet_watch **out);
@@ -363,9 +377,10 @@ typedef struct hostlet_host_api {
   void (*watch_close)(hostlet_watch *watch);
   /**
    * Runs cb(arg) on the loop thread soon. Thread-safe: the way for a pool
-   * thread or a library's own thread to hand something to the loop.
-   * cb is not called once the instance has been destroyed.
-   * \return 0; -ENOMEM; -ESHUTDOWN instance destroyed or stopping.
+   * thread or a library's own thread to hand something to the loop. Allowed
+   * until destroy returns (`host` is freed after it); cb runs also while the
+   * instance stops, and is dropped if the instance is destroyed first.
+   * \return 0; -EINVAL host or cb NULL.
    */
   int (*post)(hostlet_host *host, hostlet_post_fn cb, void *arg);
 
@@ -380,7 +395,8 @@ typedef struct hostlet_host_api {
   /**
    * publish() that also reports when the event's consequences are over:
    * done(arg, id, outcomes, n) runs exactly once, on the loop thread, after
-   * the event was dispatched and every action a rule started for it answered.
+   * the event was dispatched and every action a rule started for it answered
+   * (or, with n = 0, just before the instance's destroy if that comes first).
    * *id_out (may be NULL) receives the event id.
    * \return 0 queued (done will run); -EAGAIN queue full (done will not run); -EINVAL.
    */
@@ -415,8 +431,10 @@ typedef struct hostlet_host_api {
   int (*call_reply_error)(hostlet_call *call, const char *message);
   /**
    * Calls any registered action by full name; cb(arg, result) runs on the loop
-   * thread exactly once, never before call_action returns.
-   * \return 0; -ENOENT no such action; -ESHUTDOWN; -EINVAL.
+   * thread exactly once, never before call_action returns (or, with an
+   * error result, just before the caller's destroy if that comes first).
+   * \return 0 (cb will run); -ENOENT no such action; -ENOMEM; -EINVAL
+   *         (cb will not run).
    */
   int (*call_action)(hostlet_host *host, const char *action, const hostlet_attr *attrs,
                      size_t n_attrs, hostlet_result_fn cb, void *arg);
@@ -456,7 +474,9 @@ typedef struct hostlet_host_api {
  *                            inside stop). The host closes the timers, watches and
  *                            subscriptions it handed out, and reports queued work as
  *                            -ESHUTDOWN.
- *   destroy(state)           free the state. No callback of the plugin runs after it.
+ *   destroy(state)           free the state. Answers still owed arrive just before it
+ *                            (see "Liveness" above); no callback of the plugin runs
+ *                            after it.
  */
 typedef struct hostlet_plugin {
   /* Versions this plugin was built against; set with HOSTLET_PLUGIN_HEADER. */
