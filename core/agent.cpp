@@ -27,87 +27,7 @@ Agent::Agent(AgentOptions opts) : opts_(std::move(opts)) {}
 
 Agent::~Agent() = default;
 
-void dispose_instance(std::unique_ptr<Instance> inst, std::function<void()> after) {
-  Instance* raw = inst.release();
-  raw->lane().close([raw, after = std::move(after)] {
-    delete raw;
-    if (after) after();
-  });
-}
-
 static void dispose(std::unique_ptr<Instance> inst) { dispose_instance(std::move(inst)); }
-
-void Agent::set_info(const std::string& name, bool loaded, const std::string& result) {
-  InstanceInfo* info = nullptr;
-  for (auto& [n, i] : infos_)
-    if (n == name) info = &i;
-  if (!info) {
-    infos_.push_back({name, InstanceInfo{0, "", 0}});
-    info = &infos_.back().second;
-  }
-  if (loaded) info->loads++;
-  info->last_result = result;
-  info->last_time_ms = realtime_ms();
-}
-
-void Agent::drop_info(const std::string& name) {
-  std::erase_if(infos_, [&](const auto& p) { return p.first == name; });
-}
-
-void Agent::retire(std::unique_ptr<Instance> inst, uint64_t ms, std::function<void(bool)> then) {
-  Instance* raw = inst.release();
-  raw->stop(ms, [this, raw, then = std::move(then)](bool finished) {
-    std::unique_ptr<Instance> up(raw);
-    if (finished) {
-      up->destroy();
-      dispose(std::move(up));
-    } else {
-      // Its late work may still call into it: keep the record and the code.
-      pinned_.push_back(up->library());
-      (void)up.release();
-    }
-    if (then) then(finished);
-  });
-}
-
-std::unique_ptr<Instance> Agent::make_instance(const InstanceSection& sec, const std::shared_ptr<Library>& lib,
-                                               const std::string& file, bool staged, ConfigErrors& errs) {
-  ConfigValues values;
-  Mark where = sec.config_mark.line ? sec.config_mark : sec.mark;
-  size_t before = errs.size();
-  validate_plugin_config(file, sec.config, where, lib->desc()->config, values, errs);
-  if (errs.size() != before) return nullptr;
-  auto inst = std::make_unique<Instance>(core_, sec, lib, std::move(values), file);
-  if (staged) {
-    actions_->stage(inst.get());
-    bus_->park(inst.get());
-  }
-  int r = inst->init();
-  if (r != 0) {
-    if (staged) {
-      actions_->discard(inst.get());
-      bus_->release(inst.get(), nullptr);
-    }
-    dispose(std::move(inst));
-    errs.push_back({file, sec.mark,
-                    "instance '" + sec.name + "': plugin '" + lib->desc()->name + "' rejected its config: " +
-                        hostlet_strerror(r) + " (init failed)"});
-    return nullptr;
-  }
-  return inst;
-}
-
-Instance* Agent::find_instance(std::string_view name) const {
-  for (const auto& i : instances_)
-    if (i->name() == name) return i.get();
-  return nullptr;
-}
-
-const InstanceInfo* Agent::info(const std::string& name) const {
-  for (const auto& [n, i] : infos_)
-    if (n == name) return &i;
-  return nullptr;
-}
 
 int Agent::print_errors(const ConfigErrors& errs) const {
   for (const auto& e : errs) fprintf(stderr, "%s\n", e.str().c_str());
@@ -153,11 +73,11 @@ bool Agent::create_instances(ConfigErrors& errs, bool strict) {
     if (!path.empty()) lib = Library::load(path, err);
     if (!lib) {
       mine.push_back({config_.file, sec.plugin_mark, "instance '" + sec.name + "': " + err});
-    } else if (auto inst = make_instance(sec, lib, config_.file, false, mine)) {
+    } else if (auto inst = instances_.make(sec, lib, config_.file, false, mine)) {
       log(Level::Info, sec.name, "loaded %s %s from %s", lib->desc()->name,
           lib->desc()->version ? lib->desc()->version : "", path.c_str());
-      set_info(sec.name, true, "ok");
-      instances_.push_back(std::move(inst));
+      instances_.set_info(sec.name, true, "ok");
+      instances_.add(std::move(inst));
     }
     if (!mine.empty()) {
       all_ok = false;
@@ -171,18 +91,17 @@ bool Agent::create_instances(ConfigErrors& errs, bool strict) {
 }
 
 void Agent::start_instances() {
-  for (size_t i = 0; i < instances_.size(); i++) {
-    Instance* inst = instances_[i].get();
+  std::vector<Instance*> failed;
+  for (const auto& inst : instances_.all()) {
     if (inst->start() == 0) {
       log(Level::Info, inst->name(), "started");
       continue;
     }
     log(Level::Error, inst->name(), "failed to start; instance skipped, the others run");
-    set_info(inst->name(), false, "failed: start failed");
-    retire(std::move(instances_[i]), config_.agent.shutdown_timeout_ms);
-    instances_.erase(instances_.begin() + static_cast<std::ptrdiff_t>(i));
-    i--;
+    instances_.set_info(inst->name(), false, "failed: start failed");
+    failed.push_back(inst.get());
   }
+  for (Instance* inst : failed) instances_.retire(instances_.take(inst), config_.agent.shutdown_timeout_ms);
 }
 
 void Agent::request_shutdown() {
@@ -215,7 +134,7 @@ void Agent::stop_next_instance() {
     finish_shutdown();
     return;
   }
-  Instance* inst = instances_[--stop_index_].get();
+  Instance* inst = instances_.all()[--stop_index_].get();
   inst->stop(config_.agent.shutdown_timeout_ms, [this, inst](bool finished) {
     if (finished) {
       inst->destroy();
@@ -223,7 +142,7 @@ void Agent::stop_next_instance() {
       // Work of this plugin may still finish and call its done callback:
       // keep its state and code alive (we exit without freeing it).
       stuck_work_ = true;
-      pinned_.push_back(inst->library());
+      instances_.pin(inst->library());
     }
     stop_next_instance();
   });
@@ -241,8 +160,7 @@ void Agent::finish_shutdown() {
     _exit(kExitStuckWork);
   }
   // Every instance is stopped and destroyed: free them once their lanes closed.
-  for (auto& up : instances_) dispose(std::move(up));
-  instances_.clear();
+  for (auto& up : instances_.take_all()) dispose(std::move(up));
   close_core_handles();
 }
 
@@ -268,15 +186,12 @@ int Agent::check() {
   rules_->compile(config_.rules, config_.file, errs);
   rules_->check_actions(errs);
   // Undo: instances were only inited.
-  for (auto& inst : instances_) {
-    inst->stop(config_.agent.shutdown_timeout_ms, [](bool) {});
-  }
+  for (const auto& inst : instances_.all()) inst->stop(config_.agent.shutdown_timeout_ms, [](bool) {});
   uv_run(&loop_, UV_RUN_DEFAULT);
-  for (auto& up : instances_) {
+  for (auto& up : instances_.take_all()) {
     up->destroy();
     dispose(std::move(up));
   }
-  instances_.clear();
   close_core_handles();
   uv_run(&loop_, UV_RUN_DEFAULT);
   int rc = uv_loop_close(&loop_);
@@ -350,7 +265,8 @@ int Agent::run() {
     };
     uv_signal_start(&sigint_, on_signal, SIGINT);
     uv_signal_start(&sigterm_, on_signal, SIGTERM);
-    reloader_ = std::make_unique<Reloader>(*this);
+    reloader_ = std::make_unique<Reloader>(
+        ReloadTarget{core_, instances_, *rules_, config_, opts_.config_path, config_dir_, opts_.log_level.has_value()});
     // SIGHUP: re-read the config file and apply the difference.
     uv_signal_init(&loop_, &sighup_);
     sighup_.data = this;

@@ -12,9 +12,10 @@
 
 #include "bus.hpp"
 #include "config.hpp"
+#include "default_config.hpp"
+#include "instances.hpp"
 #include "lag.hpp"
 #include "log.hpp"
-#include "instance.hpp"
 #include "rules.hpp"
 
 namespace hostlet {
@@ -31,24 +32,12 @@ enum ExitStatus : int {
   kExitUsage = 64,       // a bad command line (EX_USAGE)
 };
 
-extern const char kDefaultConfig[];  // etc/hostlet.yaml, embedded at build time
 
 struct AgentOptions {
   std::string config_path;         // empty: the embedded default
   bool check_only = false;         // --check
   std::optional<Level> log_level;  // --log-level overrides agent.log_level
 };
-
-// Reload bookkeeping shown by `hostlet-ctl status`.
-struct InstanceInfo {
-  uint64_t loads = 0;
-  std::string last_result = "loaded";  // "ok", "failed: why", ...
-  uint64_t last_time_ms = 0;           // CLOCK_REALTIME ms of the last load/reload
-};
-
-// Frees an instance once its lane's handles are closed (destroy() ran, or
-// init never succeeded); `after` runs once it is freed.
-void dispose_instance(std::unique_ptr<Instance> inst, std::function<void()> after = {});
 
 class Agent {
  public:
@@ -65,9 +54,10 @@ class Agent {
   // For the control socket.
   Core& core() { return core_; }
   const Config& config() const { return config_; }
-  const std::vector<std::unique_ptr<Instance>>& instances() const { return instances_; }
-  Instance* find_instance(std::string_view name) const;
-  const InstanceInfo* info(const std::string& name) const;
+  InstanceSet& instance_set() { return instances_; }
+  const std::vector<std::unique_ptr<Instance>>& instances() const { return instances_.all(); }
+  Instance* find_instance(std::string_view name) const { return instances_.find(name); }
+  const InstanceInfo* info(const std::string& name) const { return instances_.info(name); }
   RuleEngine& rules() { return *rules_; }
   ControlServer* control() { return control_.get(); }
   Reloader* reloader() { return reloader_.get(); }
@@ -75,19 +65,7 @@ class Agent {
   void request_shutdown();
 
  private:
-  friend class Reloader;
   bool load_config(ConfigErrors& errs);
-  // Validates `sec.config` against the library's schema and inits an
-  // instance; null with errors added on failure. `staged`: its actions and
-  // subscriptions are kept aside until a reload swaps it in.
-  std::unique_ptr<Instance> make_instance(const InstanceSection& sec, const std::shared_ptr<Library>& lib,
-                                          const std::string& file, bool staged, ConfigErrors& errs);
-  void set_info(const std::string& name, bool loaded, const std::string& result);
-  void drop_info(const std::string& name);
-  // Stops (deadline: ms), destroys and frees an instance no longer in
-  // instances_; one whose work outlived the deadline is kept (with its
-  // library) rather than freed under a running work item.
-  void retire(std::unique_ptr<Instance> inst, uint64_t ms, std::function<void(bool finished)> then = {});
   // Loads, validates and inits every instance; failures are reported (as
   // errors in check mode, as log lines otherwise) and the instance skipped.
   bool create_instances(ConfigErrors& errs, bool strict);
@@ -111,10 +89,7 @@ class Agent {
   std::unique_ptr<RuleEngine> rules_;
   std::unique_ptr<ControlServer> control_;
   std::unique_ptr<Reloader> reloader_;
-  std::vector<std::unique_ptr<Instance>> instances_;
-  std::vector<std::pair<std::string, InstanceInfo>> infos_;
-  // Libraries whose code may still run on a pool thread past a drain deadline.
-  std::vector<std::shared_ptr<Library>> pinned_;
+  InstanceSet instances_{core_};
   uv_signal_t sigint_{}, sigterm_{}, sighup_{};
   uv_work_t pool_warmup_{};
   bool shutting_down_ = false;

@@ -4,9 +4,9 @@
 #include <cstring>
 #include <filesystem>
 
-#include "agent.hpp"
+#include "default_config.hpp"
+#include "lag.hpp"
 #include "log.hpp"
-#include "rules.hpp"
 
 namespace hostlet {
 
@@ -72,19 +72,17 @@ struct Reloader::Job {
   ReloadOutcome out;
 };
 
+// A `watch: true` instance's .so file: an fs event on its directory, and a
+// settle timer. Destroying it closes both handles.
 struct Reloader::Watch {
   Reloader* self;
   std::string name, path, dir, file;
-  uv_fs_event_t ev{};
-  uv_timer_t settle{};
-  int open_handles = 0;
+  UvPtr<uv_fs_event_t> ev;
+  UvPtr<uv_timer_t> settle;
 };
 
-Reloader::Reloader(Agent& agent) : agent_(agent) {
-  kick_ = new uv_timer_t;
-  uv_timer_init(agent_.core_.loop, kick_);
-  kick_->data = this;
-}
+Reloader::Reloader(ReloadTarget target)
+    : t_(std::move(target)), kick_(make_uv<uv_timer_t>(t_.core.loop, this, uv_timer_init)) {}
 
 Reloader::~Reloader() = default;
 
@@ -120,16 +118,16 @@ void Reloader::pump() {
   auto job = std::make_unique<Job>();
   job->self = this;
   job->name = current_->name;
-  job->config_path = agent_.opts_.config_path;
-  job->config_label = agent_.config_.file;
-  job->config_dir = agent_.config_dir_;
-  for (const auto& inst : agent_.instances_)
+  job->config_path = t_.config_path;
+  job->config_label = t_.config.file;
+  job->config_dir = t_.config_dir;
+  for (const auto& inst : t_.instances.all())
     job->running.push_back({inst->name(), section_key(inst->section()), inst->library()->path(),
                             inst->library()->file_id()});
   job->req.data = job.get();
   job_ = std::move(job);
   // Reading the file, copying the .so and dlopen() block: a pool thread does them.
-  int r = uv_queue_work(agent_.core_.loop, &job_->req, &Reloader::prepare, [](uv_work_t* w, int) {
+  int r = uv_queue_work(t_.core.loop, &job_->req, &Reloader::prepare, [](uv_work_t* w, int) {
     auto* j = static_cast<Job*>(w->data);
     j->self->prepared(j);
   });
@@ -205,13 +203,13 @@ void Reloader::prepare(uv_work_t* w) {
 void Reloader::fail_request(const std::string& error) {
   ReloadOutcome out;
   const std::string& name = job_->name;
-  if (Instance* inst = name.empty() ? nullptr : agent_.find_instance(name)) {
+  if (Instance* inst = name.empty() ? nullptr : t_.instances.find(name)) {
     ReloadItem item;
     item.name = name;
     item.action = "failed";
     item.version = item.previous = version_of(*inst->library());
     item.error = error + "; the old version keeps running";
-    agent_.set_info(name, false, "failed: " + item.error);
+    t_.instances.set_info(name, false, "failed: " + item.error);
     log(Level::Error, name, "reload failed: %s", item.error.c_str());
     out.summary = name + ": " + item.error;
     out.items.push_back(std::move(item));
@@ -226,7 +224,7 @@ void Reloader::prepared(Job* job) {
   if (!job->error.empty()) return fail_request(job->error);
   if (job->name.empty()) {
     ConfigErrors errs;
-    if (!agent_.rules_->compile(job->config.rules, job->config.file, errs)) return fail_request(joined(errs));
+    if (!t_.rules.compile(job->config.rules, job->config.file, errs)) return fail_request(joined(errs));
     apply_agent_section(job->config.agent);
   }
   // Adds and reloads first, then the rules, then removals: the old rules
@@ -240,13 +238,13 @@ void Reloader::next_op() {
   bool whole = j.name.empty();
   if (whole && !j.rules_active && (j.next == j.ops.size() || j.ops[j.next].kind == Op::Remove)) {
     ConfigErrors missing;
-    agent_.rules_->check_actions(missing);
+    t_.rules.check_actions(missing);
     for (const auto& e : missing)
       log(Level::Warn, "hostlet", "%s (the rule will fail when it fires)", e.str().c_str());
-    agent_.rules_->activate();
+    t_.rules.activate();
     j.rules_active = true;
-    j.out.rules = agent_.rules_->size();
-    agent_.config_.rules = j.config.rules;
+    j.out.rules = t_.rules.size();
+    t_.config.rules = j.config.rules;
   }
   if (j.next == j.ops.size()) {
     ReloadOutcome out = std::move(j.out);
@@ -290,7 +288,7 @@ void Reloader::op_done(Op& op, bool ok, const std::string& error) {
   if (!ok) op.item.action = "failed";
   op.item.ms = ms_since(op.t0);
   const std::string& name = op.item.name;
-  if (op.kind != Op::Remove) agent_.set_info(name, ok, ok ? "ok" : "failed: " + error);
+  if (op.kind != Op::Remove) t_.instances.set_info(name, ok, ok ? "ok" : "failed: " + error);
   if (ok) {
     std::string what = op.item.action == "removed" ? "removed (was version " + op.item.previous + ")"
                        : op.item.action == "added" ? "added version " + op.item.version
@@ -300,7 +298,7 @@ void Reloader::op_done(Op& op, bool ok, const std::string& error) {
         static_cast<unsigned long long>(op.item.ms), op.item.held_calls, op.item.held_events,
         error.empty() ? "" : "; ", error.c_str());
     // The running config now has this instance's section as loaded.
-    auto& secs = agent_.config_.plugins;
+    auto& secs = t_.config.plugins;
     auto it = std::find_if(secs.begin(), secs.end(), [&](const InstanceSection& s) { return s.name == name; });
     if (op.kind == Op::Remove) {
       if (it != secs.end()) secs.erase(it);
@@ -323,28 +321,25 @@ void Reloader::op_add(Op& op) {
   op.item.action = "added";
   if (!op.error.empty()) return op_done(op, false, op.error);
   ConfigErrors errs;
-  auto inst = agent_.make_instance(op.section, op.lib, job_->config.file, false, errs);
+  auto inst = t_.instances.make(op.section, op.lib, job_->config.file, false, errs);
   if (!inst) return op_done(op, false, joined(errs));
   op.item.version = version_of(*op.lib);
   if (int r = inst->start(); r != 0) {
-    agent_.retire(std::move(inst), agent_.config_.agent.reload_timeout_ms);
+    t_.instances.retire(std::move(inst), t_.config.agent.reload_timeout_ms);
     return op_done(op, false, std::string("start failed: ") + hostlet_strerror(r));
   }
-  agent_.instances_.push_back(std::move(inst));
+  t_.instances.add(std::move(inst));
   op_done(op, true, "");
 }
 
 void Reloader::op_remove(Op& op) {
   op.item.action = "removed";
-  auto& list = agent_.instances_;
-  auto it = std::find_if(list.begin(), list.end(), [&](const auto& i) { return i->name() == op.section.name; });
-  if (it == list.end()) return op_done(op, true, "");
-  op.item.previous = version_of(*(*it)->library());
-  std::unique_ptr<Instance> inst = std::move(*it);
-  list.erase(it);
-  agent_.drop_info(op.section.name);
+  std::unique_ptr<Instance> inst = t_.instances.take(t_.instances.find(op.section.name));
+  if (!inst) return op_done(op, true, "");
+  op.item.previous = version_of(*inst->library());
+  t_.instances.drop_info(op.section.name);
   size_t index = job_->next - 1;
-  agent_.retire(std::move(inst), agent_.config_.agent.reload_timeout_ms, [this, index](bool finished) {
+  t_.instances.retire(std::move(inst), t_.config.agent.reload_timeout_ms, [this, index](bool finished) {
     Op& o = job_->ops[index];
     if (!finished) o.item.error = "its work outlived reload_timeout; its code stays loaded";
     op_done(o, true, o.item.error);
@@ -354,7 +349,7 @@ void Reloader::op_remove(Op& op) {
 // ---------------------------------------------------------------- reload
 
 void Reloader::op_reload(Op& op) {
-  Instance* old = agent_.find_instance(op.section.name);
+  Instance* old = t_.instances.find(op.section.name);
   if (!old) {
     op.kind = Op::Add;
     return op_add(op);
@@ -366,19 +361,17 @@ void Reloader::op_reload(Op& op) {
   if (!op.error.empty()) return op_done(op, false, op.error + keeps);
   op.item.attempted = version_of(*op.lib);
   ConfigErrors errs;
-  op.next = agent_.make_instance(op.section, op.lib, job_->config.file, true, errs);
+  op.next = t_.instances.make(op.section, op.lib, job_->config.file, true, errs);
   if (!op.next) return op_done(op, false, joined(errs) + keeps);
   op.old = old;
   // Pause: from here calls to the instance wait and its events are kept.
-  agent_.actions_->hold(op.section.name, agent_.config_.agent.event_queue);
-  agent_.bus_->hold(old);
-  uint64_t timeout = agent_.config_.agent.reload_timeout_ms;
+  t_.core.actions->hold(op.section.name, t_.config.agent.event_queue);
+  t_.core.bus->hold(old);
+  uint64_t timeout = t_.config.agent.reload_timeout_ms;
   quiesce_deadline_ns_ = uv_hrtime() + timeout * 1000000ull;
-  quiesce_timer_ = new uv_timer_t;
-  uv_timer_init(agent_.core_.loop, quiesce_timer_);
-  quiesce_timer_->data = this;
+  quiesce_timer_ = make_uv<uv_timer_t>(t_.core.loop, this, uv_timer_init);
   uv_timer_start(
-      quiesce_timer_, [](uv_timer_t* t) { static_cast<Reloader*>(t->data)->quiesce_tick(); }, 0, kQuiescePollMs);
+      quiesce_timer_.get(), [](uv_timer_t* t) { static_cast<Reloader*>(t->data)->quiesce_tick(); }, 0, kQuiescePollMs);
 }
 
 Reloader::Op& Reloader::current_op() { return job_->ops[job_->next - 1]; }
@@ -386,73 +379,69 @@ Reloader::Op& Reloader::current_op() { return job_->ops[job_->next - 1]; }
 void Reloader::quiesce_tick() {
   Op& op = current_op();
   size_t work = op.old->lane().outstanding();
-  size_t calls = agent_.actions_->pending_for(op.old);
+  size_t calls = t_.core.actions->pending_for(op.old);
   bool drained = work == 0 && calls == 0;
   if (!drained && uv_hrtime() < quiesce_deadline_ns_) return;
-  uv_close(reinterpret_cast<uv_handle_t*>(quiesce_timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
-  quiesce_timer_ = nullptr;
+  quiesce_timer_.reset();
   if (drained) {
-    op.old->stop(agent_.config_.agent.reload_timeout_ms, [this](bool finished) { after_old_stopped(finished); });
+    op.old->stop(t_.config.agent.reload_timeout_ms, [this](bool finished) { after_old_stopped(finished); });
     return;
   }
   // Abort: the old instance never stopped; it gets what was held for it.
   std::string name = op.section.name;
-  agent_.actions_->discard(op.next.get());
-  agent_.bus_->release(op.next.get(), nullptr);
-  agent_.retire(std::move(op.next), agent_.config_.agent.reload_timeout_ms);
-  op.item.held_events = agent_.bus_->release(op.old, op.old);
-  op.item.held_calls = agent_.actions_->release(name);
+  t_.core.actions->discard(op.next.get());
+  t_.core.bus->release(op.next.get(), nullptr);
+  t_.instances.retire(std::move(op.next), t_.config.agent.reload_timeout_ms);
+  op.item.held_events = t_.core.bus->release(op.old, op.old);
+  op.item.held_calls = t_.core.actions->release(name);
   op_done(op, false,
           "the old version's work did not finish within reload_timeout (" +
-              std::to_string(agent_.config_.agent.reload_timeout_ms) + " ms): " + std::to_string(work) +
+              std::to_string(t_.config.agent.reload_timeout_ms) + " ms): " + std::to_string(work) +
               " offload(s) and " + std::to_string(calls) + " call(s) still in progress; the old version keeps running");
 }
 
 void Reloader::after_old_stopped(bool finished) {
   Op& op = current_op();
   const std::string name = op.section.name;
-  auto& list = agent_.instances_;
-  auto slot = std::find_if(list.begin(), list.end(), [&](const auto& i) { return i.get() == op.old; });
-  std::unique_ptr<Instance> old = std::move(*slot);
   // Swap.
-  for (const auto& n : agent_.actions_->commit(op.next.get()))
+  for (const auto& n : t_.core.actions->commit(op.next.get()))
     log(Level::Error, name, "action '%s' of the new version is already registered by another instance; not installed",
         n.c_str());
-  *slot = std::move(op.next);
-  Instance* next = slot->get();
+  Instance* next = op.next.get();
+  std::unique_ptr<Instance> old = t_.instances.replace(op.old, std::move(op.next));
   op.item.version = op.item.attempted;
   std::string error;
   if (int r = next->start(); r == 0) {
-    op.item.held_events = agent_.bus_->release(old.get(), next);
-    op.item.held_calls = agent_.actions_->release(name);
+    op.item.held_events = t_.core.bus->release(old.get(), next);
+    op.item.held_calls = t_.core.actions->release(name);
   } else {
     // After the swap there is nothing to roll back to but the old code,
     // still loaded: start a fresh instance of it.
     error = std::string("the new version failed to start: ") + hostlet_strerror(r);
-    std::unique_ptr<Instance> failed = std::move(*slot);
-    agent_.bus_->release(failed.get(), nullptr);
-    agent_.retire(std::move(failed), agent_.config_.agent.reload_timeout_ms);
+    size_t place = 0;
+    std::unique_ptr<Instance> failed = t_.instances.take(next, &place);
+    t_.core.bus->release(failed.get(), nullptr);
+    t_.instances.retire(std::move(failed), t_.config.agent.reload_timeout_ms);
     ConfigErrors errs;
-    auto again = agent_.make_instance(old->section(), old->library(), old->config_file(), false, errs);
+    auto again = t_.instances.make(old->section(), old->library(), old->config_file(), false, errs);
     int r2 = again ? again->start() : 0;
     if (again && r2 == 0) {
       error += "; the old version was started again";
-      *slot = std::move(again);
-      op.item.held_events = agent_.bus_->release(old.get(), slot->get());
+      op.item.held_events = t_.core.bus->release(old.get(), again.get());
+      t_.instances.insert(place, std::move(again));  // in the old one's place
     } else {
       error += "; the old version could not be started again (" +
                (errs.empty() ? std::string("start failed: ") + hostlet_strerror(r2) : joined(errs)) +
                "): the instance is down";
-      if (again) agent_.retire(std::move(again), agent_.config_.agent.reload_timeout_ms);
-      list.erase(slot);
-      agent_.bus_->release(old.get(), nullptr);
+      if (again) t_.instances.retire(std::move(again), t_.config.agent.reload_timeout_ms);
+      t_.core.bus->release(old.get(), nullptr);
     }
-    op.item.held_calls = agent_.actions_->release(name);  // to the restarted old version, or failed
+    op.item.held_calls = t_.core.actions->release(name);  // to the restarted old version, or failed
     op.item.version = op.item.previous;
   }
   if (!finished) {
     // Its work outlived the deadline: its code stays mapped, its record alive.
-    agent_.pinned_.push_back(old->library());
+    t_.instances.pin(old->library());
     (void)old.release();
     op.item.error = "the old version's work outlived reload_timeout; its code stays loaded";
     return op_done(op, error.empty(), error.empty() ? op.item.error : error);
@@ -471,7 +460,7 @@ void Reloader::after_old_stopped(bool finished) {
 // ------------------------------------------------------------------ agent keys
 
 void Reloader::apply_agent_section(const AgentSection& fresh) {
-  AgentSection& cur = agent_.config_.agent;
+  AgentSection& cur = t_.config.agent;
   std::vector<std::string> fixed;
   if (fresh.control_socket != cur.control_socket) fixed.push_back("control_socket");
   if (fresh.control_mode != cur.control_mode) fixed.push_back("control_mode");
@@ -483,19 +472,19 @@ void Reloader::apply_agent_section(const AgentSection& fresh) {
         k.c_str());
   if (fresh.log_level != cur.log_level) {
     Level l;
-    if (!agent_.opts_.log_level && parse_log_level(fresh.log_level, l)) set_log_level(l);
+    if (!t_.log_level_fixed && parse_log_level(fresh.log_level, l)) set_log_level(l);
     cur.log_level = fresh.log_level;
   }
   cur.plugin_dir = fresh.plugin_dir;
   cur.event_queue = fresh.event_queue;
   cur.event_batch = fresh.event_batch;
-  agent_.bus_->set_limits(cur.event_queue, cur.event_batch);
+  t_.core.bus->set_limits(cur.event_queue, cur.event_batch);
   cur.lag_warn_ms = fresh.lag_warn_ms;
-  agent_.lag_->set_warn_ms(cur.lag_warn_ms);
+  t_.core.lag->set_warn_ms(cur.lag_warn_ms);
   cur.shutdown_timeout_ms = fresh.shutdown_timeout_ms;
   cur.reload_timeout_ms = fresh.reload_timeout_ms;
   cur.action_timeout_ms = fresh.action_timeout_ms;
-  agent_.actions_->set_timeout(cur.action_timeout_ms);
+  t_.core.actions->set_timeout(cur.action_timeout_ms);
 }
 
 // --------------------------------------------------------------- finishing
@@ -516,9 +505,9 @@ void Reloader::finish(ReloadOutcome out) {
     }
     return;
   }
-  if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(kick_)))
+  if (kick_)
     uv_timer_start(
-        kick_,
+        kick_.get(),
         [](uv_timer_t* t) {
           auto* self = static_cast<Reloader*>(t->data);
           self->job_.reset();
@@ -546,7 +535,7 @@ void Reloader::shutdown(std::function<void()> then) {
 void Reloader::update_watches() {
   if (stopping_) return;
   std::map<std::string, std::string> want;  // instance -> .so path
-  for (const auto& inst : agent_.instances_)
+  for (const auto& inst : t_.instances.all())
     if (inst->section().watch) want[inst->name()] = inst->library()->path();
   for (auto it = watches_.begin(); it != watches_.end();) {
     auto w = want.find(it->first);
@@ -555,20 +544,20 @@ void Reloader::update_watches() {
       ++it;
       continue;
     }
-    close_watch(it->second);
     it = watches_.erase(it);
   }
   for (const auto& [name, path] : want) {
-    auto* w = new Watch{this, name, path, {}, {}};
+    auto w = std::make_unique<Watch>();
     std::filesystem::path p(path);
+    w->self = this;
+    w->name = name;
+    w->path = path;
     w->dir = p.parent_path().string();
     w->file = p.filename().string();
-    w->ev.data = w->settle.data = w;
-    uv_fs_event_init(agent_.core_.loop, &w->ev);
-    uv_timer_init(agent_.core_.loop, &w->settle);
-    w->open_handles = 2;
+    w->ev = make_uv<uv_fs_event_t>(t_.core.loop, w.get(), uv_fs_event_init);
+    w->settle = make_uv<uv_timer_t>(t_.core.loop, w.get(), uv_timer_init);
     int r = uv_fs_event_start(
-        &w->ev,
+        w->ev.get(),
         [](uv_fs_event_t* h, const char* file, int, int status) {
           auto* w = static_cast<Watch*>(h->data);
           if (status < 0) {
@@ -577,31 +566,21 @@ void Reloader::update_watches() {
           }
           if (!file || w->file != file) return;
           uv_timer_start(
-              &w->settle, [](uv_timer_t* t) { static_cast<Watch*>(t->data)->self->watch_fired(static_cast<Watch*>(t->data)->name); },
+              w->settle.get(), [](uv_timer_t* t) { static_cast<Watch*>(t->data)->self->watch_fired(static_cast<Watch*>(t->data)->name); },
               kWatchSettleMs, 0);
         },
         w->dir.c_str(), 0);
     if (r != 0) {
       log(Level::Warn, name, "watch: cannot watch %s: %s; `watch: true` has no effect", w->dir.c_str(), uv_strerror(r));
-      close_watch(w);
-      continue;
+      continue;  // w goes, closing its handles
     }
     log(Level::Debug, name, "watching %s for a new build", path.c_str());
-    watches_[name] = w;
+    watches_[name] = std::move(w);
   }
 }
 
-void Reloader::close_watch(Watch* w) {
-  auto closed = [](uv_handle_t* h) {
-    auto* w = static_cast<Watch*>(h->data);
-    if (--w->open_handles == 0) delete w;
-  };
-  uv_close(reinterpret_cast<uv_handle_t*>(&w->ev), closed);
-  uv_close(reinterpret_cast<uv_handle_t*>(&w->settle), closed);
-}
-
 void Reloader::watch_fired(const std::string& name) {
-  Instance* inst = agent_.find_instance(name);
+  Instance* inst = t_.instances.find(name);
   if (!inst) return;
   Library::FileId now;
   if (!Library::stat_file(inst->library()->path(), now)) return;  // mid-replacement: the next event comes
@@ -613,13 +592,9 @@ void Reloader::watch_fired(const std::string& name) {
 }
 
 void Reloader::close() {
-  for (auto& [name, w] : watches_) close_watch(w);
   watches_.clear();
   stopping_ = true;
-  if (kick_) {
-    uv_close(reinterpret_cast<uv_handle_t*>(kick_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
-    kick_ = nullptr;
-  }
+  kick_.reset();
 }
 
 }  // namespace hostlet

@@ -43,11 +43,21 @@
 #include <vector>
 
 #include "config.hpp"
-#include "instance.hpp"
+#include "instances.hpp"
+#include "rules.hpp"
 
 namespace hostlet {
 
-class Agent;
+// What a reload works on: the agent's running state, passed narrowly.
+struct ReloadTarget {
+  Core& core;
+  InstanceSet& instances;
+  RuleEngine& rules;
+  Config& config;            // the running config: sections are replaced as reloads apply them
+  std::string config_path;   // the file to re-read; empty: the embedded default
+  std::string config_dir;    // anchors relative plugin paths
+  bool log_level_fixed;      // --log-level was given: agent.log_level does not apply
+};
 
 struct ReloadItem {
   std::string name;
@@ -72,7 +82,7 @@ using ReloadReply = std::function<void(const ReloadOutcome&)>;
 
 class Reloader {
  public:
-  explicit Reloader(Agent& agent);
+  explicit Reloader(ReloadTarget target);
   ~Reloader();
   Reloader(const Reloader&) = delete;
   Reloader& operator=(const Reloader&) = delete;
@@ -116,9 +126,8 @@ class Reloader {
   void after_old_stopped(bool finished);
   void apply_agent_section(const AgentSection& fresh);
   void watch_fired(const std::string& name);
-  void close_watch(Watch* w);
 
-  Agent& agent_;
+  ReloadTarget t_;
   struct Request {
     std::string name, origin;
     std::vector<ReloadReply> replies;
@@ -130,13 +139,13 @@ class Reloader {
   uint64_t done_ = 0;
   bool stopping_ = false;
   std::function<void()> after_current_;
-  uv_timer_t* kick_ = nullptr;  // next turn: free the finished job, start the next request
+  UvPtr<uv_timer_t> kick_;  // next turn: free the finished job, start the next request
 
   // the instance reload in progress
-  uv_timer_t* quiesce_timer_ = nullptr;
+  UvPtr<uv_timer_t> quiesce_timer_;
   uint64_t quiesce_deadline_ns_ = 0;
 
-  std::map<std::string, Watch*> watches_;
+  std::map<std::string, std::unique_ptr<Watch>> watches_;
 };
 
 }  // namespace hostlet
