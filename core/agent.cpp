@@ -8,6 +8,7 @@
 #include <ctime>
 #include <filesystem>
 
+#include "clock.hpp"
 #include "control.hpp"
 #include "reload.hpp"
 #include "version.h"
@@ -15,11 +16,6 @@
 namespace hostlet {
 
 namespace {
-uint64_t realtime_ms() {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1000000;
-}
 constexpr const char* kEmbeddedName = "<embedded hostlet.yaml>";
 }  // namespace
 

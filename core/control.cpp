@@ -20,11 +20,6 @@ namespace hostlet {
 using json = nlohmann::json;
 
 namespace {
-uint64_t realtime_ms() {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1000000;
-}
 
 constexpr size_t kMaxStreamBacklog = 4 << 20;  // bytes queued to an `events` client before we drop
 

@@ -1,17 +1,10 @@
 #include "instances.hpp"
 
 #include <algorithm>
-#include <ctime>
+
+#include "clock.hpp"
 
 namespace hostlet {
-
-namespace {
-uint64_t realtime_ms() {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1000000;
-}
-}  // namespace
 
 void dispose_instance(std::unique_ptr<Instance> inst, std::function<void()> after) {
   Instance* raw = inst.release();

@@ -89,8 +89,8 @@ bool expand_template(const std::string& t, const Attrs& attrs, std::string& out,
   return true;
 }
 
-RuleEngine::RuleEngine(EventBus& bus, ActionRegistry& actions)
-    : bus_(bus), actions_(actions), alive_(std::make_shared<bool>(true)) {}
+RuleEngine::RuleEngine(EventBus& bus, ActionRegistry& actions, const Clock& clock)
+    : bus_(bus), actions_(actions), clock_(clock), alive_(std::make_shared<bool>(true)) {}
 
 RuleEngine::~RuleEngine() {
   *alive_ = false;
@@ -190,7 +190,7 @@ void RuleEngine::fire(const std::shared_ptr<Rule>& rp, const Event& ev) {
     if (!v || fnmatch(g.c_str(), v->c_str(), 0) != 0) return;
   }
   r.stats.matched++;
-  uint64_t now = uv_hrtime();
+  uint64_t now = clock_.now_ns();
   if (r.debounce_ns && r.last_fire_ns && now - r.last_fire_ns < r.debounce_ns) {
     r.stats.debounced++;
     return;

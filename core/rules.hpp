@@ -21,6 +21,7 @@
 
 #include "actions.hpp"
 #include "bus.hpp"
+#include "clock.hpp"
 #include "config.hpp"
 
 namespace hostlet {
@@ -33,7 +34,8 @@ struct RuleStats {
 
 class RuleEngine {
  public:
-  RuleEngine(EventBus& bus, ActionRegistry& actions);
+  // `clock` times debounce and rate limits (tests pass their own).
+  RuleEngine(EventBus& bus, ActionRegistry& actions, const Clock& clock = monotonic_clock());
   ~RuleEngine();
   RuleEngine(const RuleEngine&) = delete;
   RuleEngine& operator=(const RuleEngine&) = delete;
@@ -58,6 +60,7 @@ class RuleEngine {
 
   EventBus& bus_;
   ActionRegistry& actions_;
+  const Clock& clock_;
   // shared: a chain still running keeps its rule after a rule set is replaced
   std::vector<std::shared_ptr<Rule>> compiled_;  // waiting for activate()
   std::vector<std::shared_ptr<Rule>> active_;
