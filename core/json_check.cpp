@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include <hostlet/json_text.hpp>
+
 namespace hostlet {
 
 namespace {
@@ -148,26 +150,12 @@ class Checker {
     return true;
   }
 
-  // One UTF-8 sequence of two or more bytes (RFC 3629: no overlongs, no
-  // surrogates, nothing above U+10FFFF).
+  // One UTF-8 sequence of two or more bytes: the SDK's one rule (RFC 3629:
+  // no overlongs, no surrogates, nothing above U+10FFFF).
   bool utf8() {
-    const unsigned c = *p_;
-    int more;
-    unsigned lo = 0x80, hi = 0xBF;  // the range of the second byte
-    if (c >= 0xC2 && c <= 0xDF) more = 1;
-    else if (c == 0xE0) more = 2, lo = 0xA0;
-    else if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF) more = 2;
-    else if (c == 0xED) more = 2, hi = 0x9F;
-    else if (c == 0xF0) more = 3, lo = 0x90;
-    else if (c >= 0xF1 && c <= 0xF3) more = 3;
-    else if (c == 0xF4) more = 3, hi = 0x8F;
-    else return false;
-    if (end_ - p_ <= more) return false;
-    if (p_[1] < lo || p_[1] > hi) return false;
-    for (int i = 2; i <= more; i++)
-      if ((p_[i] & 0xC0) != 0x80) return false;
-    p_ += more + 1;
-    return true;
+    size_t n = utf8_sequence_length(reinterpret_cast<const char*>(p_), reinterpret_cast<const char*>(end_));
+    p_ += n;
+    return n != 0;
   }
 
   // Moves p_ past plain string bytes (printable ASCII other than '"' and

@@ -1,8 +1,9 @@
 // A minimal stand-in for the agent, enough to load the real libvirt.so the
 // way the agent does (a fresh private copy, dlopen, init, start, stop,
-// destroy, dlclose) on a uv loop the test drives from its own thread. It
-// exists for what the agent cannot do yet (reload) and for checking that
-// the plugin's image really goes away while libvirt and the bridge stay.
+// destroy, dlclose) on a uv loop the test drives from its own thread, so that
+// a test can unload and load the plugin many times in one process and check
+// that its image really goes away while libvirt and the bridge stay (the
+// agent's own reload is tested end to end in tests/reload/).
 #pragma once
 
 #include <hostlet/plugin.h>
