@@ -32,7 +32,8 @@ class Worker final : public hostlet::Plugin {
       int64_t ms = std::stoll(call.attr_or("ms", std::to_string(default_ms_)));
       uint64_t timeout = std::stoull(call.attr_or("timeout_ms", "0"));
       if (ms < 0 || ms > 600000) throw hostlet::Error(-EINVAL, "ms must be between 0 and 600000");
-      this->host().offload(
+      auto reply = std::make_shared<hostlet::Call>(std::move(call));
+      int r = this->host().offload(
           [ms] {
             int now = ++g_running;
             int prev = g_max_running.load();
@@ -41,11 +42,12 @@ class Worker final : public hostlet::Plugin {
             std::this_thread::sleep_for(std::chrono::milliseconds(ms));
             --g_running;
           },
-          [call = std::move(call), ms](int status) mutable {
-            if (status != 0) return call.error(std::string("work: ") + hostlet_strerror(status));
-            call.ok({{"version", FIXTURE_VERSION}, {"ms", std::to_string(ms)}});
+          [reply, ms](int status) {
+            if (status != 0) return reply->error(std::string("work: ") + hostlet_strerror(status));
+            reply->ok({{"version", FIXTURE_VERSION}, {"ms", std::to_string(ms)}});
           },
-          timeout);  // a full lane answers through done(-EAGAIN)
+          timeout);
+      if (r != 0) reply->error(std::string("work: ") + hostlet_strerror(r));  // e.g. a full lane
     });
     host.action("version", [](hostlet::Call& call) { call.ok({{"version", FIXTURE_VERSION}}); });
     // echo {...}: answers with the same attributes and data {"n": count}

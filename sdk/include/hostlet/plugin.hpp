@@ -310,12 +310,14 @@ class Host {
   }
 
   /**
-   * Offloads `work` to a pool thread; `done` runs on the loop with the status
-   * (0, -ECANCELED, -ETIMEDOUT, -ESHUTDOWN) and, when work returns a value,
-   * that value (default-constructed unless status is 0).
-   * When the work cannot be queued (-EAGAIN: the lane is full; -ESHUTDOWN),
-   * `done` runs at once with that status, before offload returns it: one
-   * error path for the caller, and a Call moved into `done` gets answered.
+   * Offloads `work` to a pool thread; `done` runs on the loop exactly once with
+   * the status (0, -ECANCELED, -ETIMEDOUT, -ESHUTDOWN) and, when work returns
+   * a value, that value (default-constructed unless status is 0).
+   * As with the C entry (hostlet_host_api.offload), when the work cannot be
+   * queued offload returns the error (-EAGAIN: the lane is full; -ESHUTDOWN;
+   * -ENOMEM; -EINVAL) and `done` never runs: both lambdas are destroyed. A
+   * Call moved into `done` then answers "dropped"; to answer with the reason,
+   * hold it in a shared_ptr and answer it on that path too (sdk/examples/hello).
    * With a deadline (`timeout_ms`), captured state is kept alive until the
    * late work ends, then freed.
    */
@@ -327,7 +329,7 @@ class Host {
     if (!item) return -ENOMEM;
     hostlet_offload_opts opts{sizeof(hostlet_offload_opts), timeout_ms, &Item::late};
     int r = api_->offload(host_, &opts, &Item::run, &Item::finish, item, out);
-    if (r != 0) Item::finish(item, r);  // runs done(r) and frees the item
+    if (r != 0) delete item;  // not queued: done does not run
     return r;
   }
   int cancel(hostlet_work* work) { return api_->offload_cancel(work); }
