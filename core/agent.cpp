@@ -25,6 +25,67 @@ Agent::~Agent() = default;
 
 static void dispose(std::unique_ptr<Instance> inst) { dispose_instance(std::move(inst)); }
 
+namespace {
+constexpr uint64_t kStatusMs = 10000;
+}  // namespace
+
+std::string Agent::status_line() {
+  uint64_t now = uv_hrtime();
+  uint64_t published = bus_->stats().published;
+  double secs = status_at_ns_ && now > status_at_ns_ ? static_cast<double>(now - status_at_ns_) / 1e9 : 0;
+  double rate = secs > 0 ? static_cast<double>(published - status_events_) / secs : 0;
+  status_events_ = published;
+  status_at_ns_ = now;
+  char buf[160];
+  snprintf(buf, sizeof buf, "%zu instance%s running, %zu failed, %.0f events/s", instances_.size(),
+           instances_.size() == 1 ? "" : "s", failed_instances_, rate);
+  return buf;
+}
+
+void Agent::notify_ready() {
+  if (!notifier_.enabled()) return;
+  notifier_.send("READY=1\nSTATUS=" + status_line());
+  start_service_timers();
+}
+
+void Agent::start_service_timers() {
+  status_timer_ = make_uv<uv_timer_t>(&loop_, this, uv_timer_init);
+  uv_timer_start(
+      status_timer_.get(),
+      [](uv_timer_t* t) {
+        auto* self = static_cast<Agent*>(t->data);
+        self->notifier_.send("STATUS=" + self->status_line());
+      },
+      kStatusMs, kStatusMs);
+  uv_unref(reinterpret_cast<uv_handle_t*>(status_timer_.get()));
+  uint64_t usec = notifier_.watchdog_usec();
+  if (usec == 0) return;
+  // Half the interval, as sd_watchdog_enabled(3) advises. A tick that runs
+  // late by more than a quarter of the interval means the loop is not keeping
+  // time: no WATCHDOG=1 then, so a loop stuck for good gets restarted.
+  uint64_t period_ms = std::max<uint64_t>(1, usec / 2000);
+  watchdog_timer_ = make_uv<uv_timer_t>(&loop_, this, uv_timer_init);
+  watchdog_due_ns_ = uv_hrtime() + period_ms * 1000000ull;
+  uv_timer_start(
+      watchdog_timer_.get(),
+      [](uv_timer_t* t) {
+        auto* self = static_cast<Agent*>(t->data);
+        uint64_t usec = self->notifier_.watchdog_usec();
+        uint64_t period_ns = std::max<uint64_t>(1, usec / 2000) * 1000000ull;
+        uint64_t now = uv_hrtime();
+        uint64_t late = now > self->watchdog_due_ns_ ? now - self->watchdog_due_ns_ : 0;
+        self->watchdog_due_ns_ = now + period_ns;
+        if (late > usec * 1000 / 4) {
+          log(Level::Warn, "hostlet", "loop ran %llu ms late: no watchdog keep-alive this time",
+              static_cast<unsigned long long>(late / 1000000));
+          return;
+        }
+        self->notifier_.send("WATCHDOG=1");
+      },
+      period_ms, period_ms);
+  uv_unref(reinterpret_cast<uv_handle_t*>(watchdog_timer_.get()));
+}
+
 int Agent::print_errors(const ConfigErrors& errs) const {
   for (const auto& e : errs) fprintf(stderr, "%s\n", e.str().c_str());
   return errs.empty() ? 0 : 1;
@@ -77,6 +138,7 @@ bool Agent::create_instances(ConfigErrors& errs, bool strict) {
     }
     if (!mine.empty()) {
       all_ok = false;
+      failed_instances_++;
       for (auto& e : mine) {
         if (!strict) log(Level::Error, sec.name, "%s (instance skipped; the others run)", e.str().c_str());
         errs.push_back(std::move(e));
@@ -96,6 +158,7 @@ void Agent::start_instances() {
     log(Level::Error, inst->name(), "failed to start; instance skipped, the others run");
     instances_.set_info(inst->name(), false, "failed: start failed");
     failed.push_back(inst.get());
+    failed_instances_++;
   }
   for (Instance* inst : failed) instances_.retire(instances_.take(inst), config_.agent.shutdown_timeout_ms);
 }
@@ -114,6 +177,9 @@ void Agent::request_shutdown() {
     return;
   }
   shutting_down_ = true;
+  notifier_.send("STOPPING=1\nSTATUS=stopping");
+  watchdog_timer_.reset();
+  status_timer_.reset();
   if (reloader_) {
     reloader_->shutdown(nullptr);
     reloader_->close();
@@ -209,6 +275,7 @@ int Agent::run() {
   // libuv reads UV_THREADPOOL_SIZE once, when the first work item is queued:
   // set it before anything can queue one.
   setenv("UV_THREADPOOL_SIZE", std::to_string(config_.agent.threadpool).c_str(), 1);
+  notifier_ = ServiceNotifier::from_environment();  // also before any thread: it unsets variables
   signal(SIGPIPE, SIG_IGN);
 
   setup_core();
@@ -262,7 +329,11 @@ int Agent::run() {
     uv_signal_start(&sigint_, on_signal, SIGINT);
     uv_signal_start(&sigterm_, on_signal, SIGTERM);
     reloader_ = std::make_unique<Reloader>(
-        ReloadTarget{core_, instances_, *rules_, config_, opts_.config_path, config_dir_, opts_.log_level.has_value()});
+        ReloadTarget{core_, instances_, *rules_, config_, opts_.config_path, config_dir_, opts_.log_level.has_value(),
+                     [this](bool starting) {
+                       if (starting) notifier_.reloading();
+                       else notifier_.send("READY=1\nSTATUS=" + status_line());
+                     }});
     // SIGHUP: re-read the config file and apply the difference.
     uv_signal_init(&loop_, &sighup_);
     sighup_.data = this;
@@ -286,9 +357,11 @@ int Agent::run() {
       exit_code_ = kExitConfig;
       request_shutdown();
     }
-    if (control_)
+    if (control_) {
       log(Level::Info, "hostlet", "ready: %zu instance(s), %zu rule(s), control socket %s", instances_.size(),
-        rules_->size(), config_.agent.control_socket.c_str());
+          rules_->size(), config_.agent.control_socket.c_str());
+      notify_ready();
+    }
   }
 
   uv_run(&loop_, UV_RUN_DEFAULT);

@@ -17,6 +17,8 @@
 #include "lag.hpp"
 #include "log.hpp"
 #include "rules.hpp"
+#include "sd_notify.hpp"
+#include "uv_ptr.hpp"
 
 namespace hostlet {
 
@@ -75,6 +77,11 @@ class Agent {
   void finish_shutdown();
   void close_core_handles();
   void setup_core();
+  // The service manager (sd_notify): READY once every instance has started,
+  // STATUS every kStatusMs, WATCHDOG at half its interval while the loop keeps time.
+  void notify_ready();
+  void start_service_timers();
+  std::string status_line();
   int print_errors(const ConfigErrors& errs) const;
 
   AgentOptions opts_;
@@ -91,6 +98,12 @@ class Agent {
   std::unique_ptr<Reloader> reloader_;
   InstanceSet instances_{core_};
   uv_signal_t sigint_{}, sigterm_{}, sighup_{};
+  ServiceNotifier notifier_;
+  UvPtr<uv_timer_t> watchdog_timer_, status_timer_;
+  uint64_t watchdog_due_ns_ = 0;    // when the watchdog tick should run
+  uint64_t status_events_ = 0;      // bus events published at the last STATUS
+  uint64_t status_at_ns_ = 0;
+  size_t failed_instances_ = 0;     // failed to load, init or start
   uv_work_t pool_warmup_{};
   bool shutting_down_ = false;
   bool shutdown_deferred_ = false;  // waiting for a reload in progress

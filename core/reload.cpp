@@ -114,6 +114,7 @@ void Reloader::pump() {
   queue_.pop_front();
   log(Level::Info, "hostlet", "reload%s%s requested (%s)", current_->name.empty() ? " of the config" : " ",
       current_->name.c_str(), current_->origin.c_str());
+  if (t_.on_reload) t_.on_reload(true);
 
   auto job = std::make_unique<Job>();
   job->self = this;
@@ -493,6 +494,7 @@ void Reloader::finish(ReloadOutcome out) {
   done_++;
   std::unique_ptr<Request> req = std::move(current_);
   current_instance_.clear();
+  if (t_.on_reload) t_.on_reload(false);
   for (auto& reply : req->replies)
     if (reply) reply(out);
   // The job (and the frames above us that still refer to it) is freed on

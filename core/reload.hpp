@@ -57,6 +57,9 @@ struct ReloadTarget {
   std::string config_path;   // the file to re-read; empty: the embedded default
   std::string config_dir;    // anchors relative plugin paths
   bool log_level_fixed;      // --log-level was given: agent.log_level does not apply
+  // Told when a request starts (true) and when it has been applied (false):
+  // the service manager hears RELOADING=1 ... READY=1.
+  std::function<void(bool starting)> on_reload = {};
 };
 
 struct ReloadItem {

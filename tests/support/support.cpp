@@ -271,8 +271,9 @@ std::string replace_all(std::string s, const std::string& from, const std::strin
 }
 }  // namespace
 
-Agent::Agent(TempDir& dir, const std::string& config_yaml, std::vector<std::string> extra_args)
-    : dir_(dir), extra_(std::move(extra_args)) {
+Agent::Agent(TempDir& dir, const std::string& config_yaml, std::vector<std::string> extra_args,
+             std::map<std::string, std::string> env)
+    : dir_(dir), extra_(std::move(extra_args)), env_(std::move(env)) {
   std::string text = replace_all(config_yaml, "@DIR@", dir.path());
   config_path_ = dir.write("hostlet.yaml", text);
   control_ = dir.path() + "/control.sock";
@@ -292,7 +293,7 @@ Agent::~Agent() {
 bool Agent::start(milliseconds timeout) {
   std::vector<std::string> argv{env_path("HOSTLET_BIN"), "-c", config_path_};
   argv.insert(argv.end(), extra_.begin(), extra_.end());
-  proc_ = std::make_unique<Process>(argv);
+  proc_ = std::make_unique<Process>(argv, env_);
   return wait_until(
       [&] {
         if (!proc_->running()) return true;

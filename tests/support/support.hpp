@@ -109,7 +109,9 @@ class LineClient {
 // config text has no agent.control_socket... so always set it) accepts.
 class Agent {
  public:
-  Agent(TempDir& dir, const std::string& config_yaml, std::vector<std::string> extra_args = {});
+  // `env` is added to the agent's environment.
+  Agent(TempDir& dir, const std::string& config_yaml, std::vector<std::string> extra_args = {},
+        std::map<std::string, std::string> env = {});
   ~Agent();
   // Starts and waits for the control socket; false (with the log in err()) on failure.
   bool start(std::chrono::milliseconds timeout = std::chrono::seconds(20));
@@ -125,6 +127,7 @@ class Agent {
   TempDir& dir_;
   std::string config_path_, control_;
   std::vector<std::string> extra_;
+  std::map<std::string, std::string> env_;
   std::unique_ptr<Process> proc_;
 };
 
