@@ -4,6 +4,7 @@
 #include <string>
 
 #include "agent.hpp"
+#include "log.hpp"
 #include "version.h"
 
 namespace {
@@ -64,6 +65,12 @@ int main(int argc, char** argv) {
       return hostlet::kExitUsage;
     }
   }
-  hostlet::Agent agent(opts);
-  return opts.check_only ? agent.check() : agent.run();
+  hostlet::detect_journal();
+  int status;
+  {
+    hostlet::Agent agent(opts);
+    status = opts.check_only ? agent.check() : agent.run();
+  }
+  hostlet::log_flush_repeats();
+  return status;
 }
