@@ -4,6 +4,7 @@
 #include <elf.h>
 #include <link.h>  // ElfW, __ELF_NATIVE_CLASS
 #include <fcntl.h>
+#include <sys/mman.h>  // memfd_create
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -27,30 +28,24 @@ namespace {
 std::atomic<uint64_t> g_serial{0};
 std::atomic<uint64_t> g_unmapped_failures{0};
 
-// A private directory for the copies of plugin files that dlopen() maps.
-const std::string& copy_dir() {
-  static std::string dir = [] {
-    const char* base = getenv("TMPDIR");
-    std::string tmpl = std::string(base && *base ? base : "/tmp") + "/hostlet-plugins-XXXXXX";
-    std::vector<char> buf(tmpl.begin(), tmpl.end());
-    buf.push_back('\0');
-    if (!mkdtemp(buf.data())) return std::string();
-    return std::string(buf.data());
-  }();
-  return dir;
-}
-
-bool copy_file(const std::string& from, const std::string& to, std::string& err) {
+// The private copy that dlopen() maps: an anonymous memory file (memfd),
+// opened as /proc/self/fd/N. Nothing is written to the file system, so a
+// noexec /tmp (common on hardened hosts) or a read-only root do not matter
+// and nothing is left behind; a file rebuilt at the original path is new code
+// to the dynamic loader, since each load is a new file. /proc/PID/maps shows
+// it as "/memfd:hostlet-plugin:NAME (deleted)". Returns the fd, or -1 with
+// err set.
+int private_copy(const std::string& from, const std::string& label, std::string& err) {
   int in = open(from.c_str(), O_RDONLY | O_CLOEXEC);
   if (in < 0) {
     err = std::string("cannot open: ") + strerror(errno);
-    return false;
+    return -1;
   }
-  int out = open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0700);
+  int out = memfd_create(label.c_str(), MFD_CLOEXEC);
   if (out < 0) {
-    err = std::string("cannot create private copy ") + to + ": " + strerror(errno);
+    err = std::string("cannot create a private copy (memfd_create): ") + strerror(errno);
     close(in);
-    return false;
+    return -1;
   }
   char buf[1 << 16];
   bool ok = true;
@@ -75,12 +70,11 @@ bool copy_file(const std::string& from, const std::string& to, std::string& err)
   }
   if (!ok) err = std::string("cannot copy: ") + strerror(errno);
   close(in);
-  if (close(out) != 0 && ok) {
-    ok = false;
-    err = std::string("cannot copy: ") + strerror(errno);
+  if (!ok) {
+    close(out);
+    return -1;
   }
-  if (!ok) unlink(to.c_str());
-  return ok;
+  return out;
 }
 
 // dlopen() maps a shared object's segments as its program headers say; a
@@ -178,27 +172,18 @@ std::shared_ptr<Library> Library::load(const std::string& path, std::string& err
   lib->path_ = path;
   stat_file(path, lib->file_id_);  // before the copy: a later replacement compares unequal
   lib->serial_ = ++g_serial;
-  const std::string& dir = copy_dir();
-  if (dir.empty()) {
-    err = path + ": cannot create a private directory for plugin copies";
-    return nullptr;
-  }
-  // A fresh copy under a unique name: a file rebuilt at the same path is new
-  // code to the dynamic loader, and the original can be replaced at any time.
-  lib->load_path_ = dir + "/" + fs::path(path).stem().string() + "." + std::to_string(getpid()) + "." +
-                    std::to_string(lib->serial_) + ".so";
   std::string cerr;
-  if (!copy_file(path, lib->load_path_, cerr)) {
+  lib->copy_fd_ = private_copy(path, "hostlet-plugin:" + fs::path(path).stem().string(), cerr);
+  if (lib->copy_fd_ < 0) {
     err = path + ": " + cerr;
     return nullptr;
   }
+  lib->load_path_ = "/proc/self/fd/" + std::to_string(lib->copy_fd_);
   if (!check_elf(lib->load_path_, cerr)) {
-    unlink(lib->load_path_.c_str());
     err = path + ": cannot load: " + cerr;
     return nullptr;
   }
   lib->handle_ = dlopen(lib->load_path_.c_str(), RTLD_NOW | RTLD_LOCAL);
-  unlink(lib->load_path_.c_str());  // the mapping stays; nothing to clean up later
   if (!lib->handle_) {
     const char* e = dlerror();
     err = path + ": cannot load: " + (e ? e : "unknown dlopen error");
@@ -234,6 +219,13 @@ std::shared_ptr<Library> Library::load(const std::string& path, std::string& err
 }
 
 Library::~Library() {
+  // The copy's fd names the image (load_path_) until the check below is done.
+  struct CloseCopy {
+    int fd;
+    ~CloseCopy() {
+      if (fd >= 0) close(fd);
+    }
+  } close_copy{copy_fd_};
   if (!handle_) return;
   desc_ = nullptr;
   if (dlclose(handle_) != 0) {

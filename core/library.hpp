@@ -1,7 +1,7 @@
 // The loader: a plugin's .so file found (Library::resolve), checked before the
 // dynamic loader sees it (check_elf: a truncated file would SIGBUS the agent),
-// copied to a private file and dlopen()ed (a rebuilt file at the same path is
-// new code), its entry symbol and ABI version checked; dlclose()d when the
+// copied to a private memory file and dlopen()ed (a rebuilt file at the same
+// path is new code), its entry symbol and ABI version checked; dlclose()d when the
 // last reference goes, and then checked with RTLD_NOLOAD.
 #pragma once
 
@@ -20,7 +20,7 @@ class Library {
   ~Library();
   const hostlet_plugin* desc() const { return desc_; }
   const std::string& path() const { return path_; }         // what the config named, resolved
-  const std::string& load_path() const { return load_path_; }  // the private copy dlopen()ed
+  const std::string& load_path() const { return load_path_; }  // the private copy dlopen()ed: /proc/self/fd/N
   uint64_t serial() const { return serial_; }
 
   // Identity of the file a library was loaded from, to notice a replaced
@@ -33,7 +33,7 @@ class Library {
   // Stats `path`; false when it cannot (missing file).
   static bool stat_file(const std::string& path, FileId& out);
 
-  // Copies `path` to a private file, dlopen()s it, checks the entry symbol and
+  // Copies `path` to a private memory file, dlopen()s it, checks the entry symbol and
   // ABI. On failure returns null and sets err ("... : why").
   static std::shared_ptr<Library> load(const std::string& path, std::string& err);
   // Where `plugin` (a name or a path containing '/') resolves: the configured
@@ -50,6 +50,7 @@ class Library {
   void* handle_ = nullptr;
   const hostlet_plugin* desc_ = nullptr;
   std::string path_, load_path_;
+  int copy_fd_ = -1;  // the private copy (a memfd), open while the library lives
   uint64_t serial_ = 0;
   FileId file_id_;
 };

@@ -8,7 +8,7 @@
 //
 // Per instance, transactional:
 //   prepare   (pool thread) re-read the config file, resolve the plugin,
-//             copy the .so to a private file and dlopen() it (new code even
+//             copy the .so to a private memory file and dlopen() it (new code even
 //             when rebuilt at the same path), check the ABI
 //   validate  (loop) the instance's `config:` against the new schema
 //   init      the new instance, its actions and subscriptions staged/parked

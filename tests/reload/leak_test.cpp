@@ -11,8 +11,8 @@ using namespace reload_test;
 
 namespace {
 
-// Private copies of plugins live in $TMPDIR/hostlet-plugins-*/ (unlinked after dlopen).
-const char kCopies[] = "hostlet-plugins";
+// Private copies of plugins are memory files: "/memfd:hostlet-plugin:NAME (deleted)" in the maps.
+const char kCopies[] = "memfd:hostlet-plugin:";
 
 #if defined(__SANITIZE_ADDRESS__)
 constexpr long kRssBoundKib = 256 * 1024;  // shadow memory and the allocator's quarantine
