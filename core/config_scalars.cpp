@@ -67,29 +67,34 @@ std::optional<uint64_t> parse_scaled(std::string_view text, const Unit* units, s
   return value;
 }
 
-// from_chars takes no '+'; one is allowed, a second is not.
-std::string_view drop_plus(std::string_view s) {
-  if (!s.empty() && s[0] == '+') s.remove_prefix(1);
+// from_chars takes no '+': one is allowed in front of the number, but not in
+// front of another sign ("+-1" is not -1).
+std::optional<std::string_view> without_plus(std::string_view s) {
+  if (!s.empty() && s[0] == '+') {
+    s.remove_prefix(1);
+    if (!s.empty() && (s[0] == '+' || s[0] == '-')) return std::nullopt;
+  }
+  if (s.empty()) return std::nullopt;
   return s;
 }
 
 }  // namespace
 
 std::optional<int64_t> parse_int(std::string_view text) {
-  const std::string_view s = drop_plus(text);
-  if (s.empty() || s[0] == '+') return std::nullopt;
+  const auto s = without_plus(text);
+  if (!s) return std::nullopt;
   int64_t v = 0;
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc() || p != s.data() + s.size()) return std::nullopt;
+  auto [p, ec] = std::from_chars(s->data(), s->data() + s->size(), v);
+  if (ec != std::errc() || p != s->data() + s->size()) return std::nullopt;
   return v;
 }
 
 std::optional<double> parse_double(std::string_view text) {
-  const std::string_view s = drop_plus(text);
-  if (s.empty() || s[0] == '+') return std::nullopt;
+  const auto s = without_plus(text);
+  if (!s) return std::nullopt;
   double v = 0;
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc() || p != s.data() + s.size() || !std::isfinite(v)) return std::nullopt;
+  auto [p, ec] = std::from_chars(s->data(), s->data() + s->size(), v);
+  if (ec != std::errc() || p != s->data() + s->size() || !std::isfinite(v)) return std::nullopt;
   return v;
 }
 

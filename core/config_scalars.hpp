@@ -10,7 +10,7 @@
 
 namespace hostlet {
 
-// Decimal with an optional sign, nothing else ("+5", "-3"; not "5 ", "0x10", "++5").
+// Decimal with one optional sign, nothing else ("+5", "-3"; not "5 ", "0x10", "+-5").
 std::optional<int64_t> parse_int(std::string_view text);
 // A finite decimal number with an optional sign ("1.5", "-2", "1e3"; not "inf", "nan").
 std::optional<double> parse_double(std::string_view text);

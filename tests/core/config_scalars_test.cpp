@@ -16,7 +16,7 @@ TEST_CASE("scalars: parse_int takes decimal with one optional sign and nothing e
   CHECK(parse_int("007") == 7);
   CHECK(parse_int("9223372036854775807") == std::numeric_limits<int64_t>::max());
   CHECK(parse_int("-9223372036854775808") == std::numeric_limits<int64_t>::min());
-  for (const char* bad : {"", "+", "-", "++1", " 1", "1 ", "1.0", "0x10", "1e3", "9223372036854775808",
+  for (const char* bad : {"", "+", "-", "++1", "+-1", "+-0", " 1", "1 ", "1.0", "0x10", "1e3", "9223372036854775808",
                           "-9223372036854775809", "one"}) {
     CAPTURE(bad);
     CHECK_FALSE(parse_int(bad).has_value());
@@ -28,7 +28,7 @@ TEST_CASE("scalars: parse_double takes finite decimal numbers") {
   CHECK(parse_double("+2") == Approx(2));
   CHECK(parse_double("-0.25") == Approx(-0.25));
   CHECK(parse_double("1e3") == Approx(1000));
-  for (const char* bad : {"", "+", "++1", "1.5x", " 1", "inf", "-inf", "nan", "1e999", "half"}) {
+  for (const char* bad : {"", "+", "++1", "+-1.5", "1.5x", " 1", "inf", "-inf", "nan", "1e999", "half"}) {
     CAPTURE(bad);
     CHECK_FALSE(parse_double(bad).has_value());
   }
