@@ -24,13 +24,12 @@
 #include <utility>
 #include <vector>
 
+#include "glob.hpp"  // valid_glob, is_glob: patterns of subscribe() and of rules
+
 namespace hostlet {
 
 using Attrs = std::vector<std::pair<std::string, std::string>>;
 const std::string* find_attr(const Attrs& attrs, std::string_view key);
-// An fnmatch pattern that fnmatch would not misread (brackets balanced).
-bool valid_glob(const std::string& glob);
-bool is_glob(std::string_view s);
 
 struct ActionResult {
   bool ok = false;

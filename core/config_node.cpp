@@ -2,7 +2,6 @@
 #include "config_node.hpp"
 
 #include <algorithm>
-#include <charconv>
 #include <map>
 
 #include "config_scalars.hpp"
@@ -95,23 +94,10 @@ std::string to_size(const YAML::Node& n, Bounds b, int64_t& out) {
 }
 
 std::string to_mode(const YAML::Node& n, unsigned& out) {
-  static constexpr std::string_view what = "a file mode such as \"0600\"";
-  if (!n.IsScalar()) return expected(what, n);
-  std::string_view s = n.Scalar();
-  int base = 10;
-  if (s.size() > 2 && s[0] == '0' && (s[1] == 'o' || s[1] == 'O')) {
-    s.remove_prefix(2);
-    base = 8;
-  } else if (s.size() > 1 && s[0] == '0') {
-    base = 8;
-  }
-  uint64_t v = 0;
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v, base);
-  if (s.empty() || ec == std::errc::invalid_argument || p != s.data() + s.size())
-    return expected(what, n);
-  if (ec == std::errc::result_out_of_range || v > 0777)
-    return "must be a file mode between 0 and 0777, got " + n.Scalar();
-  out = static_cast<unsigned>(v);
+  const auto v = n.IsScalar() ? parse_file_mode(n.Scalar()) : std::nullopt;
+  if (!v) return expected("a file mode such as \"0600\"", n);
+  if (*v > 0777) return "must be a file mode between 0 and 0777, got " + n.Scalar();
+  out = static_cast<unsigned>(*v);
   return {};
 }
 

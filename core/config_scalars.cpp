@@ -136,6 +136,21 @@ std::optional<uint64_t> parse_size(std::string_view text) {
   return parse_scaled(text, units, std::size(units));
 }
 
+std::optional<uint64_t> parse_file_mode(std::string_view s) {
+  int base = 10;
+  if (s.size() > 2 && s[0] == '0' && (s[1] == 'o' || s[1] == 'O')) {
+    s.remove_prefix(2);
+    base = 8;
+  } else if (s.size() > 1 && s[0] == '0') {
+    base = 8;
+  }
+  uint64_t v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v, base);
+  if (s.empty() || ec == std::errc::invalid_argument || p != s.data() + s.size()) return std::nullopt;
+  if (ec == std::errc::result_out_of_range) return std::numeric_limits<uint64_t>::max();
+  return v;
+}
+
 std::optional<double> parse_rate_per_second(std::string_view text) {
   double per = 1;
   if (text.size() > 2 && text[text.size() - 2] == '/') {

@@ -21,6 +21,11 @@ std::optional<bool> parse_bool(std::string_view text);
 std::optional<uint64_t> parse_duration_ms(std::string_view text);
 // "512", "64KiB", "64K", "1MiB", "1M", "2GiB", "2G" (powers of 1024); plain = bytes.
 std::optional<uint64_t> parse_size(std::string_view text);
+// A file mode: "0600" and "0o600" are octal, digits without a leading 0 are
+// decimal (YAML keeps an unquoted 0600 as the text "0600"). Returns the
+// number, UINT64_MAX when it does not fit in 64 bits (out of every range);
+// the caller checks its range (0777 for a socket, 07777 with setuid bits).
+std::optional<uint64_t> parse_file_mode(std::string_view text);
 // Firings per second: "10" or "0.5" (per second), "10/s", "30/m", "100/h".
 // Any sign passes here; the caller decides what a rate <= 0 means.
 std::optional<double> parse_rate_per_second(std::string_view text);

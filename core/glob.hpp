@@ -13,5 +13,10 @@ namespace hostlet {
 // "[:class:]" or a trailing lone '\\' is an error. Returns the problem, or
 // empty when the pattern is valid.
 std::string glob_syntax_error(std::string_view pattern);
+// glob_syntax_error(pattern).empty()
+bool valid_glob(std::string_view pattern);
+// Whether `s` has a character fnmatch treats specially ('*', '?', '['): a
+// pattern without one matches only itself, so callers compare it exactly.
+bool is_glob(std::string_view s);
 
 }  // namespace hostlet

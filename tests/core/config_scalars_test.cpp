@@ -123,3 +123,17 @@ TEST_CASE("scalars: format_ms and format_size pick the largest exact unit") {
   CHECK(format_size(1 << 20) == "1MiB");
   CHECK(format_size(3ull << 30) == "3GiB");
 }
+
+TEST_CASE("scalars: parse_file_mode reads octal with a leading 0 or 0o, decimal otherwise") {
+  CHECK(parse_file_mode("0600") == 0600u);
+  CHECK(parse_file_mode("0o660") == 0660u);
+  CHECK(parse_file_mode("0O755") == 0755u);
+  CHECK(parse_file_mode("04755") == 04755u);  // the caller decides whether setuid bits are allowed
+  CHECK(parse_file_mode("0") == 0u);
+  CHECK(parse_file_mode("384") == 0600u);
+  CHECK(parse_file_mode("077777777777777777777777") == std::numeric_limits<uint64_t>::max());
+  for (const char* bad : {"", "0o", "0800", "0o8", "-0600", "+0600", "06 00", "0x180", "rw-------", "0600 "}) {
+    CAPTURE(bad);
+    CHECK_FALSE(parse_file_mode(bad).has_value());
+  }
+}

@@ -21,3 +21,23 @@ TEST_CASE("glob: glob_syntax_error follows fnmatch bracket rules") {
   CHECK(glob_syntax_error("[[:alpha]") == "unterminated '[:' at position 2");
   CHECK(glob_syntax_error("abc\\") == "pattern ends with a lone '\\'");
 }
+
+TEST_CASE("glob: valid_glob is exactly an empty glob_syntax_error") {
+  for (const char* p : {"", "*", "vm.*", "[a-z]", "[]]", "vm[12", "[[:alfa:]]", "abc\\", "[!]"}) {
+    CAPTURE(p);
+    CHECK(valid_glob(p) == glob_syntax_error(p).empty());
+  }
+  CHECK(valid_glob("vm.[0-9]*"));
+  CHECK_FALSE(valid_glob("[unclosed"));
+  CHECK_FALSE(valid_glob("[[:alfa:]]"));  // the bus accepted this one before it used glob.hpp
+  CHECK_FALSE(valid_glob("trailing\\"));
+}
+
+TEST_CASE("glob: is_glob is true when '*', '?' or '[' can match more than the text itself") {
+  CHECK(is_glob("vm.*"));
+  CHECK(is_glob("vm?"));
+  CHECK(is_glob("[ab]"));
+  CHECK_FALSE(is_glob("vm.start"));
+  CHECK_FALSE(is_glob(""));
+  CHECK_FALSE(is_glob("a]b"));
+}
