@@ -7,6 +7,7 @@
 #include "config.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -16,6 +17,7 @@
 #include <map>
 
 #include "config_node.hpp"
+#include "config_yaml.hpp"
 #include "glob.hpp"
 
 namespace hostlet {
@@ -346,18 +348,10 @@ bool parse_config(const std::string& text, const std::string& file, Config& out,
   out.file = file;
   Reporter r(file, errs);
 
-  std::vector<YAML::Node> docs;
-  try {
-    docs = YAML::LoadAll(text);
-  } catch (const YAML::Exception& e) {
-    const Mark m = e.mark.is_null() ? Mark{} : Mark{e.mark.line + 1, e.mark.column + 1};
-    r.error(m, e.msg);
-    return false;
-  }
-  if (docs.size() > 1) r.error(mark_of(docs[1]), "expected one YAML document, found another");
-  if (docs.empty() || docs[0].IsNull()) return errs.size() == before;
+  YAML::Node root;
+  if (!load_yaml_document(text, file, root, errs)) return false;
+  if (root.IsNull()) return errs.size() == before;
 
-  const YAML::Node& root = docs[0];
   if (!root.IsMap()) {
     r.error(mark_of(root), expected("a mapping with 'agent', 'plugins' and 'rules'", root));
     return false;
@@ -372,31 +366,39 @@ bool parse_config(const std::string& text, const std::string& file, Config& out,
 
 bool load_config_file(const std::string& path, Config& out, ConfigErrors& errs) {
   // POSIX I/O rather than ifstream: a directory or an EIO must be an error with
-  // its errno, not an empty (and therefore valid) config.
+  // its errno, not an empty (and therefore valid) config. O_NONBLOCK so that a
+  // FIFO without a writer is refused at once instead of blocking a reload
+  // forever; reading stops past the size limit (-c /dev/zero ends too).
+  const size_t limit = YamlLimits{}.max_bytes;
   std::string text;
-  int err = 0;
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    err = errno;
+  std::string problem;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+  struct stat st {};
+  if (fd < 0 || ::fstat(fd, &st) != 0) {
+    problem = std::strerror(errno);
+  } else if (S_ISDIR(st.st_mode)) {
+    problem = std::strerror(EISDIR);
+  } else if (!S_ISREG(st.st_mode)) {
+    problem = "not a regular file";
   } else {
     char buf[65536];
-    for (;;) {
+    while (text.size() <= limit) {
       const ssize_t n = ::read(fd, buf, sizeof buf);
       if (n > 0) {
         text.append(buf, static_cast<size_t>(n));
       } else if (n == 0) {
         break;
       } else if (errno != EINTR) {
-        err = errno;
+        problem = std::strerror(errno);
         break;
       }
     }
-    ::close(fd);
   }
-  if (err != 0) {
+  if (fd >= 0) ::close(fd);
+  if (!problem.empty()) {
     out = Config{};
     out.file = path;
-    errs.push_back(ConfigError{path, {}, std::string("cannot read the file: ") + std::strerror(err)});
+    errs.push_back(ConfigError{path, {}, "cannot read the file: " + problem});
     return false;
   }
   return parse_config(text, path, out, errs);

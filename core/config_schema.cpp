@@ -7,6 +7,7 @@
 #include <type_traits>
 
 #include "config_node.hpp"
+#include "config_yaml.hpp"
 
 namespace hostlet {
 
@@ -100,14 +101,14 @@ Problem convert(const YAML::Node& n, const hostlet_config_key& k, ConfigValue& v
 // The node a schema default stands for (see config.hpp).
 std::optional<YAML::Node> default_node(const hostlet_config_key& k, std::string& problem) {
   if (!is_list(k.type)) return YAML::Node(std::string(k.default_value));
-  try {
-    YAML::Node n = YAML::Load(k.default_value);
-    if (n.IsNull()) return YAML::Node(YAML::NodeType::Sequence);
-    return n;
-  } catch (const YAML::Exception& e) {
-    problem = "not valid YAML: " + e.msg;
+  YAML::Node n;
+  ConfigErrors errs;
+  if (!load_yaml_document(k.default_value, k.key, n, errs) || !errs.empty()) {
+    problem = "not valid YAML: " + errs.front().message;
     return std::nullopt;
   }
+  if (n.IsNull()) return YAML::Node(YAML::NodeType::Sequence);
+  return n;
 }
 
 }  // namespace

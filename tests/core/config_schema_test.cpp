@@ -237,8 +237,8 @@ TEST_CASE("schema: a default that does not parse is a schema error naming the ke
                      "f.yaml:7:5: plugin schema: bad default for key 'd': expected a duration such as "
                      "250ms, 5s, 2m or 1h, got '5 seconds'",
                      "f.yaml:7:5: plugin schema: bad default for key 'r': must be between 1 and 10, got 100",
-                     "f.yaml:7:5: plugin schema: bad default for key 'l': not valid YAML: end of sequence "
-                     "flow not found",
+                     "f.yaml:7:5: plugin schema: bad default for key 'l': not valid YAML: did not find "
+                     "expected node content (while parsing a flow node)",
                  });
   REQUIRE(out.find("ok"));
   CHECK(out.find("ok")->text == "*");  // scalar defaults are literal text

@@ -287,10 +287,16 @@ TEST_CASE("config: a YAML syntax error is one error at the parser's line and col
   CHECK(p.errs[0].file == "test.yaml");
   CHECK(p.errs[0].mark.line == 3);
   CHECK(p.errs[0].mark.column == 8);
-  CHECK(p.errs[0].str() == "test.yaml:3:8: end of sequence flow not found");
+  CHECK(p.errs[0].str() ==
+        "test.yaml:3:8: did not find expected ',' or ']' (while parsing a flow sequence that starts "
+        "at line 2, column 15)");
 
-  CHECK(only_error("agent:\n  a: b\n c: d\n") == "test.yaml:3:2: end of map not found");
-  CHECK(only_error("agent: {threadpool: 4\n") == "test.yaml:2:1: end of map flow not found");
+  CHECK(only_error("agent:\n  a: b\n c: d\n") ==
+        "test.yaml:3:2: did not find expected key (while parsing a block mapping that starts at line "
+        "1, column 1)");
+  CHECK(only_error("agent: {threadpool: 4\n") ==
+        "test.yaml:2:1: did not find expected ',' or '}' (while parsing a flow mapping that starts at "
+        "line 1, column 8)");
 }
 
 TEST_CASE("config: a non-mapping root is an error") {
