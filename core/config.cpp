@@ -45,7 +45,7 @@ void parse_agent(Reporter& r, const Entry& section, AgentSection& a) {
   for (const Entry& e : known_entries(r, section.node, "agent", keys)) {
     if (e.key == "control_socket") {
       std::string s;
-      if (!check(r, e, to_nonempty_string(e.node, s))) continue;
+      if (!check(r, e, to_path(e.node, s))) continue;
       if (s.size() >= sizeof(sockaddr_un{}.sun_path))
         check(r, e, "a Unix socket path must be shorter than " +
                         std::to_string(sizeof(sockaddr_un{}.sun_path)) + " bytes, got " +
@@ -60,7 +60,7 @@ void parse_agent(Reporter& r, const Entry& section, AgentSection& a) {
       int64_t v = 0;
       if (check(r, e, to_size(e.node, {64, 1ll << 30}, v))) a.control_max_line = static_cast<size_t>(v);
     } else if (e.key == "plugin_dir") {
-      check(r, e, to_nonempty_string(e.node, a.plugin_dir));
+      check(r, e, to_path(e.node, a.plugin_dir));
     } else if (e.key == "threadpool") {
       read_int(r, e, 1, 1024, a.threadpool);
     } else if (e.key == "log_level") {
@@ -142,7 +142,7 @@ void parse_plugins(Reporter& r, const Entry& section, std::vector<InstanceSectio
       } else if (e.key == "plugin") {
         has_plugin = true;
         inst.plugin_mark = e.mark;
-        check(r, e, to_nonempty_string(e.node, inst.plugin));
+        check(r, e, to_path(e.node, inst.plugin));
       } else if (e.key == "max_inflight") {
         read_int(r, e, 1, 4096, inst.max_inflight);
       } else if (e.key == "max_queue") {

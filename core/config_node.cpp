@@ -39,6 +39,21 @@ std::string to_nonempty_string(const YAML::Node& n, std::string& out) {
   return {};
 }
 
+std::string to_path(const YAML::Node& n, std::string& out) {
+  std::string s;
+  if (std::string problem = to_nonempty_string(n, s); !problem.empty()) return problem;
+  const auto control = std::find_if(s.begin(), s.end(), [](char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return u < 0x20 || u == 0x7F;
+  });
+  if (control != s.end())
+    return "a path must not contain control characters, got '" + s + "' (a " +
+           (*control == '\0' ? std::string("NUL") : "control character") + " at byte " +
+           std::to_string(control - s.begin() + 1) + ")";
+  out = std::move(s);
+  return {};
+}
+
 std::string to_int(const YAML::Node& n, Bounds b, int64_t& out) {
   if (!n.IsScalar()) return expected("an integer", n);
   const auto v = parse_int(n.Scalar());

@@ -36,6 +36,9 @@ constexpr int64_t kDay = 24 * 3600 * 1000;
 
 std::string to_string(const YAML::Node& n, std::string& out);           // any scalar
 std::string to_nonempty_string(const YAML::Node& n, std::string& out);  // a scalar but ""
+// A file path: not empty and without control characters. A NUL would cut the
+// path the OS sees short of the one written ("/run/a\0/x" is "/run/a").
+std::string to_path(const YAML::Node& n, std::string& out);
 std::string to_int(const YAML::Node& n, Bounds b, int64_t& out);
 std::string to_bool(const YAML::Node& n, bool& out);
 std::string to_double(const YAML::Node& n, double& out);

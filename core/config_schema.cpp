@@ -40,6 +40,11 @@ struct Problem {
   std::string suffix;  // appended to the path, e.g. "[2]"
 };
 
+// The host API hands string values to the plugin as C strings: a NUL in one
+// would silently cut what the plugin sees short of what the file says.
+constexpr const char* kNulProblem =
+    "contains a NUL byte, which the plugin cannot receive (config strings reach it as C strings)";
+
 // Converts one value of schema key `k`.
 Problem convert(const YAML::Node& n, const hostlet_config_key& k, ConfigValue& v) {
   const Bounds b{k.min, k.max};
@@ -63,6 +68,7 @@ Problem convert(const YAML::Node& n, const hostlet_config_key& k, ConfigValue& v
       const std::string suffix = seq ? "[" + std::to_string(i) + "]" : "";
       std::string s;
       if (std::string p = to_string(item, s); !p.empty()) return {p, m, suffix};
+      if (s.find('\0') != std::string::npos) return {kNulProblem, m, suffix};
       if (k.type == HOSTLET_CONFIG_INT_LIST) {
         int64_t x = 0;
         if (std::string p = to_int(item, b, x); !p.empty()) return {p, m, suffix};
@@ -83,8 +89,10 @@ Problem convert(const YAML::Node& n, const hostlet_config_key& k, ConfigValue& v
   std::string p;
   switch (k.type) {
     case HOSTLET_CONFIG_STRING:
-      if (b.active() && (static_cast<int64_t>(v.text.size()) < b.min ||
-                         static_cast<int64_t>(v.text.size()) > b.max))
+      if (v.text.find('\0') != std::string::npos)
+        p = kNulProblem;
+      else if (b.active() && (static_cast<int64_t>(v.text.size()) < b.min ||
+                              static_cast<int64_t>(v.text.size()) > b.max))
         p = "length must be between " + std::to_string(b.min) + " and " + std::to_string(b.max) +
             " characters, got " + std::to_string(v.text.size());
       break;

@@ -282,3 +282,18 @@ TEST_CASE("schema: a duplicate key in the section is reported and the first valu
                          "test.yaml:4:31: config: duplicate key 'port' (first at line 4)"});
   CHECK(v.values.find("port")->i == 1);
 }
+
+TEST_CASE("schema: a string value with a NUL is an error, since the plugin gets C strings") {
+  const Validated v = validate(instance("{uri: \"unix:///a\\0/../b\", paths: [/ok, \"/x\\0\"]}"), kSchema);
+  CHECK(v.lines() ==
+        std::vector<std::string>{
+            "test.yaml:4:19: config.uri: contains a NUL byte, which the plugin cannot receive (config "
+            "strings reach it as C strings)",
+            "test.yaml:4:52: config.paths[1]: contains a NUL byte, which the plugin cannot receive (config "
+            "strings reach it as C strings)",
+        });
+  // Other control characters are the plugin's business (a separator may be a tab).
+  const Validated tab = validate(instance("{uri: \"a\\tb\"}"), kSchema);
+  CHECK(tab.ok);
+  CHECK(tab.values.find("uri")->text == "a\tb");
+}

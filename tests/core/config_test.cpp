@@ -396,6 +396,26 @@ TEST_CASE("config: control_socket must fit in a Unix socket address") {
         "test.yaml:1:25: agent.control_socket: must not be empty");
 }
 
+TEST_CASE("config: a path with a NUL or another control character is an error, printed escaped") {
+  // A NUL would make the socket /tmp/a, not the path written.
+  CHECK(only_error("agent: {control_socket: \"/tmp/a\\0/../b\"}\n") ==
+        "test.yaml:1:25: agent.control_socket: a path must not contain control characters, got "
+        "'/tmp/a\\x00/../b' (a NUL at byte 7)");
+  CHECK(only_error("agent: {control_socket: \"/tmp/a\\rb\"}\n") ==
+        "test.yaml:1:25: agent.control_socket: a path must not contain control characters, got "
+        "'/tmp/a\\rb' (a control character at byte 7)");
+  CHECK(only_error("agent: {plugin_dir: \"/usr/lib\\0x\"}\n") ==
+        "test.yaml:1:21: agent.plugin_dir: a path must not contain control characters, got "
+        "'/usr/lib\\x00x' (a NUL at byte 9)");
+  CHECK(only_error("plugins: [{name: a, plugin: \"./a.so\\0\"}]\n") ==
+        "test.yaml:1:29: plugins[0].plugin: a path must not contain control characters, got "
+        "'./a.so\\x00' (a NUL at byte 7)");
+  // Non-ASCII is not a control character.
+  const Parsed p = parse("agent: {control_socket: /tmp/h\xc3\xa9.sock}\n");
+  CHECK(p.ok);
+  CHECK(p.cfg.agent.control_socket == "/tmp/h\xc3\xa9.sock");
+}
+
 // ---------------------------------------------------------------------------
 // plugins:
 
@@ -624,11 +644,6 @@ TEST_CASE("config: load_config_file reads a file and reports an unreadable one w
   CHECK(errs[0].str() == "/: cannot read the file: Is a directory");
 }
 
-TEST_CASE("config: ConfigError::str formats FILE:LINE:COLUMN, or FILE alone without a mark") {
-  CHECK(ConfigError{"a.yaml", {3, 5}, "boom"}.str() == "a.yaml:3:5: boom");
-  CHECK(ConfigError{"a.yaml", {}, "boom"}.str() == "a.yaml: boom");
-}
-
 TEST_CASE("config: mark_of is 1-based and zero for a node without a position") {
   const YAML::Node n = YAML::Load("a:\n  b: 1\n");
   const Mark m = mark_of(n["a"]["b"]);
@@ -641,3 +656,18 @@ TEST_CASE("config: mark_of is 1-based and zero for a node without a position") {
   CHECK(mark_of(cn["zombie"]).line == 0);  // an invalid node
 }
 
+TEST_CASE("config: keys with control characters are echoed escaped, never raw") {
+  // A raw CR would move the terminal's cursor back over the file name.
+  const Parsed cr = parse("agent:\n  \"evil\\rtest.yaml:1:1: all good\": 1\n");
+  REQUIRE(cr.errs.size() == 1);
+  CHECK(cr.errs[0].message.find('\r') != std::string::npos);  // kept as written
+  CHECK(cr.errs[0].str() == "test.yaml:2:3: agent: unknown key 'evil\\rtest.yaml:1:1: all good'");
+  CHECK(only_error("\"\\e[2J\\x7f\": 1\n") == "test.yaml:1:1: unknown top-level key '\\x1b[2J\\x7f'");
+  CHECK(only_error("\"a\\nb\\tc\": 1\n") == "test.yaml:1:1: unknown top-level key 'a\\nb\\tc'");
+  // A C1 control (U+009B is a one-byte CSI on some terminals) and a bidi override.
+  CHECK(only_error("\"\\x9b2J\\u202e\": 1\n") == "test.yaml:1:1: unknown top-level key '\\u009b2J\\u202e'");
+  // Values are quoted escaped too.
+  CHECK(only_error("agent: {log_level: \"info\\r\"}\n") ==
+        "test.yaml:1:20: agent.log_level: expected one of error, warn, info, debug, got 'info\\r'; did you "
+        "mean 'info'?");
+}
