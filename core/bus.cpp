@@ -33,28 +33,6 @@ bool EventBus::matches(const Sub& s, const std::string& type) {
   return s.exact ? s.glob == type : fnmatch(s.glob.c_str(), type.c_str(), 0) == 0;
 }
 
-bool is_glob(std::string_view s) { return s.find_first_of("*?[") != std::string_view::npos; }
-
-bool valid_glob(const std::string& g) {
-  // fnmatch has no compile step: reject an unterminated bracket expression,
-  // which fnmatch would otherwise treat as a literal '['.
-  for (size_t i = 0; i < g.size(); i++) {
-    if (g[i] == '\\') {
-      i++;
-      continue;
-    }
-    if (g[i] == '[') {
-      size_t j = i + 1;
-      if (j < g.size() && (g[j] == '!' || g[j] == '^')) j++;
-      if (j < g.size() && g[j] == ']') j++;
-      while (j < g.size() && g[j] != ']') j++;
-      if (j >= g.size()) return false;
-      i = j;
-    }
-  }
-  return true;
-}
-
 namespace {
 uint64_t realtime_ns() {
   struct timespec ts;

@@ -21,12 +21,9 @@
 #include <vector>
 
 #include "attrs.hpp"
+#include "glob.hpp"  // valid_glob, is_glob: patterns of subscribe() and of rules
 
 namespace hostlet {
-
-// An fnmatch pattern that fnmatch would not misread (brackets balanced).
-bool valid_glob(const std::string& glob);
-bool is_glob(std::string_view s);
 
 // Collects what the actions started for one event answered, and reports once
 // all of them (and the dispatch itself) are over. Holders call hold() before

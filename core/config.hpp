@@ -1,37 +1,32 @@
-// The agent's YAML configuration: parsing, structural validation, and the
-// validation of each instance's `config:` section against its plugin's schema.
+// The agent's YAML configuration: the file's `agent:`, `plugins:` and
+// `rules:` sections, parsed and structurally validated.
 //
 // Errors are collected, never thrown: every message is reported as
 // "FILE:LINE:COLUMN: message" (1-based, from yaml-cpp marks) so that
 // `hostlet --check` can list all of them at once.
+//
+// The config is split by concept; this header brings in the parts the agent
+// uses with it:
+//   config_error.hpp    Mark, ConfigError (how every part reports)
+//   config_scalars.hpp  durations, sizes, booleans, numbers, rates as text
+//   config_schema.hpp   an instance's `config:` against its plugin's schema
+//   edit_distance.hpp   "did you mean"
+// and, internal to config*.cpp, config_node.hpp (typed reads of YAML nodes).
 #pragma once
 
-#include <hostlet/plugin.h>
 #include <yaml-cpp/yaml.h>
 
 #include <cstdint>
-#include <map>
-#include <optional>
 #include <string>
-#include <string_view>
 #include <utility>
 #include <vector>
 
+#include "config_error.hpp"
+#include "config_scalars.hpp"
+#include "config_schema.hpp"
+#include "edit_distance.hpp"
+
 namespace hostlet {
-
-struct Mark {
-  int line = 0;    // 1-based; 0 = unknown
-  int column = 0;  // 1-based
-};
-Mark mark_of(const YAML::Node& node);  // yaml-cpp marks are 0-based; this adds 1
-
-struct ConfigError {
-  std::string file;
-  Mark mark;
-  std::string message;
-  std::string str() const;  // "FILE:LINE:COLUMN: message" (or "FILE: message" without a mark)
-};
-using ConfigErrors = std::vector<ConfigError>;
 
 // `agent:` -- the YAML keys are the field names, except that the *_ms fields
 // drop the suffix (`lag_warn: 50ms`, `shutdown_timeout: 5s`, ...) and take a
@@ -90,60 +85,5 @@ struct Config {
 bool parse_config(const std::string& text, const std::string& file, Config& out, ConfigErrors& errs);
 // Reads the file (an unreadable file is one error with no mark) then parse_config.
 bool load_config_file(const std::string& path, Config& out, ConfigErrors& errs);
-
-// A validated value of one schema key, after defaults.
-struct ConfigValue {
-  hostlet_config_type type = HOSTLET_CONFIG_STRING;
-  std::string text;                 // STRING; also the source text of every scalar type
-  int64_t i = 0;                    // INT, DURATION (ms), SIZE (bytes)
-  double d = 0;                     // DOUBLE
-  bool b = false;                   // BOOL
-  std::vector<std::string> list;    // STRING_LIST and INT_LIST (as text)
-  std::vector<int64_t> ilist;       // INT_LIST
-};
-
-// The validated `config:` section of one instance; what the host API's
-// config_* getters read.
-class ConfigValues {
- public:
-  // nullptr when the key is absent and has no default
-  const ConfigValue* find(std::string_view key) const;
-  bool declared(std::string_view key) const;  // key is in the schema
-  void set(std::string key, ConfigValue v) { values_[std::move(key)] = std::move(v); }
-  void declare(std::string key, hostlet_config_type t) { declared_[std::move(key)] = t; }
-  std::optional<hostlet_config_type> declared_type(std::string_view key) const;
-
- private:
-  std::map<std::string, ConfigValue, std::less<>> values_;
-  std::map<std::string, hostlet_config_type, std::less<>> declared_;
-};
-
-// Validates `section` (a mapping, null or undefined) against `schema` (ends
-// with key NULL; may be NULL = no keys accepted). Applies defaults (a bad
-// default in the schema is an error naming the plugin's key). `where` marks
-// the instance for errors about missing required keys.
-// Defaults of scalar types are the literal text of default_value (no YAML
-// quoting: "*" is the string *); defaults of list types are YAML ("[a, b]",
-// a single scalar, or "" for an empty list).
-// Messages start with "config" (e.g. "config.uri: ..."); the overload taking
-// `path` starts them with that instead, e.g. "plugins[0].config".
-bool validate_plugin_config(const std::string& file, const YAML::Node& section, Mark where,
-                            const hostlet_config_key* schema, ConfigValues& out,
-                            ConfigErrors& errs);
-bool validate_plugin_config(const std::string& file, const YAML::Node& section, Mark where,
-                            const hostlet_config_key* schema, ConfigValues& out,
-                            ConfigErrors& errs, std::string_view path);
-
-// "250ms", "5s", "2m", "1h", "1.5s", or a plain integer of milliseconds.
-std::optional<uint64_t> parse_duration_ms(std::string_view text);
-// "512", "64KiB", "64K", "1MiB", "1M", "2GiB", "2G" (powers of 1024); plain = bytes.
-std::optional<uint64_t> parse_size(std::string_view text);
-// The candidate closest to `word` by edit distance when it is close enough
-// (distance <= max(1, len/3)); empty otherwise.
-std::string did_you_mean(std::string_view word, const std::vector<std::string>& candidates);
-// Checks fnmatch(3) pattern syntax (flags 0): an unbalanced '[', an unknown
-// "[:class:]" or a trailing lone '\\' is an error. Returns the problem, or
-// empty when the pattern is valid.
-std::string glob_syntax_error(std::string_view pattern);
 
 }  // namespace hostlet
