@@ -11,6 +11,7 @@
 #include <filesystem>
 
 #include "agent.hpp"
+#include "control_protocol.hpp"
 #include "reload.hpp"
 #include "log.hpp"
 
@@ -56,6 +57,12 @@ std::string dump_with_data(const json& obj, const std::string& data_json) {
   text += data_json;
   text += '}';
   return text;
+}
+
+// The string argument `key` of a request, or "" when absent or not a string.
+std::string string_arg(const json& req, const char* key) {
+  auto it = req.find(key);
+  return it != req.end() && it->is_string() ? it->get<std::string>() : std::string();
 }
 
 json attrs_json(const Attrs& a) {
@@ -298,145 +305,173 @@ void ControlServer::handle_line(const std::shared_ptr<Conn>& c, std::string_view
   dispatch(c, req);
 }
 
-void ControlServer::dispatch(const std::shared_ptr<Conn>& c, const json& req) {
-  json id = req.contains("id") ? req["id"] : json(nullptr);
-  auto fail = [&](const std::string& msg) {
-    errors_++;
-    c->send(json{{"id", id}, {"ok", false}, {"error", msg}});
-  };
-  auto str = [&](const char* key) -> std::string {
-    auto it = req.find(key);
-    return it != req.end() && it->is_string() ? it->get<std::string>() : std::string();
-  };
-  if (!req.contains("cmd") || !req["cmd"].is_string()) return fail("missing string 'cmd'");
-  const std::string cmd = req["cmd"].get<std::string>();
-  Core& core = agent_.core();
+// The commands the control socket answers, as ninja's kTools[]: the name a
+// request's "cmd" gives (control_protocol.hpp), the member that answers it,
+// and one line of help (the "unknown command" error lists the names).
+const ControlServer::Command ControlServer::kCommands[] = {
+    {control::cmd::status, &ControlServer::cmd_status, "version, pid, uptime, instances and their state"},
+    {control::cmd::plugins, &ControlServer::cmd_plugins, "instances and the actions each registered"},
+    {control::cmd::describe, &ControlServer::cmd_describe, "one plugin's config schema, actions and events (name)"},
+    {control::cmd::stats, &ControlServer::cmd_stats, "loop lag, bus, lanes, instances, rules, control connections"},
+    {control::cmd::call, &ControlServer::cmd_call, "run an action (action, attrs) and answer what it answered"},
+    {control::cmd::notify, &ControlServer::cmd_notify, "publish an event (type, source, attrs, ack)"},
+    {control::cmd::events, &ControlServer::cmd_events, "stream events whose type matches (type: a glob)"},
+    {control::cmd::reload, &ControlServer::cmd_reload, "reload one instance (name), or the whole config file"},
+};
 
-  if (cmd == "status") {
-    c->send(json{{"id", id}, {"ok", true}, {"data", status_json()}});
-  } else if (cmd == "plugins") {
-    c->send(json{{"id", id}, {"ok", true}, {"data", plugins_json()}});
-  } else if (cmd == "describe") {
-    json d;
-    std::string err;
-    if (!describe_json(str("name"), d, err)) return fail(err);
-    c->send(json{{"id", id}, {"ok", true}, {"data", d}});
-  } else if (cmd == "stats") {
-    c->send(json{{"id", id}, {"ok", true}, {"data", stats_json()}});
-  } else if (cmd == "call") {
-    std::string action = str("action");
-    if (action.empty()) return fail("missing string 'action'");
-    Attrs attrs;
-    std::string err;
-    if (!read_attrs(req.contains("attrs") ? req["attrs"] : json(nullptr), attrs, err)) return fail(err);
-    std::weak_ptr<Conn> wc = c;
-    int r = core.actions->call(action, std::move(attrs), [wc, id](ActionResult&& res) {
-      auto conn = wc.lock();
-      if (!conn) return;
-      if (!res.ok) {
-        conn->server->errors_++;
-        conn->send(json{{"id", id}, {"ok", false}, {"error", res.error}});
-        return;
-      }
-      conn->send_text(dump_with_data(json{{"id", id}, {"ok", true}, {"attrs", attrs_json(res.attrs)}}, res.data_json));
-    });
-    if (r == -ENOENT) {
-      std::string msg = "no such action '" + action + "'";
-      std::string close = did_you_mean(action, core.actions->names());
-      if (!close.empty()) msg += " (did you mean '" + close + "'?)";
-      fail(msg);
+void ControlServer::dispatch(const ConnPtr& c, const json& req) {
+  json id = req.contains("id") ? req["id"] : json(nullptr);
+  if (!req.contains("cmd") || !req["cmd"].is_string()) return fail(c, id, "missing string 'cmd'");
+  const std::string& name = req["cmd"].get_ref<const std::string&>();
+  for (const Command& command : kCommands)
+    if (command.name == name) return (this->*command.run)(c, req, id);
+  std::string names;
+  for (const Command& command : kCommands) names += (names.empty() ? "" : ", ") + std::string(command.name);
+  fail(c, id, "unknown command '" + name + "' (" + names + ")");
+}
+
+void ControlServer::fail(const ConnPtr& c, const json& id, const std::string& msg) {
+  errors_++;
+  c->send(json{{"id", id}, {"ok", false}, {"error", msg}});
+}
+
+void ControlServer::cmd_status(const ConnPtr& c, const json&, const json& id) {
+  c->send(json{{"id", id}, {"ok", true}, {"data", status_json()}});
+}
+
+void ControlServer::cmd_plugins(const ConnPtr& c, const json&, const json& id) {
+  c->send(json{{"id", id}, {"ok", true}, {"data", plugins_json()}});
+}
+
+void ControlServer::cmd_describe(const ConnPtr& c, const json& req, const json& id) {
+  json d;
+  std::string err;
+  if (!describe_json(string_arg(req, "name"), d, err)) return fail(c, id, err);
+  c->send(json{{"id", id}, {"ok", true}, {"data", d}});
+}
+
+void ControlServer::cmd_stats(const ConnPtr& c, const json&, const json& id) {
+  c->send(json{{"id", id}, {"ok", true}, {"data", stats_json()}});
+}
+
+void ControlServer::cmd_call(const ConnPtr& c, const json& req, const json& id) {
+  Core& core = agent_.core();
+  std::string action = string_arg(req, "action");
+  if (action.empty()) return fail(c, id, "missing string 'action'");
+  Attrs attrs;
+  std::string err;
+  if (!read_attrs(req.contains("attrs") ? req["attrs"] : json(nullptr), attrs, err)) return fail(c, id, err);
+  std::weak_ptr<Conn> wc = c;
+  int r = core.actions->call(action, std::move(attrs), [wc, id](ActionResult&& res) {
+    auto conn = wc.lock();
+    if (!conn) return;
+    if (!res.ok) {
+      conn->server->errors_++;
+      conn->send(json{{"id", id}, {"ok", false}, {"error", res.error}});
+      return;
     }
-  } else if (cmd == "notify") {
-    std::string type = str("type");
-    if (!hostlet_event_type_valid_n(type.data(), type.size())) return fail("missing or invalid 'type' (letters, digits and . _ - :, up to 256)");
-    std::string source = str("source");
-    if (source.empty()) source = "ctl";
-    std::string ack = str("ack");
-    if (ack.empty()) ack = "accepted";
-    if (ack != "none" && ack != "accepted" && ack != "done") return fail("'ack' must be none, accepted or done");
-    Event ev;
-    ev.source = source;
-    ev.type = type;
-    std::string err;
-    if (!read_attrs(req.contains("attrs") ? req["attrs"] : json(nullptr), ev.attrs, err)) return fail(err);
-    std::weak_ptr<Conn> wc = c;
-    if (ack == "done") {
-      ev.tracker = std::make_shared<Tracker>([wc, id](uint64_t eid, std::vector<Tracker::Outcome>& outs) {
-        auto conn = wc.lock();
-        if (!conn) return;
-        bool all_ok = true;
-        std::string results;
-        for (auto& o : outs) {
-          json r{{"action", o.action}, {"rule", o.rule}, {"ok", o.result.ok}};
-          if (o.result.ok) r["attrs"] = attrs_json(o.result.attrs);
-          else r["error"] = o.result.error, all_ok = false;
-          results += results.empty() ? "" : ",";
-          results += dump_with_data(r, o.result.ok ? o.result.data_json : std::string());
-        }
-        std::string line = json{{"id", id}, {"ok", all_ok}, {"event", eid}}.dump();
-        line.pop_back();
-        conn->send_text(line + ",\"results\":[" + results + "]}");
-      });
-    }
-    uint64_t eid = 0;
-    int r = core.bus->publish(std::move(ev), &eid);
-    if (r != 0) return fail("event queue full (agent.event_queue); try again");
-    if (ack == "accepted") c->send(json{{"id", id}, {"ok", true}, {"event", eid}});
-  } else if (cmd == "events") {
-    std::string glob = str("type");
-    if (glob.empty()) glob = "*";
-    if (!valid_glob(glob)) return fail("bad glob '" + glob + "'");
-    if (c->stream) return fail("this connection already streams events");
-    std::weak_ptr<Conn> wc = c;
-    c->stream = core.bus->subscribe(glob, [wc](const Event& ev) {
-      auto conn = wc.lock();
-      if (!conn || conn->closing) return;
-      if (conn->backlog > kMaxStreamBacklog) {  // a slow reader loses events, never the agent's memory
-        conn->dropped++;
-        return;
-      }
-      if (conn->dropped) {
-        conn->send(json{{"dropped", conn->dropped}});
-        conn->dropped = 0;
-      }
-      conn->send(json{{"event", event_json(ev)}});
-    }, this);
-    if (!c->stream) return fail("bad glob '" + glob + "'");
-    c->send(json{{"id", id}, {"ok", true}, {"streaming", glob}});
-  } else if (cmd == "reload") {
-    Reloader* rl = agent_.reloader();
-    if (!rl) return fail("the agent is shutting down");
-    std::string name;
-    if (req.contains("name") && !req["name"].is_null()) {
-      if (!req["name"].is_string() || req["name"].get<std::string>().empty())
-        return fail("'name' must be an instance name");
-      name = req["name"].get<std::string>();
-    }
-    std::weak_ptr<Conn> wc = c;
-    rl->request(name, "hostlet-ctl", [wc, id](const ReloadOutcome& out) {
-      auto conn = wc.lock();
-      if (!conn) return;
-      json items = json::array();
-      for (const auto& i : out.items) {
-        json o{{"name", i.name}, {"action", i.action}, {"ok", i.ok}, {"version", i.version}, {"ms", i.ms},
-               {"held_calls", i.held_calls}, {"held_events", i.held_events}};
-        if (!i.previous.empty()) o["previous"] = i.previous;
-        if (!i.attempted.empty()) o["attempted"] = i.attempted;
-        if (!i.error.empty()) o["error"] = i.error;
-        items.push_back(std::move(o));
-      }
-      json data{{"instances", items}};
-      if (out.rules) data["rules"] = *out.rules;
-      if (out.ok) {
-        conn->send(json{{"id", id}, {"ok", true}, {"result", out.summary}, {"data", data}});
-      } else {
-        conn->server->errors_++;
-        conn->send(json{{"id", id}, {"ok", false}, {"error", out.summary}, {"data", data}});
-      }
-    });
-  } else {
-    fail("unknown command '" + cmd + "' (status, plugins, describe, stats, call, notify, events, reload)");
+    conn->send_text(dump_with_data(json{{"id", id}, {"ok", true}, {"attrs", attrs_json(res.attrs)}}, res.data_json));
+  });
+  if (r == -ENOENT) {
+    std::string msg = "no such action '" + action + "'";
+    std::string close = did_you_mean(action, core.actions->names());
+    if (!close.empty()) msg += " (did you mean '" + close + "'?)";
+    fail(c, id, msg);
   }
+}
+
+void ControlServer::cmd_notify(const ConnPtr& c, const json& req, const json& id) {
+  std::string type = string_arg(req, "type");
+  if (!hostlet_event_type_valid_n(type.data(), type.size()))
+    return fail(c, id, "missing or invalid 'type' (letters, digits and . _ - :, up to 256)");
+  std::string source = string_arg(req, "source");
+  if (source.empty()) source = "ctl";
+  std::string ack = string_arg(req, "ack");
+  if (ack.empty()) ack = "accepted";
+  if (ack != "none" && ack != "accepted" && ack != "done") return fail(c, id, "'ack' must be none, accepted or done");
+  Event ev;
+  ev.source = source;
+  ev.type = type;
+  std::string err;
+  if (!read_attrs(req.contains("attrs") ? req["attrs"] : json(nullptr), ev.attrs, err)) return fail(c, id, err);
+  std::weak_ptr<Conn> wc = c;
+  if (ack == "done") {
+    ev.tracker = std::make_shared<Tracker>([wc, id](uint64_t eid, std::vector<Tracker::Outcome>& outs) {
+      auto conn = wc.lock();
+      if (!conn) return;
+      bool all_ok = true;
+      std::string results;
+      for (auto& o : outs) {
+        json r{{"action", o.action}, {"rule", o.rule}, {"ok", o.result.ok}};
+        if (o.result.ok) r["attrs"] = attrs_json(o.result.attrs);
+        else r["error"] = o.result.error, all_ok = false;
+        results += results.empty() ? "" : ",";
+        results += dump_with_data(r, o.result.ok ? o.result.data_json : std::string());
+      }
+      std::string line = json{{"id", id}, {"ok", all_ok}, {"event", eid}}.dump();
+      line.pop_back();
+      conn->send_text(line + ",\"results\":[" + results + "]}");
+    });
+  }
+  uint64_t eid = 0;
+  if (agent_.core().bus->publish(std::move(ev), &eid) != 0) return fail(c, id, "event queue full (agent.event_queue); try again");
+  if (ack == "accepted") c->send(json{{"id", id}, {"ok", true}, {"event", eid}});
+}
+
+void ControlServer::cmd_events(const ConnPtr& c, const json& req, const json& id) {
+  std::string glob = string_arg(req, "type");
+  if (glob.empty()) glob = "*";
+  if (!valid_glob(glob)) return fail(c, id, "bad glob '" + glob + "'");
+  if (c->stream) return fail(c, id, "this connection already streams events");
+  std::weak_ptr<Conn> wc = c;
+  c->stream = agent_.core().bus->subscribe(glob, [wc](const Event& ev) {
+    auto conn = wc.lock();
+    if (!conn || conn->closing) return;
+    if (conn->backlog > kMaxStreamBacklog) {  // a slow reader loses events, never the agent's memory
+      conn->dropped++;
+      return;
+    }
+    if (conn->dropped) {
+      conn->send(json{{"dropped", conn->dropped}});
+      conn->dropped = 0;
+    }
+    conn->send(json{{"event", event_json(ev)}});
+  }, this);
+  if (!c->stream) return fail(c, id, "bad glob '" + glob + "'");
+  c->send(json{{"id", id}, {"ok", true}, {"streaming", glob}});
+}
+
+void ControlServer::cmd_reload(const ConnPtr& c, const json& req, const json& id) {
+  Reloader* rl = agent_.reloader();
+  if (!rl) return fail(c, id, "the agent is shutting down");
+  std::string name;
+  if (req.contains("name") && !req["name"].is_null()) {
+    if (!req["name"].is_string() || req["name"].get<std::string>().empty())
+      return fail(c, id, "'name' must be an instance name");
+    name = req["name"].get<std::string>();
+  }
+  std::weak_ptr<Conn> wc = c;
+  rl->request(name, "hostlet-ctl", [wc, id](const ReloadOutcome& out) {
+    auto conn = wc.lock();
+    if (!conn) return;
+    json items = json::array();
+    for (const auto& i : out.items) {
+      json o{{"name", i.name}, {"action", i.action}, {"ok", i.ok}, {"version", i.version}, {"ms", i.ms},
+             {"held_calls", i.held_calls}, {"held_events", i.held_events}};
+      if (!i.previous.empty()) o["previous"] = i.previous;
+      if (!i.attempted.empty()) o["attempted"] = i.attempted;
+      if (!i.error.empty()) o["error"] = i.error;
+      items.push_back(std::move(o));
+    }
+    json data{{"instances", items}};
+    if (out.rules) data["rules"] = *out.rules;
+    if (out.ok) {
+      conn->send(json{{"id", id}, {"ok", true}, {"result", out.summary}, {"data", data}});
+    } else {
+      conn->server->errors_++;
+      conn->send(json{{"id", id}, {"ok", false}, {"error", out.summary}, {"data", data}});
+    }
+  });
 }
 
 json ControlServer::status_json() {

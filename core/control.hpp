@@ -15,6 +15,7 @@
 #include <list>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include <nlohmann/json.hpp>
 
@@ -46,8 +47,28 @@ class ControlServer {
  private:
   static void on_connection(uv_stream_t* server, int status);
   void handle_line(const std::shared_ptr<Conn>& c, std::string_view line);
-  void dispatch(const std::shared_ptr<Conn>& c, const nlohmann::json& req);
-  void close_conn(const std::shared_ptr<Conn>& c);
+  using ConnPtr = std::shared_ptr<Conn>;
+  using Json = nlohmann::json;
+  // One command of the protocol: the "cmd" that names it, the member that
+  // answers it (the request, and its id to echo), and one line of help.
+  struct Command {
+    std::string_view name;
+    void (ControlServer::*run)(const ConnPtr& c, const Json& req, const Json& id);
+    std::string_view help;
+  };
+  static const Command kCommands[];
+
+  void dispatch(const ConnPtr& c, const Json& req);
+  void fail(const ConnPtr& c, const Json& id, const std::string& msg);
+  void cmd_status(const ConnPtr& c, const Json& req, const Json& id);
+  void cmd_plugins(const ConnPtr& c, const Json& req, const Json& id);
+  void cmd_describe(const ConnPtr& c, const Json& req, const Json& id);
+  void cmd_stats(const ConnPtr& c, const Json& req, const Json& id);
+  void cmd_call(const ConnPtr& c, const Json& req, const Json& id);
+  void cmd_notify(const ConnPtr& c, const Json& req, const Json& id);
+  void cmd_events(const ConnPtr& c, const Json& req, const Json& id);
+  void cmd_reload(const ConnPtr& c, const Json& req, const Json& id);
+  void close_conn(const ConnPtr& c);
 
   nlohmann::json status_json();
   nlohmann::json plugins_json();
