@@ -28,23 +28,6 @@ uint64_t realtime_ms() {
 
 constexpr size_t kMaxStreamBacklog = 4 << 20;  // bytes queued to an `events` client before we drop
 
-// Reads {"k": "v", ...}; false with err when it is not an object of strings.
-bool read_attrs(const json& j, Attrs& out, std::string& err) {
-  if (j.is_null()) return true;
-  if (!j.is_object()) {
-    err = "'attrs' must be an object of strings";
-    return false;
-  }
-  for (auto it = j.begin(); it != j.end(); ++it) {
-    if (!it.value().is_string()) {
-      err = "attribute '" + it.key() + "' must be a string";
-      return false;
-    }
-    out.emplace_back(it.key(), it.value().get<std::string>());
-  }
-  return true;
-}
-
 // `obj` (an object) as one line of text with "data": data_json added as is:
 // the action's data, which the host has checked is one JSON value on one line
 // (ActionRegistry::reply_ok), is spliced in rather than parsed into the DOM
@@ -57,12 +40,6 @@ std::string dump_with_data(const json& obj, const std::string& data_json) {
   text += data_json;
   text += '}';
   return text;
-}
-
-// The string argument `key` of a request, or "" when absent or not a string.
-std::string string_arg(const json& req, const char* key) {
-  auto it = req.find(key);
-  return it != req.end() && it->is_string() ? it->get<std::string>() : std::string();
 }
 
 json attrs_json(const Attrs& a) {
@@ -287,21 +264,13 @@ void ControlServer::on_connection(uv_stream_t* server, int status) {
       });
 }
 
-void ControlServer::handle_line(const std::shared_ptr<Conn>& c, std::string_view line) {
+void ControlServer::handle_line(const ConnPtr& c, std::string_view line) {
   if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
   if (line.empty()) return;
   requests_++;
-  json req = json::parse(line, nullptr, false);
-  if (req.is_discarded()) {
-    errors_++;
-    c->send(json{{"ok", false}, {"error", "invalid JSON"}});
-    return;
-  }
-  if (!req.is_object()) {
-    errors_++;
-    c->send(json{{"ok", false}, {"error", "a request must be a JSON object"}});
-    return;
-  }
+  control::Request req;
+  std::string err;
+  if (!control::parse_request(line, req, err)) return fail(c, req.id, err);
   dispatch(c, req);
 }
 
@@ -319,15 +288,12 @@ const ControlServer::Command ControlServer::kCommands[] = {
     {control::cmd::reload, &ControlServer::cmd_reload, "reload one instance (name), or the whole config file"},
 };
 
-void ControlServer::dispatch(const ConnPtr& c, const json& req) {
-  json id = req.contains("id") ? req["id"] : json(nullptr);
-  if (!req.contains("cmd") || !req["cmd"].is_string()) return fail(c, id, "missing string 'cmd'");
-  const std::string& name = req["cmd"].get_ref<const std::string&>();
+void ControlServer::dispatch(const ConnPtr& c, const control::Request& req) {
   for (const Command& command : kCommands)
-    if (command.name == name) return (this->*command.run)(c, req, id);
+    if (command.name == req.cmd) return (this->*command.run)(c, req);
   std::string names;
   for (const Command& command : kCommands) names += (names.empty() ? "" : ", ") + std::string(command.name);
-  fail(c, id, "unknown command '" + name + "' (" + names + ")");
+  fail(c, req.id, "unknown command '" + req.cmd + "' (" + names + ")");
 }
 
 void ControlServer::fail(const ConnPtr& c, const json& id, const std::string& msg) {
@@ -335,33 +301,33 @@ void ControlServer::fail(const ConnPtr& c, const json& id, const std::string& ms
   c->send(json{{"id", id}, {"ok", false}, {"error", msg}});
 }
 
-void ControlServer::cmd_status(const ConnPtr& c, const json&, const json& id) {
-  c->send(json{{"id", id}, {"ok", true}, {"data", status_json()}});
+void ControlServer::cmd_status(const ConnPtr& c, const control::Request& req) {
+  c->send(json{{"id", req.id}, {"ok", true}, {"data", status_json()}});
 }
 
-void ControlServer::cmd_plugins(const ConnPtr& c, const json&, const json& id) {
-  c->send(json{{"id", id}, {"ok", true}, {"data", plugins_json()}});
+void ControlServer::cmd_plugins(const ConnPtr& c, const control::Request& req) {
+  c->send(json{{"id", req.id}, {"ok", true}, {"data", plugins_json()}});
 }
 
-void ControlServer::cmd_describe(const ConnPtr& c, const json& req, const json& id) {
+void ControlServer::cmd_describe(const ConnPtr& c, const control::Request& req) {
   json d;
-  std::string err;
-  if (!describe_json(string_arg(req, "name"), d, err)) return fail(c, id, err);
-  c->send(json{{"id", id}, {"ok", true}, {"data", d}});
+  std::string name, err;
+  if (!req.string_arg("name", name, err) || !describe_json(name, d, err)) return fail(c, req.id, err);
+  c->send(json{{"id", req.id}, {"ok", true}, {"data", d}});
 }
 
-void ControlServer::cmd_stats(const ConnPtr& c, const json&, const json& id) {
-  c->send(json{{"id", id}, {"ok", true}, {"data", stats_json()}});
+void ControlServer::cmd_stats(const ConnPtr& c, const control::Request& req) {
+  c->send(json{{"id", req.id}, {"ok", true}, {"data", stats_json()}});
 }
 
-void ControlServer::cmd_call(const ConnPtr& c, const json& req, const json& id) {
+void ControlServer::cmd_call(const ConnPtr& c, const control::Request& req) {
   Core& core = agent_.core();
-  std::string action = string_arg(req, "action");
-  if (action.empty()) return fail(c, id, "missing string 'action'");
+  std::string action, err;
   Attrs attrs;
-  std::string err;
-  if (!read_attrs(req.contains("attrs") ? req["attrs"] : json(nullptr), attrs, err)) return fail(c, id, err);
+  if (!req.string_arg("action", action, err) || !req.attrs_arg(attrs, err)) return fail(c, req.id, err);
+  if (action.empty()) return fail(c, req.id, "missing string 'action'");
   std::weak_ptr<Conn> wc = c;
+  const json& id = req.id;
   int r = core.actions->call(action, std::move(attrs), [wc, id](ActionResult&& res) {
     auto conn = wc.lock();
     if (!conn) return;
@@ -376,25 +342,24 @@ void ControlServer::cmd_call(const ConnPtr& c, const json& req, const json& id) 
     std::string msg = "no such action '" + action + "'";
     std::string close = did_you_mean(action, core.actions->names());
     if (!close.empty()) msg += " (did you mean '" + close + "'?)";
-    fail(c, id, msg);
+    fail(c, req.id, msg);
   }
 }
 
-void ControlServer::cmd_notify(const ConnPtr& c, const json& req, const json& id) {
-  std::string type = string_arg(req, "type");
-  if (!hostlet_event_type_valid_n(type.data(), type.size()))
-    return fail(c, id, "missing or invalid 'type' (letters, digits and . _ - :, up to 256)");
-  std::string source = string_arg(req, "source");
-  if (source.empty()) source = "ctl";
-  std::string ack = string_arg(req, "ack");
-  if (ack.empty()) ack = "accepted";
-  if (ack != "none" && ack != "accepted" && ack != "done") return fail(c, id, "'ack' must be none, accepted or done");
+void ControlServer::cmd_notify(const ConnPtr& c, const control::Request& req) {
   Event ev;
-  ev.source = source;
-  ev.type = type;
-  std::string err;
-  if (!read_attrs(req.contains("attrs") ? req["attrs"] : json(nullptr), ev.attrs, err)) return fail(c, id, err);
+  std::string ack, err;
+  if (!req.string_arg("type", ev.type, err) || !req.string_arg("source", ev.source, err) ||
+      !req.string_arg("ack", ack, err) || !req.attrs_arg(ev.attrs, err))
+    return fail(c, req.id, err);
+  if (!hostlet_event_type_valid_n(ev.type.data(), ev.type.size()))
+    return fail(c, req.id, "missing or invalid 'type' (letters, digits and . _ - :, up to 256)");
+  if (ev.source.empty()) ev.source = "ctl";
+  if (ack.empty()) ack = "accepted";
+  if (ack != "none" && ack != "accepted" && ack != "done")
+    return fail(c, req.id, "'ack' must be none, accepted or done");
   std::weak_ptr<Conn> wc = c;
+  const json& id = req.id;
   if (ack == "done") {
     ev.tracker = std::make_shared<Tracker>([wc, id](uint64_t eid, std::vector<Tracker::Outcome>& outs) {
       auto conn = wc.lock();
@@ -414,15 +379,17 @@ void ControlServer::cmd_notify(const ConnPtr& c, const json& req, const json& id
     });
   }
   uint64_t eid = 0;
-  if (agent_.core().bus->publish(std::move(ev), &eid) != 0) return fail(c, id, "event queue full (agent.event_queue); try again");
-  if (ack == "accepted") c->send(json{{"id", id}, {"ok", true}, {"event", eid}});
+  if (agent_.core().bus->publish(std::move(ev), &eid) != 0)
+    return fail(c, req.id, "event queue full (agent.event_queue); try again");
+  if (ack == "accepted") c->send(json{{"id", req.id}, {"ok", true}, {"event", eid}});
 }
 
-void ControlServer::cmd_events(const ConnPtr& c, const json& req, const json& id) {
-  std::string glob = string_arg(req, "type");
+void ControlServer::cmd_events(const ConnPtr& c, const control::Request& req) {
+  std::string glob, err;
+  if (!req.string_arg("type", glob, err)) return fail(c, req.id, err);
   if (glob.empty()) glob = "*";
-  if (!valid_glob(glob)) return fail(c, id, "bad glob '" + glob + "'");
-  if (c->stream) return fail(c, id, "this connection already streams events");
+  if (!valid_glob(glob)) return fail(c, req.id, "bad glob '" + glob + "'");
+  if (c->stream) return fail(c, req.id, "this connection already streams events");
   std::weak_ptr<Conn> wc = c;
   c->stream = agent_.core().bus->subscribe(glob, [wc](const Event& ev) {
     auto conn = wc.lock();
@@ -437,20 +404,22 @@ void ControlServer::cmd_events(const ConnPtr& c, const json& req, const json& id
     }
     conn->send(json{{"event", event_json(ev)}});
   }, this);
-  if (!c->stream) return fail(c, id, "bad glob '" + glob + "'");
-  c->send(json{{"id", id}, {"ok", true}, {"streaming", glob}});
+  if (!c->stream) return fail(c, req.id, "bad glob '" + glob + "'");
+  c->send(json{{"id", req.id}, {"ok", true}, {"streaming", glob}});
 }
 
-void ControlServer::cmd_reload(const ConnPtr& c, const json& req, const json& id) {
+void ControlServer::cmd_reload(const ConnPtr& c, const control::Request& req) {
   Reloader* rl = agent_.reloader();
-  if (!rl) return fail(c, id, "the agent is shutting down");
-  std::string name;
-  if (req.contains("name") && !req["name"].is_null()) {
-    if (!req["name"].is_string() || req["name"].get<std::string>().empty())
-      return fail(c, id, "'name' must be an instance name");
-    name = req["name"].get<std::string>();
+  if (!rl) return fail(c, req.id, "the agent is shutting down");
+  auto given = req.body.find("name");
+  std::string name, err;
+  if (given != req.body.end() && !given->is_null()) {
+    if (!given->is_string() || given->get_ref<const std::string&>().empty())
+      return fail(c, req.id, "'name' must be an instance name");
+    if (!req.string_arg("name", name, err)) return fail(c, req.id, err);
   }
   std::weak_ptr<Conn> wc = c;
+  const json& id = req.id;
   rl->request(name, "hostlet-ctl", [wc, id](const ReloadOutcome& out) {
     auto conn = wc.lock();
     if (!conn) return;

@@ -250,6 +250,7 @@ int stream(Client& conn, bool raw) {
       fflush(stdout);
       continue;
     }
+    if (!hostlet::control::check_line(line, hostlet::control::kMaxReplyDepth).empty()) continue;
     json m = json::parse(line, nullptr, false);
     if (m.is_discarded()) continue;
     if (m.contains("event")) print_event(m["event"]);
@@ -316,6 +317,10 @@ int main(int argc, char** argv) {
   int wait_ms = timeout_s > 0 ? static_cast<int>(timeout_s * 1000) : -1;
   if (!conn.line(line, wait_ms)) {
     fprintf(stderr, "hostlet-ctl: no answer from the agent%s\n", timeout_s > 0 ? " (timed out)" : "");
+    return kExitUnreachable;
+  }
+  if (std::string why = hostlet::control::check_line(line, hostlet::control::kMaxReplyDepth); !why.empty()) {
+    fprintf(stderr, "hostlet-ctl: unreadable answer: it %s\n", why.c_str());
     return kExitUnreachable;
   }
   json reply = json::parse(line, nullptr, false);

@@ -347,13 +347,13 @@ TEST_CASE("agent: the control socket answers bad requests with errors and keeps 
     REQUIRE(r);
     return json::parse(*r);
   };
-  CHECK(ask("{not json")["error"] == "invalid JSON");
+  CHECK(ask("{not json")["error"] == "invalid JSON at byte 3");
   CHECK(ask("[1,2]")["error"] == "a request must be a JSON object");
   CHECK(ask(R"({"id":7})")["error"] == "missing string 'cmd'");
   json unk = ask(R"({"id":8,"cmd":"dance"})");
   CHECK(unk["id"] == 8);
   CHECK(unk["error"] == "unknown command 'dance' (status, plugins, describe, stats, call, notify, events, reload)");
-  CHECK(ask(R"({"cmd":"call","action":"w.echo","attrs":{"a":1}})")["error"] == "attribute 'a' must be a string");
+  CHECK(ask(R"({"cmd":"call","action":"w.echo","attrs":{"a":1}})")["error"] == "attribute 'a' must be a string, not a number");
   CHECK(ask(R"({"cmd":"notify","type":"bad type!"})")["ok"] == false);
   CHECK(ask(R"({"cmd":"notify","type":"t","ack":"sometimes"})")["ok"] == false);
   CHECK(ask(R"({"cmd":"reload","name":""})")["error"] == "'name' must be an instance name");
@@ -361,7 +361,8 @@ TEST_CASE("agent: the control socket answers bad requests with errors and keeps 
   json nosuch = ask(R"({"id":9,"cmd":"reload","name":"nosuch"})");
   CHECK(nosuch["id"] == 9);
   CHECK(nosuch["error"].get<std::string>().find("no instance named 'nosuch' in ") == 0);
-  CHECK(ask("{\"cmd\":\"call\",\"action\":\"w.echo\",\"attrs\":{\"a\":\"\xff\xfe\"}}")["error"] == "invalid JSON");
+  CHECK(ask("{\"cmd\":\"call\",\"action\":\"w.echo\",\"attrs\":{\"a\":\"\xff\xfe\"}}")["error"] ==
+        "invalid JSON: a string is not valid UTF-8 at byte 47");
   CHECK(ask(R"({"cmd":"status"})")["ok"] == true);
   // an over-long line: an error, then the connection is closed; others are unaffected
   LineClient big(a.control_socket());
