@@ -11,6 +11,7 @@
 #include <filesystem>
 
 #include "agent.hpp"
+#include "control_protocol.hpp"
 #include "reload.hpp"
 #include "log.hpp"
 #include "version.h"
@@ -22,23 +23,6 @@ using json = nlohmann::json;
 namespace {
 
 constexpr size_t kMaxStreamBacklog = 4 << 20;  // bytes queued to an `events` client before we drop
-
-// Reads {"k": "v", ...}; false with err when it is not an object of strings.
-bool read_attrs(const json& j, Attrs& out, std::string& err) {
-  if (j.is_null()) return true;
-  if (!j.is_object()) {
-    err = "'attrs' must be an object of strings";
-    return false;
-  }
-  for (auto it = j.begin(); it != j.end(); ++it) {
-    if (!it.value().is_string()) {
-      err = "attribute '" + it.key() + "' must be a string";
-      return false;
-    }
-    out.emplace_back(it.key(), it.value().get<std::string>());
-  }
-  return true;
-}
 
 // `obj` (an object) as one line of text with "data": data_json added as is:
 // the action's data, which the host has checked is one JSON value on one line
@@ -276,163 +260,183 @@ void ControlServer::on_connection(uv_stream_t* server, int status) {
       });
 }
 
-void ControlServer::handle_line(const std::shared_ptr<Conn>& c, std::string_view line) {
+void ControlServer::handle_line(const ConnPtr& c, std::string_view line) {
   if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
   if (line.empty()) return;
   requests_++;
-  json req = json::parse(line, nullptr, false);
-  if (req.is_discarded()) {
-    errors_++;
-    c->send(json{{"ok", false}, {"error", "invalid JSON"}});
-    return;
-  }
-  if (!req.is_object()) {
-    errors_++;
-    c->send(json{{"ok", false}, {"error", "a request must be a JSON object"}});
-    return;
-  }
+  control::Request req;
+  std::string err;
+  if (!control::parse_request(line, req, err)) return fail(c, req.id, err);
   dispatch(c, req);
 }
 
-void ControlServer::dispatch(const std::shared_ptr<Conn>& c, const json& req) {
-  json id = req.contains("id") ? req["id"] : json(nullptr);
-  auto fail = [&](const std::string& msg) {
-    errors_++;
-    c->send(json{{"id", id}, {"ok", false}, {"error", msg}});
-  };
-  auto str = [&](const char* key) -> std::string {
-    auto it = req.find(key);
-    return it != req.end() && it->is_string() ? it->get<std::string>() : std::string();
-  };
-  if (!req.contains("cmd") || !req["cmd"].is_string()) return fail("missing string 'cmd'");
-  const std::string cmd = req["cmd"].get<std::string>();
-  Core& core = agent_.core();
+// The commands the control socket answers, as ninja's kTools[]: the name a
+// request's "cmd" gives (control_protocol.hpp), the member that answers it,
+// and one line of help (the "unknown command" error lists the names).
+const ControlServer::Command ControlServer::kCommands[] = {
+    {control::cmd::status, &ControlServer::cmd_status, "version, pid, uptime, instances and their state"},
+    {control::cmd::plugins, &ControlServer::cmd_plugins, "instances and the actions each registered"},
+    {control::cmd::describe, &ControlServer::cmd_describe, "one plugin's config schema, actions and events (name)"},
+    {control::cmd::stats, &ControlServer::cmd_stats, "loop lag, bus, lanes, instances, rules, control connections"},
+    {control::cmd::call, &ControlServer::cmd_call, "run an action (action, attrs) and answer what it answered"},
+    {control::cmd::notify, &ControlServer::cmd_notify, "publish an event (type, source, attrs, ack)"},
+    {control::cmd::events, &ControlServer::cmd_events, "stream events whose type matches (type: a glob)"},
+    {control::cmd::reload, &ControlServer::cmd_reload, "reload one instance (name), or the whole config file"},
+};
 
-  if (cmd == "status") {
-    c->send(json{{"id", id}, {"ok", true}, {"data", status_json()}});
-  } else if (cmd == "plugins") {
-    c->send(json{{"id", id}, {"ok", true}, {"data", plugins_json()}});
-  } else if (cmd == "describe") {
-    json d;
-    std::string err;
-    if (!describe_json(str("name"), d, err)) return fail(err);
-    c->send(json{{"id", id}, {"ok", true}, {"data", d}});
-  } else if (cmd == "stats") {
-    c->send(json{{"id", id}, {"ok", true}, {"data", stats_json()}});
-  } else if (cmd == "call") {
-    std::string action = str("action");
-    if (action.empty()) return fail("missing string 'action'");
-    Attrs attrs;
-    std::string err;
-    if (!read_attrs(req.contains("attrs") ? req["attrs"] : json(nullptr), attrs, err)) return fail(err);
-    std::weak_ptr<Conn> wc = c;
-    int r = core.actions->call(action, std::move(attrs), [wc, id](ActionResult&& res) {
-      auto conn = wc.lock();
-      if (!conn) return;
-      if (!res.ok) {
-        conn->server->errors_++;
-        conn->send(json{{"id", id}, {"ok", false}, {"error", res.error}});
-        return;
-      }
-      conn->send_text(dump_with_data(json{{"id", id}, {"ok", true}, {"attrs", attrs_json(res.attrs)}}, res.data_json));
-    });
-    if (r == -ENOENT) {
-      std::string msg = "no such action '" + action + "'";
-      std::string close = did_you_mean(action, core.actions->names());
-      if (!close.empty()) msg += " (did you mean '" + close + "'?)";
-      fail(msg);
+void ControlServer::dispatch(const ConnPtr& c, const control::Request& req) {
+  for (const Command& command : kCommands)
+    if (command.name == req.cmd) return (this->*command.run)(c, req);
+  std::string names;
+  for (const Command& command : kCommands) names += (names.empty() ? "" : ", ") + std::string(command.name);
+  fail(c, req.id, "unknown command '" + req.cmd + "' (" + names + ")");
+}
+
+void ControlServer::fail(const ConnPtr& c, const json& id, const std::string& msg) {
+  errors_++;
+  c->send(json{{"id", id}, {"ok", false}, {"error", msg}});
+}
+
+void ControlServer::cmd_status(const ConnPtr& c, const control::Request& req) {
+  c->send(json{{"id", req.id}, {"ok", true}, {"data", status_json()}});
+}
+
+void ControlServer::cmd_plugins(const ConnPtr& c, const control::Request& req) {
+  c->send(json{{"id", req.id}, {"ok", true}, {"data", plugins_json()}});
+}
+
+void ControlServer::cmd_describe(const ConnPtr& c, const control::Request& req) {
+  json d;
+  std::string name, err;
+  if (!req.string_arg("name", name, err) || !describe_json(name, d, err)) return fail(c, req.id, err);
+  c->send(json{{"id", req.id}, {"ok", true}, {"data", d}});
+}
+
+void ControlServer::cmd_stats(const ConnPtr& c, const control::Request& req) {
+  c->send(json{{"id", req.id}, {"ok", true}, {"data", stats_json()}});
+}
+
+void ControlServer::cmd_call(const ConnPtr& c, const control::Request& req) {
+  Core& core = agent_.core();
+  std::string action, err;
+  Attrs attrs;
+  if (!req.string_arg("action", action, err) || !req.attrs_arg(attrs, err)) return fail(c, req.id, err);
+  if (action.empty()) return fail(c, req.id, "missing string 'action'");
+  std::weak_ptr<Conn> wc = c;
+  const json& id = req.id;
+  int r = core.actions->call(action, std::move(attrs), [wc, id](ActionResult&& res) {
+    auto conn = wc.lock();
+    if (!conn) return;
+    if (!res.ok) {
+      conn->server->errors_++;
+      conn->send(json{{"id", id}, {"ok", false}, {"error", res.error}});
+      return;
     }
-  } else if (cmd == "notify") {
-    std::string type = str("type");
-    if (!hostlet_event_type_valid_n(type.data(), type.size())) return fail("missing or invalid 'type' (letters, digits and . _ - :, up to 256)");
-    std::string source = str("source");
-    if (source.empty()) source = "ctl";
-    std::string ack = str("ack");
-    if (ack.empty()) ack = "accepted";
-    if (ack != "none" && ack != "accepted" && ack != "done") return fail("'ack' must be none, accepted or done");
-    Event ev;
-    ev.source = source;
-    ev.type = type;
-    std::string err;
-    if (!read_attrs(req.contains("attrs") ? req["attrs"] : json(nullptr), ev.attrs, err)) return fail(err);
-    std::weak_ptr<Conn> wc = c;
-    if (ack == "done") {
-      ev.tracker = std::make_shared<Tracker>([wc, id](uint64_t eid, std::vector<Tracker::Outcome>& outs) {
-        auto conn = wc.lock();
-        if (!conn) return;
-        bool all_ok = true;
-        std::string results;
-        for (auto& o : outs) {
-          json r{{"action", o.action}, {"rule", o.rule}, {"ok", o.result.ok}};
-          if (o.result.ok) r["attrs"] = attrs_json(o.result.attrs);
-          else r["error"] = o.result.error, all_ok = false;
-          results += results.empty() ? "" : ",";
-          results += dump_with_data(r, o.result.ok ? o.result.data_json : std::string());
-        }
-        std::string line = json{{"id", id}, {"ok", all_ok}, {"event", eid}}.dump();
-        line.pop_back();
-        conn->send_text(line + ",\"results\":[" + results + "]}");
-      });
-    }
-    uint64_t eid = 0;
-    int r = core.bus->publish(std::move(ev), &eid);
-    if (r != 0) return fail("event queue full (agent.event_queue); try again");
-    if (ack == "accepted") c->send(json{{"id", id}, {"ok", true}, {"event", eid}});
-  } else if (cmd == "events") {
-    std::string glob = str("type");
-    if (glob.empty()) glob = "*";
-    if (!valid_glob(glob)) return fail("bad glob '" + glob + "'");
-    if (c->stream) return fail("this connection already streams events");
-    std::weak_ptr<Conn> wc = c;
-    c->stream = core.bus->subscribe(glob, [wc](const Event& ev) {
-      auto conn = wc.lock();
-      if (!conn || conn->closing) return;
-      if (conn->backlog > kMaxStreamBacklog) {  // a slow reader loses events, never the agent's memory
-        conn->dropped++;
-        return;
-      }
-      if (conn->dropped) {
-        conn->send(json{{"dropped", conn->dropped}});
-        conn->dropped = 0;
-      }
-      conn->send(json{{"event", event_json(ev)}});
-    }, this);
-    if (!c->stream) return fail("bad glob '" + glob + "'");
-    c->send(json{{"id", id}, {"ok", true}, {"streaming", glob}});
-  } else if (cmd == "reload") {
-    Reloader* rl = agent_.reloader();
-    if (!rl) return fail("the agent is shutting down");
-    std::string name;
-    if (req.contains("name") && !req["name"].is_null()) {
-      if (!req["name"].is_string() || req["name"].get<std::string>().empty())
-        return fail("'name' must be an instance name");
-      name = req["name"].get<std::string>();
-    }
-    std::weak_ptr<Conn> wc = c;
-    rl->request(name, "hostlet-ctl", [wc, id](const ReloadOutcome& out) {
-      auto conn = wc.lock();
-      if (!conn) return;
-      json items = json::array();
-      for (const auto& i : out.items) {
-        json o{{"name", i.name}, {"action", i.action}, {"ok", i.ok}, {"version", i.version}, {"ms", i.ms},
-               {"held_calls", i.held_calls}, {"held_events", i.held_events}};
-        if (!i.previous.empty()) o["previous"] = i.previous;
-        if (!i.attempted.empty()) o["attempted"] = i.attempted;
-        if (!i.error.empty()) o["error"] = i.error;
-        items.push_back(std::move(o));
-      }
-      json data{{"instances", items}};
-      if (out.rules) data["rules"] = *out.rules;
-      if (out.ok) {
-        conn->send(json{{"id", id}, {"ok", true}, {"result", out.summary}, {"data", data}});
-      } else {
-        conn->server->errors_++;
-        conn->send(json{{"id", id}, {"ok", false}, {"error", out.summary}, {"data", data}});
-      }
-    });
-  } else {
-    fail("unknown command '" + cmd + "' (status, plugins, describe, stats, call, notify, events, reload)");
+    conn->send_text(dump_with_data(json{{"id", id}, {"ok", true}, {"attrs", attrs_json(res.attrs)}}, res.data_json));
+  });
+  if (r == -ENOENT) {
+    std::string msg = "no such action '" + action + "'";
+    std::string close = did_you_mean(action, core.actions->names());
+    if (!close.empty()) msg += " (did you mean '" + close + "'?)";
+    fail(c, req.id, msg);
   }
+}
+
+void ControlServer::cmd_notify(const ConnPtr& c, const control::Request& req) {
+  Event ev;
+  std::string ack, err;
+  if (!req.string_arg("type", ev.type, err) || !req.string_arg("source", ev.source, err) ||
+      !req.string_arg("ack", ack, err) || !req.attrs_arg(ev.attrs, err))
+    return fail(c, req.id, err);
+  if (!hostlet_event_type_valid_n(ev.type.data(), ev.type.size()))
+    return fail(c, req.id, "missing or invalid 'type' (letters, digits and . _ - :, up to 256)");
+  if (ev.source.empty()) ev.source = "ctl";
+  if (ack.empty()) ack = "accepted";
+  if (ack != "none" && ack != "accepted" && ack != "done")
+    return fail(c, req.id, "'ack' must be none, accepted or done");
+  std::weak_ptr<Conn> wc = c;
+  const json& id = req.id;
+  if (ack == "done") {
+    ev.tracker = std::make_shared<Tracker>([wc, id](uint64_t eid, std::vector<Tracker::Outcome>& outs) {
+      auto conn = wc.lock();
+      if (!conn) return;
+      bool all_ok = true;
+      std::string results;
+      for (auto& o : outs) {
+        json r{{"action", o.action}, {"rule", o.rule}, {"ok", o.result.ok}};
+        if (o.result.ok) r["attrs"] = attrs_json(o.result.attrs);
+        else r["error"] = o.result.error, all_ok = false;
+        results += results.empty() ? "" : ",";
+        results += dump_with_data(r, o.result.ok ? o.result.data_json : std::string());
+      }
+      std::string line = json{{"id", id}, {"ok", all_ok}, {"event", eid}}.dump();
+      line.pop_back();
+      conn->send_text(line + ",\"results\":[" + results + "]}");
+    });
+  }
+  uint64_t eid = 0;
+  if (agent_.core().bus->publish(std::move(ev), &eid) != 0)
+    return fail(c, req.id, "event queue full (agent.event_queue); try again");
+  if (ack == "accepted") c->send(json{{"id", req.id}, {"ok", true}, {"event", eid}});
+}
+
+void ControlServer::cmd_events(const ConnPtr& c, const control::Request& req) {
+  std::string glob, err;
+  if (!req.string_arg("type", glob, err)) return fail(c, req.id, err);
+  if (glob.empty()) glob = "*";
+  if (!valid_glob(glob)) return fail(c, req.id, "bad glob '" + glob + "'");
+  if (c->stream) return fail(c, req.id, "this connection already streams events");
+  std::weak_ptr<Conn> wc = c;
+  c->stream = agent_.core().bus->subscribe(glob, [wc](const Event& ev) {
+    auto conn = wc.lock();
+    if (!conn || conn->closing) return;
+    if (conn->backlog > kMaxStreamBacklog) {  // a slow reader loses events, never the agent's memory
+      conn->dropped++;
+      return;
+    }
+    if (conn->dropped) {
+      conn->send(json{{"dropped", conn->dropped}});
+      conn->dropped = 0;
+    }
+    conn->send(json{{"event", event_json(ev)}});
+  }, this);
+  if (!c->stream) return fail(c, req.id, "bad glob '" + glob + "'");
+  c->send(json{{"id", req.id}, {"ok", true}, {"streaming", glob}});
+}
+
+void ControlServer::cmd_reload(const ConnPtr& c, const control::Request& req) {
+  Reloader* rl = agent_.reloader();
+  if (!rl) return fail(c, req.id, "the agent is shutting down");
+  auto given = req.body.find("name");
+  std::string name, err;
+  if (given != req.body.end() && !given->is_null()) {
+    if (!given->is_string() || given->get_ref<const std::string&>().empty())
+      return fail(c, req.id, "'name' must be an instance name");
+    if (!req.string_arg("name", name, err)) return fail(c, req.id, err);
+  }
+  std::weak_ptr<Conn> wc = c;
+  const json& id = req.id;
+  rl->request(name, "hostlet-ctl", [wc, id](const ReloadOutcome& out) {
+    auto conn = wc.lock();
+    if (!conn) return;
+    json items = json::array();
+    for (const auto& i : out.items) {
+      json o{{"name", i.name}, {"action", i.action}, {"ok", i.ok}, {"version", i.version}, {"ms", i.ms},
+             {"held_calls", i.held_calls}, {"held_events", i.held_events}};
+      if (!i.previous.empty()) o["previous"] = i.previous;
+      if (!i.attempted.empty()) o["attempted"] = i.attempted;
+      if (!i.error.empty()) o["error"] = i.error;
+      items.push_back(std::move(o));
+    }
+    json data{{"instances", items}};
+    if (out.rules) data["rules"] = *out.rules;
+    if (out.ok) {
+      conn->send(json{{"id", id}, {"ok", true}, {"result", out.summary}, {"data", data}});
+    } else {
+      conn->server->errors_++;
+      conn->send(json{{"id", id}, {"ok", false}, {"error", out.summary}, {"data", data}});
+    }
+  });
 }
 
 json ControlServer::status_json() {

@@ -1,8 +1,9 @@
 // The control socket: newline-delimited JSON requests from hostlet-ctl (or
 // any client) on a Unix stream socket, mode 0600 by default.
 //
-// Request:  {"id": ANY, "cmd": "status"|"plugins"|"describe"|"stats"|"call"|
-//            "notify"|"events"|"reload", ...arguments}
+// Request:  {"id": STRING|INTEGER, "cmd": "status"|"plugins"|"describe"|"stats"|
+//            "call"|"notify"|"events"|"reload", ...arguments}
+//           (what makes a line a valid request: control_protocol.hpp)
 // Reply:    {"id": ..., "ok": true, ...} or {"id": ..., "ok": false, "error": "..."}
 // `call` answers {"id", "ok": true, "attrs": {...}, "data": ...} exactly as the
 // action did; `events` answers {"id", "ok": true} and then streams
@@ -15,8 +16,11 @@
 #include <list>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include <nlohmann/json.hpp>
+
+#include "control_protocol.hpp"
 
 namespace hostlet {
 
@@ -46,8 +50,27 @@ class ControlServer {
  private:
   static void on_connection(uv_stream_t* server, int status);
   void handle_line(const std::shared_ptr<Conn>& c, std::string_view line);
-  void dispatch(const std::shared_ptr<Conn>& c, const nlohmann::json& req);
-  void close_conn(const std::shared_ptr<Conn>& c);
+  using ConnPtr = std::shared_ptr<Conn>;
+  // One command of the protocol: the "cmd" that names it, the member that
+  // answers it, and one line of help.
+  struct Command {
+    std::string_view name;
+    void (ControlServer::*run)(const ConnPtr& c, const control::Request& req);
+    std::string_view help;
+  };
+  static const Command kCommands[];
+
+  void dispatch(const ConnPtr& c, const control::Request& req);
+  void fail(const ConnPtr& c, const nlohmann::json& id, const std::string& msg);
+  void cmd_status(const ConnPtr& c, const control::Request& req);
+  void cmd_plugins(const ConnPtr& c, const control::Request& req);
+  void cmd_describe(const ConnPtr& c, const control::Request& req);
+  void cmd_stats(const ConnPtr& c, const control::Request& req);
+  void cmd_call(const ConnPtr& c, const control::Request& req);
+  void cmd_notify(const ConnPtr& c, const control::Request& req);
+  void cmd_events(const ConnPtr& c, const control::Request& req);
+  void cmd_reload(const ConnPtr& c, const control::Request& req);
+  void close_conn(const ConnPtr& c);
 
   nlohmann::json status_json();
   nlohmann::json plugins_json();

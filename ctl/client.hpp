@@ -1,0 +1,31 @@
+// hostlet-ctl's side of the control socket: one blocking connection that
+// sends a request line and reads reply lines.
+#pragma once
+
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace hostlet::ctl {
+
+class Client {
+ public:
+  Client() = default;
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // Connects to the Unix socket at `path`; false with `err` (strerror text).
+  bool open(const std::string& path, std::string& err);
+  // Sends `request` as one line; false when the agent closed the connection.
+  bool send(const nlohmann::json& request);
+  // The next line, without its '\n'; false on EOF, an error, a signal or
+  // after timeout_ms (< 0: no timeout).
+  bool line(std::string& out, int timeout_ms);
+
+ private:
+  int fd_ = -1;
+  std::string buf_;
+};
+
+}  // namespace hostlet::ctl

@@ -1,0 +1,160 @@
+#include "print.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <ctime>
+#include <string>
+#include <vector>
+
+namespace hostlet::ctl {
+
+using json = nlohmann::json;
+
+namespace {
+
+void print_table(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> w;
+  for (const auto& r : rows)
+    for (size_t i = 0; i < r.size(); i++) {
+      if (w.size() <= i) w.push_back(0);
+      w[i] = std::max(w[i], r[i].size());
+    }
+  for (const auto& r : rows) {
+    std::string line;
+    for (size_t i = 0; i < r.size(); i++) {
+      line += r[i];
+      if (i + 1 < r.size()) line += std::string(w[i] - r[i].size() + 2, ' ');
+    }
+    printf("%s\n", line.c_str());
+  }
+}
+
+std::string fmt(double v, int prec = 1) {
+  char b[64];
+  snprintf(b, sizeof b, "%.*f", prec, v);
+  return b;
+}
+
+}  // namespace
+
+std::string scalar(const json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); }
+
+void print_attrs(const json& attrs, const char* indent) {
+  if (!attrs.is_object()) return;
+  for (auto it = attrs.begin(); it != attrs.end(); ++it)
+    printf("%s%s=%s\n", indent, it.key().c_str(), scalar(it.value()).c_str());
+}
+
+void print_status(const json& d) {
+  printf("hostlet %s  pid %s  up %ss  config %s  pool %s threads  %s rules\n", scalar(d["version"]).c_str(),
+         scalar(d["pid"]).c_str(), fmt(d.value("uptime_s", 0.0), 0).c_str(), scalar(d["config"]).c_str(),
+         scalar(d["threadpool"]).c_str(), scalar(d["rules"]).c_str());
+  if (d.contains("reload") && (d["reload"].value("running", false) || d["reload"].value("queued", 0) > 0))
+    printf("reload in progress, %s queued\n", scalar(d["reload"]["queued"]).c_str());
+  std::vector<std::vector<std::string>> rows{
+      {"INSTANCE", "PLUGIN", "VERSION", "STATE", "LOADS", "LAST LOAD (UTC)", "LAST RESULT"}};
+  for (const auto& i : d["instances"]) {
+    std::string when = "-";
+    if (i.contains("last_time") && i["last_time"].is_number()) {
+      time_t t = static_cast<time_t>(i["last_time"].get<double>());
+      struct tm tm {};
+      char b[32];
+      if (gmtime_r(&t, &tm) && strftime(b, sizeof b, "%Y-%m-%d %H:%M:%S", &tm)) when = b;
+    }
+    std::string state = scalar(i["state"]);
+    if (i.value("reloading", false)) state += " (reloading)";
+    rows.push_back({scalar(i["name"]), scalar(i["plugin"]), scalar(i["version"]), state,
+                    i.contains("loads") ? scalar(i["loads"]) : "-", when,
+                    i.contains("last_result") ? scalar(i["last_result"]) : "-"});
+  }
+  print_table(rows);
+}
+
+void print_plugins(const json& d) {
+  std::vector<std::vector<std::string>> rows{{"INSTANCE", "PLUGIN", "VERSION", "STATE", "ACTIONS"}};
+  for (const auto& p : d) {
+    std::string acts;
+    for (const auto& a : p["actions"]) acts += (acts.empty() ? "" : " ") + scalar(a);
+    rows.push_back({scalar(p["instance"]), scalar(p["plugin"]), scalar(p["version"]), scalar(p["state"]), acts});
+  }
+  print_table(rows);
+}
+
+void print_describe(const json& d) {
+  printf("%s %s (ABI %s)\n  %s\n", scalar(d["plugin"]).c_str(), scalar(d["version"]).c_str(),
+         scalar(d["abi"]).c_str(), scalar(d["description"]).c_str());
+  printf("\nconfig:\n");
+  std::vector<std::vector<std::string>> rows{{"  KEY", "TYPE", "DEFAULT", "DESCRIPTION"}};
+  for (const auto& k : d["config"]) {
+    std::string def = k["required"].get<bool>() ? "(required)" : k["default"].is_null() ? "-" : scalar(k["default"]);
+    std::string desc = scalar(k["description"]);
+    if (k.contains("range")) desc += " [" + scalar(k["range"][0]) + ".." + scalar(k["range"][1]) + "]";
+    rows.push_back({"  " + scalar(k["key"]), scalar(k["type"]), def, desc});
+  }
+  print_table(rows);
+  printf("\nactions:\n");
+  rows = {{"  NAME", "ARGS", "DESCRIPTION"}};
+  for (const auto& a : d["actions"]) rows.push_back({"  " + scalar(a["name"]), scalar(a["args"]), scalar(a["description"])});
+  print_table(rows);
+  printf("\nevents:\n");
+  rows = {{"  TYPE", "ATTRS", "DESCRIPTION"}};
+  for (const auto& e : d["events"]) rows.push_back({"  " + scalar(e["type"]), scalar(e["attrs"]), scalar(e["description"])});
+  print_table(rows);
+}
+
+void print_stats(const json& d) {
+  const json& l = d["loop"];
+  printf("loop lag: p50 %s ms  p99 %s ms  max %s ms  (%s samples)  slow callbacks %s",
+         fmt(l["lag_p50_ms"].get<double>(), 2).c_str(), fmt(l["lag_p99_ms"].get<double>(), 2).c_str(),
+         fmt(l["lag_max_ms"].get<double>(), 2).c_str(), scalar(l["samples"]).c_str(), scalar(l["slow_callbacks"]).c_str());
+  if (!l["worst_instance"].get<std::string>().empty())
+    printf("  worst %s ms (%s)", fmt(l["worst_callback_ms"].get<double>(), 2).c_str(), scalar(l["worst_instance"]).c_str());
+  printf("\n");
+  const json& b = d["bus"];
+  printf("bus: published %s  dispatched %s  dropped %s  depth %s/%s (max %s)  subscriptions %s\n",
+         scalar(b["published"]).c_str(), scalar(b["dispatched"]).c_str(), scalar(b["dropped"]).c_str(),
+         scalar(b["depth"]).c_str(), scalar(b["capacity"]).c_str(), scalar(b["max_depth"]).c_str(),
+         scalar(b["subscriptions"]).c_str());
+  printf("actions pending: %s  control: %s connection(s), %s request(s), %s error(s)\n",
+         scalar(d["actions"]["pending"]).c_str(), scalar(d["control"]["connections"]).c_str(),
+         scalar(d["control"]["requests"]).c_str(), scalar(d["control"]["errors"]).c_str());
+  printf("\nlanes:\n");
+  std::vector<std::vector<std::string>> rows{{"  INSTANCE", "INFLIGHT", "RUNNING", "QUEUED", "SUBMITTED", "DONE",
+                                              "REJECTED", "CANCELLED", "TIMED OUT", "SHUTDOWN", "WAIT p50/p99 us",
+                                              "RUN p50/p99 us"}};
+  for (auto it = d["lanes"].begin(); it != d["lanes"].end(); ++it) {
+    const json& s = it.value();
+    rows.push_back({"  " + it.key(), scalar(s["max_inflight"]), scalar(s["running"]), scalar(s["queued"]),
+                    scalar(s["submitted"]), scalar(s["done"]), scalar(s["rejected"]), scalar(s["cancelled"]),
+                    scalar(s["timed_out"]), scalar(s["shutdown"]),
+                    fmt(s["queue_wait_us"]["p50"].get<double>(), 0) + "/" + fmt(s["queue_wait_us"]["p99"].get<double>(), 0),
+                    fmt(s["run_time_us"]["p50"].get<double>(), 0) + "/" + fmt(s["run_time_us"]["p99"].get<double>(), 0)});
+  }
+  print_table(rows);
+  if (!d["rules"].empty()) {
+    printf("\nrules:\n");
+    rows = {{"  RULE", "MATCHED", "FIRED", "DEBOUNCED", "RATE LIMITED", "TEMPLATE ERRORS", "OK", "FAILED"}};
+    for (const auto& r : d["rules"])
+      rows.push_back({"  " + scalar(r["rule"]), scalar(r["matched"]), scalar(r["fired"]), scalar(r["debounced"]),
+                      scalar(r["rate_limited"]), scalar(r["template_errors"]), scalar(r["actions_ok"]),
+                      scalar(r["actions_failed"])});
+    print_table(rows);
+  }
+}
+
+void print_event(const json& e) {
+  double t = e.value("time", 0.0);
+  time_t secs = static_cast<time_t>(t);
+  struct tm tm;
+  localtime_r(&secs, &tm);
+  char ts[32];
+  strftime(ts, sizeof ts, "%H:%M:%S", &tm);
+  std::string attrs;
+  if (e.contains("attrs"))
+    for (auto it = e["attrs"].begin(); it != e["attrs"].end(); ++it) attrs += " " + it.key() + "=" + scalar(it.value());
+  printf("%s.%03d %s %s%s\n", ts, static_cast<int>((t - static_cast<double>(secs)) * 1000), scalar(e["source"]).c_str(),
+         scalar(e["type"]).c_str(), attrs.c_str());
+  fflush(stdout);
+}
+
+}  // namespace hostlet::ctl

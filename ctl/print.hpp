@@ -1,0 +1,20 @@
+// hostlet-ctl's human-readable output of the agent's replies (--json prints
+// them as received instead).
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+namespace hostlet::ctl {
+
+// Each takes the `data` of an ok reply (print_event: one streamed event).
+void print_status(const nlohmann::json& data);
+void print_plugins(const nlohmann::json& data);
+void print_describe(const nlohmann::json& data);
+void print_stats(const nlohmann::json& data);
+void print_event(const nlohmann::json& event);
+// `KEY=VALUE` lines of an attrs object, each after `indent`.
+void print_attrs(const nlohmann::json& attrs, const char* indent);
+// A JSON value as text: strings without quotes, everything else as JSON.
+std::string scalar(const nlohmann::json& v);
+
+}  // namespace hostlet::ctl

@@ -1,0 +1,59 @@
+// End-to-end tests of hostlet-ctl's command line: what it refuses before it
+// connects (exit 64) and what it says when the agent is not there (exit 2).
+#include <string>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "e2e.hpp"
+#include "support.hpp"
+
+using namespace hostlet::test;
+
+namespace {
+
+// hostlet-ctl with `args` against a socket path where nothing listens.
+Run ctl_unreachable(std::vector<std::string> args) {
+  args.insert(args.begin(), {env_path("HOSTLET_CTL"), "-s", "/nonexistent/control.sock"});
+  return run(args);
+}
+
+}  // namespace
+
+TEST_CASE("ctl: --timeout takes a whole number of seconds; anything else is a usage error") {
+  for (const std::string bad : {"5x", "abc", "-1", "", " 5", "1.5", "99999999999999999999"}) {
+    INFO("--timeout '" << bad << "'");
+    Run r = ctl_unreachable({"--timeout", bad, "status"});
+    CHECK(r.exit_code == 64);
+    CHECK(r.err.rfind("hostlet-ctl: --timeout: '" + bad + "' is not a whole number of seconds\n", 0) == 0);
+  }
+  // a good value is read and the command goes on to connect
+  for (const std::string good : {"0", "5", "3600"}) {
+    Run r = ctl_unreachable({"--timeout", good, "status"});
+    CHECK(r.exit_code == 2);
+    CHECK(r.err == "hostlet-ctl: cannot reach the agent at /nonexistent/control.sock: No such file or directory\n");
+  }
+}
+
+TEST_CASE("ctl: a command with wrong arguments is a usage error naming the command") {
+  Run extra = ctl_unreachable({"status", "now"});
+  CHECK(extra.exit_code == 64);
+  CHECK(extra.err.rfind("hostlet-ctl: status: takes no arguments, got 'now' (usage: status)\n", 0) == 0);
+  Run call = ctl_unreachable({"call"});
+  CHECK(call.exit_code == 64);
+  CHECK(call.err.rfind("hostlet-ctl: call: needs an ACTION (usage: call ACTION [KEY=VALUE...])\n", 0) == 0);
+  Run kv = ctl_unreachable({"call", "w.echo", "novalue"});
+  CHECK(kv.exit_code == 64);
+  CHECK(kv.err.rfind("hostlet-ctl: call: expected KEY=VALUE, got 'novalue'", 0) == 0);
+  Run unknown = ctl_unreachable({"dance"});
+  CHECK(unknown.exit_code == 64);
+  CHECK(unknown.err.rfind("hostlet-ctl: unknown command 'dance'\n", 0) == 0);
+}
+
+TEST_CASE("ctl: --help lists every command") {
+  Run h = run({env_path("HOSTLET_CTL"), "--help"});
+  CHECK(h.exit_code == 0);
+  for (const char* usage : {"\n  status ", "\n  plugins [--describe NAME] ", "\n  stats ", "\n  reload [NAME] ",
+                            "\n  call ACTION [KEY=VALUE...] ", "\n  notify [--source S]", "\n  events [--type GLOB] "})
+    CHECK(h.out.find(usage) != std::string::npos);
+}
