@@ -13,6 +13,9 @@
  *         allow_uids: [0, 1000]      # checked with SO_PEERCRED; empty (with
  *         allow_gids: []             #   allow_gids empty): anyone who can open the socket
  *         max_line: 64KiB
+ *         max_attrs: 256             # per notification, a repeated key counted each time
+ *         max_key: 256               # bytes of one attribute name
+ *         max_value: 64KiB           # bytes of one attribute value
  *         max_connections: 256
  *         max_pending: 128           # ack-done replies one connection may wait for
  *         max_write_buffer: 1MiB     # unsent replies one connection may have
@@ -25,10 +28,13 @@
  *   {"type": "vm.start", "attrs": {"name": "vm1"}, "id": 7, "ack": "done"}
  *
  * `type` is required ([A-Za-z0-9_.:-], 1 to 256 characters); `attrs` values
- * are strings; `id` (a string or a number) is echoed; `ack` is "accepted"
- * (the default: reply once the event is queued), "done" (reply once every
- * action the event started has answered, with the results) or "none" (no
- * reply on success). Errors are always answered, whatever `ack` says:
+ * are strings: at most max_attrs of them, names up to max_key bytes, values up
+ * to max_value bytes (of decoded UTF-8); a repeated name keeps its first place
+ * and its last value. `id` (a string or a number) is echoed; `ack` is
+ * "accepted" (the default: reply once the event is queued), "done" (reply
+ * once every action the event started has answered, with the results) or
+ * "none" (no reply on success). Errors are always answered, whatever `ack`
+ * says:
  *
  *   {"id":7,"ok":true,"event":42}
  *   {"id":7,"ok":true,"event":42,"results":[{"action":"virt.domain.start",
@@ -104,6 +110,14 @@ const hostlet_config_key kConfig[] = {
     {"max_line", HOSTLET_CONFIG_SIZE, "64KiB",
      "longest line, without its newline; a longer one is answered with an error and the connection closed",
      64, 64LL << 20, 0},
+    {"max_attrs", HOSTLET_CONFIG_INT, "256",
+     "attributes one notification may carry (a repeated name counted each time); more are answered "
+     "\"too many attributes\"",
+     1, 65536, 0},
+    {"max_key", HOSTLET_CONFIG_SIZE, "256", "longest attribute name, in bytes; a longer one is answered with an error",
+     1, 64LL << 20, 0},
+    {"max_value", HOSTLET_CONFIG_SIZE, "64KiB",
+     "longest attribute value, in bytes; a longer one is answered with an error", 1, 64LL << 20, 0},
     {"max_connections", HOSTLET_CONFIG_INT, "256",
      "connections served at once; one more gets an error line and is closed", 1, 65536, 0},
     {"max_pending", HOSTLET_CONFIG_INT, "128",
@@ -271,6 +285,7 @@ class UnixSock final : public Plugin, public ConnectionOwner {
   gid_t gid_ = 0;
   std::vector<uint32_t> allow_uids_, allow_gids_;
   Limits limits_;
+  AttrLimits attr_limits_;
   size_t max_connections_ = 256;
   uint64_t drain_timeout_ms_ = 2000;
   uint64_t queue_wait_ms_ = 5000;
@@ -322,6 +337,9 @@ UnixSock::UnixSock(Host& host) : Plugin(host) {
   allow_uids_ = id_list(host, "allow_uids");
   allow_gids_ = id_list(host, "allow_gids");
   limits_.max_line = static_cast<size_t>(host.integer("max_line"));
+  attr_limits_.max_attrs = static_cast<size_t>(host.integer("max_attrs"));
+  attr_limits_.max_key = static_cast<size_t>(host.integer("max_key"));
+  attr_limits_.max_value = static_cast<size_t>(host.integer("max_value"));
   limits_.max_pending = static_cast<size_t>(host.integer("max_pending"));
   limits_.max_write_buffer = static_cast<size_t>(host.integer("max_write_buffer"));
   limits_.idle_timeout_ms = static_cast<uint64_t>(host.integer("idle_timeout"));
@@ -542,7 +560,7 @@ bool UnixSock::on_line(Connection& c, std::string_view line) {
     return false;
   }
   if (lines_this_turn_++ == 0 && turn_open_) uv_check_start(&turn_, &UnixSock::on_turn_end);
-  if (!parse_notification(line, note_, error_)) {
+  if (!parse_notification(line, note_, error_, attr_limits_)) {
     n_.rejected++;
     c.refused_since_ms = 0;
     host().debug("connection %llu: %s", static_cast<unsigned long long>(c.serial()), error_.c_str());

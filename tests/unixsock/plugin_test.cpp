@@ -643,6 +643,66 @@ TEST_CASE("unixsock: mode and group are applied to the socket file", "[unixsock]
   if (geteuid() == 0) CHECK(st.st_gid == 4321);
 }
 
+namespace {
+
+// In the given order (a json object would sort the names).
+std::string attrs_line(const Attrs& attrs, int id) {
+  std::string line = R"({"type":"limits","attrs":{)";
+  for (size_t i = 0; i < attrs.size(); i++)
+    line += (i ? "," : "") + json(attrs[i].first).dump() + ":" + json(attrs[i].second).dump();
+  return line + "},\"id\":" + std::to_string(id) + "}";
+}
+
+Attrs numbered(size_t n) {
+  Attrs a;
+  for (size_t i = 0; i < n; i++) a.emplace_back("k" + std::to_string(i), "v");
+  return a;
+}
+
+}  // namespace
+
+TEST_CASE("unixsock: max_attrs, max_key and max_value: the limit passes, one more is answered", "[unixsock]") {
+  Instance in({{"max_attrs", "4"}, {"max_key", "8"}, {"max_value", "16"}});
+  Client c(in.sock);
+  c.send_line(attrs_line(numbered(4), 1));
+  expect_ok(c, 1);
+  c.send_line(attrs_line(numbered(5), 2));
+  expect_error(c, "too many attributes (5 > max_attrs 4)", 2);
+  c.send_line(attrs_line({{std::string(8, 'k'), "v"}}, 3));
+  expect_ok(c, 3);
+  c.send_line(attrs_line({{std::string(9, 'k'), "v"}}, 4));
+  expect_error(c, "attribute name 'kkkkkkkkk' is too long (9 bytes > max_key 8)", 4);
+  c.send_line(attrs_line({{"v", std::string(16, 'x')}}, 5));
+  expect_ok(c, 5);
+  c.send_line(attrs_line({{"v", std::string(17, 'x')}}, 6));
+  expect_error(c, "attribute 'v' is too long (17 bytes > max_value 16)", 6);
+  // What passed was published whole; what was refused, not at all.
+  auto ev = in.host.events();
+  REQUIRE(ev.size() == 3);
+  CHECK(ev[0].attrs.size() == 4);
+  CHECK(ev[1].attrs == Attrs{{std::string(8, 'k'), "v"}});
+  CHECK(ev[2].attrs == Attrs{{"v", std::string(16, 'x')}});
+  CHECK(in.host.stat("rejected") == "3");
+  c.send_line(note("after", 7));  // the connection stays usable
+  expect_ok(c, 7);
+}
+
+TEST_CASE("unixsock: the default limits: 256 attributes pass, 257 do not; repeats keep first place, last value",
+          "[unixsock]") {
+  Instance in;
+  Client c(in.sock);
+  c.send_line(attrs_line(numbered(256), 1));
+  expect_ok(c, 1);
+  c.send_line(attrs_line(numbered(257), 2));
+  expect_error(c, "too many attributes (257 > max_attrs 256)", 2);
+  c.send_line(R"({"type":"dup","attrs":{"a":"1","b":"2","a":"3"},"id":3})");
+  expect_ok(c, 3);
+  auto ev = in.host.events();
+  REQUIRE(ev.size() == 2);
+  CHECK(ev[0].attrs == numbered(256));
+  CHECK(ev[1].attrs == Attrs{{"a", "3"}, {"b", "2"}});
+}
+
 TEST_CASE("unixsock: bad config fails init with a message", "[unixsock]") {
   Dir dir;
   auto fails = [&](Config c, const std::string& msg, Lists lists = {}) {
@@ -745,8 +805,8 @@ TEST_CASE("unixsock: the descriptor documents config, actions and events", "[uni
     CHECK(k->description);
   }
   CHECK(keys == std::set<std::string>{"socket", "mode", "group", "allow_uids", "allow_gids", "max_line",
-                                      "max_connections", "max_pending", "max_write_buffer", "idle_timeout",
-                                      "queue_wait", "drain_timeout"});
+                                      "max_attrs", "max_key", "max_value", "max_connections", "max_pending",
+                                      "max_write_buffer", "idle_timeout", "queue_wait", "drain_timeout"});
   CHECK(std::string(p->actions[0].name) == "stats");
   CHECK(p->events[0].type);
 }
