@@ -30,11 +30,14 @@
  * `type` is required ([A-Za-z0-9_.:-], 1 to 256 characters); `attrs` values
  * are strings: at most max_attrs of them, names up to max_key bytes, values up
  * to max_value bytes (of decoded UTF-8); a repeated name keeps its first place
- * and its last value. `id` (a string or a number) is echoed; `ack` is
- * "accepted" (the default: reply once the event is queued), "done" (reply
- * once every action the event started has answered, with the results) or
- * "none" (no reply on success). Errors are always answered, whatever `ack`
- * says:
+ * and its last value. `id` is echoed: a string of at most 256 bytes or an
+ * integer that fits in int64 or uint64, written without fraction or exponent
+ * (-0 is echoed as 0); anything else is an error, answered with id null (a
+ * number that overflows a double, such as 1e999, makes the line invalid
+ * JSON, as for nlohmann::json). `ack` is "accepted" (the default: reply once
+ * the event is queued), "done" (reply once every action the event started has
+ * answered, with the results) or "none" (no reply on success). Errors are
+ * always answered, whatever `ack` says:
  *
  *   {"id":7,"ok":true,"event":42}
  *   {"id":7,"ok":true,"event":42,"results":[{"action":"virt.domain.start",

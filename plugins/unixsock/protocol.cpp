@@ -241,21 +241,48 @@ class Parser {
     while (p_ != end_ && *p_ >= '0' && *p_ <= '9') ++p_;
     return true;
   }
-  bool number(std::string_view& raw) {
+  // -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?, finite as a double:
+  // nlohmann::json and the core's json_check reject a number that overflows
+  // one, so it is invalid JSON here too. `decimal` is the power of ten of its
+  // first significant digit (exact; 0 for zero), which decides that without
+  // converting all but the numbers near DBL_MAX (1.8e308). *integer is set
+  // when it has neither fraction nor exponent.
+  bool number(std::string_view& raw, bool* integer = nullptr) {
     const char* s = p_;
     if (*p_ == '-') ++p_;
+    const char* int_begin = p_;
     if (p_ != end_ && *p_ == '0') ++p_;
     else if (!digits()) return false;
+    bool zero = *int_begin == '0';
+    int64_t decimal = zero ? 0 : p_ - int_begin - 1;
+    const char* int_end = p_;
     if (p_ != end_ && *p_ == '.') {
-      ++p_;
+      const char* frac = ++p_;
       if (!digits()) return false;
+      if (zero) {
+        const char* nz = std::find_if(frac, p_, [](char c) { return c != '0'; });
+        if (nz != p_) {
+          zero = false;
+          decimal = -(nz - frac) - 1;
+        }
+      }
     }
     if (p_ != end_ && (*p_ == 'e' || *p_ == 'E')) {
       ++p_;
+      bool negative = p_ != end_ && *p_ == '-';
       if (p_ != end_ && (*p_ == '+' || *p_ == '-')) ++p_;
+      const char* e = p_;
       if (!digits()) return false;
+      int64_t exponent = 0;
+      for (; e != p_ && exponent < 1000000000; ++e) exponent = exponent * 10 + (*e - '0');
+      decimal += negative ? -exponent : exponent;
     }
     raw = std::string_view(s, static_cast<size_t>(p_ - s));
+    if (integer) *integer = p_ == int_end;
+    if (zero || decimal < 308) return true;
+    double v = 0;
+    if (decimal > 308 || std::from_chars(raw.data(), raw.data() + raw.size(), v).ec == std::errc::result_out_of_range)
+      return bad("number out of range (it overflows a double)");
     return true;
   }
   bool literal() {
@@ -380,27 +407,50 @@ class Parser {
     return string(n_.type);
   }
 
+  // The id is echoed, so it must read the same in every JSON reader (see
+  // Notification::id_json); a repeated "id" replaces the earlier one, and an
+  // unusable one is an error and is not echoed.
   bool field_id() {
     if (p_ == end_) return no_value();
     char c = *p_;
     if (c == '"') {
       if (!string(scratch_)) return false;
+      if (scratch_.size() > kMaxIdBytes)
+        return bad_id("\"id\" is too long (" + count_text(scratch_.size()) + " bytes > " + count_text(kMaxIdBytes) + ")");
       n_.id_json.clear();
       append_json_string(n_.id_json, scratch_);
       return true;
     }
     if (c == '-' || (c >= '0' && c <= '9')) {
       std::string_view raw;
-      if (!number(raw)) return false;
-      n_.id_json.assign(raw);
-      return true;
+      bool integer = false;
+      if (!number(raw, &integer)) return false;
+      if (!integer) return bad_id("\"id\" must be a string or an integer, not a number with a fraction or an exponent");
+      return integer_id(raw);
     }
-    if (c == 'n') {
-      if (!literal()) return false;
-      n_.id_json.assign("null");
-      return true;
+    n_.id_json.assign("null");
+    if (c == 'n') return literal();
+    return wrong("\"id\" must be a string or an integer, not ");
+  }
+  // raw is a JSON integer (no leading zeros): it becomes the id, as written,
+  // if it fits in an int64 or a uint64; -0 becomes 0, as nlohmann::json reads it.
+  bool integer_id(std::string_view raw) {
+    bool negative = raw.front() == '-';
+    std::string_view digits = raw.substr(negative ? 1 : 0);
+    if (digits.size() > 18) {  // 18 digits fit either way
+      uint64_t magnitude = 0;
+      auto r = std::from_chars(digits.data(), digits.data() + digits.size(), magnitude);
+      if (r.ec == std::errc::result_out_of_range || (negative && magnitude > (uint64_t{1} << 63)))
+        return bad_id("\"id\" is out of range: integers must lie in [-9223372036854775808, 18446744073709551615]");
     }
-    return wrong("\"id\" must be a string or a number, not ");
+    n_.id_json.assign(raw == "-0" ? std::string_view("0") : raw);
+    return true;
+  }
+  // A well-formed id that cannot be one: noted, and the parse goes on.
+  [[gnu::noinline]] bool bad_id(std::string message) {
+    n_.id_json.assign("null");
+    fail(std::move(message));
+    return true;
   }
 
   bool field_ack() {

@@ -38,13 +38,20 @@ struct AttrLimits {
   size_t max_value = 64 * 1024;
 };
 
+// The longest string id (decoded bytes). Each pending `ack: done` keeps its
+// id, so without a bound max_pending * max_line bytes per connection would be.
+constexpr size_t kMaxIdBytes = 256;
+
 // A parsed line. Reused from line to line: strings keep their capacity.
 struct Notification {
   std::string type;
   // attrs[0 .. n_attrs) are valid; entries past n_attrs are spare capacity.
   std::vector<std::pair<std::string, std::string>> attrs;
   size_t n_attrs = 0;
-  // The request's id as JSON text ("7", "\"abc\""), or "null" when absent or unusable.
+  // The request's id as JSON text ("7", "\"abc\""), or "null" when absent or
+  // unusable. An id is a string of at most kMaxIdBytes, an integer that fits
+  // in int64 or uint64 written without fraction or exponent (what
+  // nlohmann::json keeps as an integer; -0 is echoed as 0), or null.
   std::string id_json = "null";
   Ack ack = Ack::accepted;
   bool has_type = false;
@@ -62,8 +69,10 @@ bool valid_type(std::string_view type);
 // `error` to a message fit for a reply; `out.id_json` still holds the id when
 // the line had a usable one, so the error reply can echo it. A repeated
 // attribute key keeps its first position and its last value (as a JSON DOM
-// keeps the last). The cost is linear in the line's length, plus O(n log n)
-// in its attributes, which `limits` bound.
+// keeps the last). A number anywhere in the line that overflows a double
+// (1e999) makes it invalid JSON, as for nlohmann::json and the core's
+// json_check. The cost is linear in the line's length, plus O(n log n) in its
+// attributes, which `limits` bound.
 bool parse_notification(std::string_view line, Notification& out, std::string& error,
                         const AttrLimits& limits = {});
 

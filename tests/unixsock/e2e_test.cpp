@@ -234,6 +234,15 @@ TEST_CASE("unixsock e2e: every bad input gets its answer while another client is
     bad.send_line(line);
     expect_error(bad, expected);
   }
+  // Ids that a JSON reader could not echo back as they were sent are refused, with id null.
+  for (const char* line : {R"({"type":"x","id":1e999})", R"({"type":"x","id":18446744073709551616})",
+                           R"({"type":"x","id":1.5})", R"({"type":"x","id":{"a":[1]}})"}) {
+    INFO(line);
+    bad.send_line(line);
+    json r = reply(bad);
+    CHECK(r["ok"] == false);
+    CHECK(r["id"].is_null());
+  }
   bad.send_line(note("vm.ok", 1));
   CHECK(reply(bad)["ok"] == true);  // still open
 

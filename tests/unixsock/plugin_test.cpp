@@ -182,7 +182,11 @@ TEST_CASE("unixsock: every bad line is answered and the connection stays usable,
       {"{\"type\":\"x\",\"attrs\":{\"u\":\"\xff\xfe\"}}", "UTF-8"},
       {"\xc3\x28", "invalid JSON"},
       {R"({"type":"x","ack":"maybe"})", "unknown \"ack\" value"},
-      {R"({"type":"x","id":[1]})", "\"id\" must be a string or a number"},
+      {R"({"type":"x","id":[1]})", "\"id\" must be a string or an integer"},
+      {R"({"type":"x","id":1e999})", "number out of range"},
+      {R"({"type":"x","id":1.5})", "\"id\" must be a string or an integer, not a number with a fraction"},
+      {R"({"type":"x","id":18446744073709551616})", "\"id\" is out of range"},
+      {"{\"type\":\"x\",\"id\":\"" + std::string(300, 'i') + "\"}", "\"id\" is too long (300 bytes > 256)"},
   };
   int n = 0;
   for (const auto& [line, expected] : cases) {
@@ -198,7 +202,9 @@ TEST_CASE("unixsock: every bad line is answered and the connection stays usable,
   // Still open and serving.
   bad.send_line(note("after", 100));
   expect_ok(bad, 100);
-  CHECK(in.host.published() == cases.size() + 1);
+  bad.send_line(R"({"id":-0,"type":"ok"})");  // -0 is the integer 0
+  expect_ok(bad, 0);
+  CHECK(in.host.published() == cases.size() + 2);  // the good client's lines, and the last two
   CHECK(in.host.stat("rejected") == std::to_string(cases.size() + 1));
 }
 
