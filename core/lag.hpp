@@ -3,7 +3,9 @@
 // callback is timed so that a stall is pinned on the instance whose callback
 // ran long, in a warning naming it: by Instance::run_callback, except offload
 // done and late callbacks, which the instance's lane times in runs (see
-// LaneObserver in offload.hpp).
+// LaneObserver in offload.hpp). Not timed: the core's own callbacks and the
+// libuv callbacks of plugins that use the loop directly (uv_loop in plugin.h,
+// e.g. unixsock's reads); a lag that no timed callback explains says so.
 #pragma once
 
 #include <uv.h>

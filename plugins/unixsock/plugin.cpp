@@ -13,6 +13,9 @@
  *         allow_uids: [0, 1000]      # checked with SO_PEERCRED; empty (with
  *         allow_gids: []             #   allow_gids empty): anyone who can open the socket
  *         max_line: 64KiB
+ *         max_attrs: 256             # per notification, a repeated key counted each time
+ *         max_key: 256               # bytes of one attribute name
+ *         max_value: 64KiB           # bytes of one attribute value
  *         max_connections: 256
  *         max_pending: 128           # ack-done replies one connection may wait for
  *         max_write_buffer: 1MiB     # unsent replies one connection may have
@@ -25,10 +28,16 @@
  *   {"type": "vm.start", "attrs": {"name": "vm1"}, "id": 7, "ack": "done"}
  *
  * `type` is required ([A-Za-z0-9_.:-], 1 to 256 characters); `attrs` values
- * are strings; `id` (a string or a number) is echoed; `ack` is "accepted"
- * (the default: reply once the event is queued), "done" (reply once every
- * action the event started has answered, with the results) or "none" (no
- * reply on success). Errors are always answered, whatever `ack` says:
+ * are strings: at most max_attrs of them, names up to max_key bytes, values up
+ * to max_value bytes (of decoded UTF-8); a repeated name keeps its first place
+ * and its last value. `id` is echoed: a string of at most 256 bytes or an
+ * integer that fits in int64 or uint64, written without fraction or exponent
+ * (-0 is echoed as 0); anything else is an error, answered with id null (a
+ * number that overflows a double, such as 1e999, makes the line invalid
+ * JSON, as for nlohmann::json). `ack` is "accepted" (the default: reply once
+ * the event is queued), "done" (reply once every action the event started has
+ * answered, with the results) or "none" (no reply on success). Errors are
+ * always answered, whatever `ack` says:
  *
  *   {"id":7,"ok":true,"event":42}
  *   {"id":7,"ok":true,"event":42,"results":[{"action":"virt.domain.start",
@@ -41,12 +50,20 @@
  * answered {"ok":false,"error":"event queue full"} and the client may send it
  * again.
  *
- * Fairness: the instance handles at most kLinesPerTurn lines per loop
- * iteration, over all its connections. A connection that would go over stops
- * reading and resumes on the next iteration, first in line. libuv hands a
- * readable stream up to 32 reads of 64 KiB per iteration; parsing all of that
- * at once (tens of thousands of lines) held the loop for milliseconds and
- * filled the event queue faster than it is dispatched.
+ * Fairness: the instance handles at most kLinesPerTurn lines and, past
+ * kBytesPerTurn bytes of lines, no further line per loop iteration, over all
+ * its connections. A connection that would go over stops reading and resumes
+ * on the next iteration, first in line. libuv hands a readable stream up to 32
+ * reads of 64 KiB per iteration; parsing all of that at once (tens of
+ * thousands of lines) held the loop for milliseconds and filled the event
+ * queue faster than it is dispatched. Each line costs time linear in its
+ * length (attributes bounded by max_attrs, deduped in O(n log n)), so one
+ * iteration's work here is bounded by kBytesPerTurn plus one max_line.
+ *
+ * The host times plugin callbacks it makes itself, not this plugin's own
+ * libuv callbacks (reads, accepts, writes): a slow iteration here shows in the
+ * agent's loop lag without this instance's name. The bounds above keep it
+ * short instead.
  *
  * Each client is served on the agent's loop with libuv directly; protocol.cpp
  * parses lines, connection.cpp frames, buffers and bounds them, and this file
@@ -82,6 +99,11 @@ constexpr size_t kReadChunk = 64 * 1024;
 // bus dispatches per iteration by default (agent.event_batch), so that a
 // flood neither holds the loop nor piles up in the event queue.
 constexpr uint64_t kLinesPerTurn = 256;
+// Bytes of lines after which no further line is handled in the iteration: 256
+// lines of max_line (64 KiB) would be 16 MiB of parsing, 30 to 45 ms on the
+// loop (protocol.cpp parses 64 KiB lines at 370-520 MB/s at -O2); 1 MiB is 2
+// to 3 ms, and 256 usual lines (~100 bytes) are far below it.
+constexpr uint64_t kBytesPerTurn = 1 << 20;
 // A client that got a closing error line (line too long, refused, idle) but
 // does not read it is closed anyway after this long (or idle_timeout if shorter).
 constexpr uint64_t kLingerMs = 5000;
@@ -104,6 +126,14 @@ const hostlet_config_key kConfig[] = {
     {"max_line", HOSTLET_CONFIG_SIZE, "64KiB",
      "longest line, without its newline; a longer one is answered with an error and the connection closed",
      64, 64LL << 20, 0},
+    {"max_attrs", HOSTLET_CONFIG_INT, "256",
+     "attributes one notification may carry (a repeated name counted each time); more are answered "
+     "\"too many attributes\"",
+     1, 65536, 0},
+    {"max_key", HOSTLET_CONFIG_SIZE, "256", "longest attribute name, in bytes; a longer one is answered with an error",
+     1, 64LL << 20, 0},
+    {"max_value", HOSTLET_CONFIG_SIZE, "64KiB",
+     "longest attribute value, in bytes; a longer one is answered with an error", 1, 64LL << 20, 0},
     {"max_connections", HOSTLET_CONFIG_INT, "256",
      "connections served at once; one more gets an error line and is closed", 1, 65536, 0},
     {"max_pending", HOSTLET_CONFIG_INT, "128",
@@ -271,6 +301,7 @@ class UnixSock final : public Plugin, public ConnectionOwner {
   gid_t gid_ = 0;
   std::vector<uint32_t> allow_uids_, allow_gids_;
   Limits limits_;
+  AttrLimits attr_limits_;
   size_t max_connections_ = 256;
   uint64_t drain_timeout_ms_ = 2000;
   uint64_t queue_wait_ms_ = 5000;
@@ -295,6 +326,7 @@ class UnixSock final : public Plugin, public ConnectionOwner {
   std::unique_ptr<char[]> rbuf_;
 
   uint64_t lines_this_turn_ = 0;  // lines handled in this loop iteration
+  uint64_t bytes_this_turn_ = 0;  // and their bytes
 
   // Per-line scratch, reused.
   Notification note_;
@@ -322,6 +354,9 @@ UnixSock::UnixSock(Host& host) : Plugin(host) {
   allow_uids_ = id_list(host, "allow_uids");
   allow_gids_ = id_list(host, "allow_gids");
   limits_.max_line = static_cast<size_t>(host.integer("max_line"));
+  attr_limits_.max_attrs = static_cast<size_t>(host.integer("max_attrs"));
+  attr_limits_.max_key = static_cast<size_t>(host.integer("max_key"));
+  attr_limits_.max_value = static_cast<size_t>(host.integer("max_value"));
   limits_.max_pending = static_cast<size_t>(host.integer("max_pending"));
   limits_.max_write_buffer = static_cast<size_t>(host.integer("max_write_buffer"));
   limits_.idle_timeout_ms = static_cast<uint64_t>(host.integer("idle_timeout"));
@@ -537,12 +572,13 @@ void UnixSock::reply_error(Connection& c, std::string_view id_json, std::string_
 }
 
 bool UnixSock::on_line(Connection& c, std::string_view line) {
-  if (lines_this_turn_ >= kLinesPerTurn) {  // this iteration's budget is spent: next one
+  if (lines_this_turn_ >= kLinesPerTurn || bytes_this_turn_ >= kBytesPerTurn) {  // the budget is spent: next iteration
     retry_later(c);
     return false;
   }
   if (lines_this_turn_++ == 0 && turn_open_) uv_check_start(&turn_, &UnixSock::on_turn_end);
-  if (!parse_notification(line, note_, error_)) {
+  bytes_this_turn_ += line.size();
+  if (!parse_notification(line, note_, error_, attr_limits_)) {
     n_.rejected++;
     c.refused_since_ms = 0;
     host().debug("connection %llu: %s", static_cast<unsigned long long>(c.serial()), error_.c_str());
@@ -627,6 +663,7 @@ void UnixSock::retry_later(Connection& c) {
 void UnixSock::on_turn_end(uv_check_t* check) {
   auto* self = static_cast<UnixSock*>(check->data);
   self->lines_this_turn_ = 0;
+  self->bytes_this_turn_ = 0;
   uv_check_stop(check);
 }
 

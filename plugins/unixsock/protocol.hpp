@@ -29,18 +29,35 @@ namespace hostlet::unixsock {
 
 enum class Ack { none, accepted, done };
 
+// Bounds on one notification's attributes (the plugin's max_attrs, max_key and
+// max_value), so that one line cannot make an event, and the work on it,
+// arbitrarily large. Sizes are in bytes of the decoded UTF-8 text.
+struct AttrLimits {
+  size_t max_attrs = 256;  // members of "attrs", a repeated key counted each time
+  size_t max_key = 256;
+  size_t max_value = 64 * 1024;
+};
+
+// The longest string id (decoded bytes). Each pending `ack: done` keeps its
+// id, so without a bound max_pending * max_line bytes per connection would be.
+constexpr size_t kMaxIdBytes = 256;
+
 // A parsed line. Reused from line to line: strings keep their capacity.
 struct Notification {
   std::string type;
   // attrs[0 .. n_attrs) are valid; entries past n_attrs are spare capacity.
   std::vector<std::pair<std::string, std::string>> attrs;
   size_t n_attrs = 0;
-  // The request's id as JSON text ("7", "\"abc\""), or "null" when absent or unusable.
+  // The request's id as JSON text ("7", "\"abc\""), or "null" when absent or
+  // unusable. An id is a string of at most kMaxIdBytes, an integer that fits
+  // in int64 or uint64 written without fraction or exponent (what
+  // nlohmann::json keeps as an integer; -0 is echoed as 0), or null.
   std::string id_json = "null";
   Ack ack = Ack::accepted;
   bool has_type = false;
   // Parser scratch, kept here so that its capacity is reused too.
   std::string scratch_key, scratch_value, scratch_stack;
+  std::vector<uint32_t> scratch_order;  // dedupe's sort
 
   void clear();
 };
@@ -50,8 +67,14 @@ bool valid_type(std::string_view type);
 
 // Parses one line (without its '\n'). On failure returns false and sets
 // `error` to a message fit for a reply; `out.id_json` still holds the id when
-// the line had a usable one, so the error reply can echo it.
-bool parse_notification(std::string_view line, Notification& out, std::string& error);
+// the line had a usable one, so the error reply can echo it. A repeated
+// attribute key keeps its first position and its last value (as a JSON DOM
+// keeps the last). A number anywhere in the line that overflows a double
+// (1e999) makes it invalid JSON, as for nlohmann::json and the core's
+// json_check. The cost is linear in the line's length, plus O(n log n) in its
+// attributes, which `limits` bound.
+bool parse_notification(std::string_view line, Notification& out, std::string& error,
+                        const AttrLimits& limits = {});
 
 // Appends `s` as a JSON string literal (with quotes). Control characters are
 // escaped; invalid UTF-8 sequences become U+FFFD. (The SDK's, shared with

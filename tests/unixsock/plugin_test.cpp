@@ -12,7 +12,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <fstream>
+#include <map>
+#include <memory>
 #include <set>
 #include <thread>
 
@@ -182,7 +185,11 @@ TEST_CASE("unixsock: every bad line is answered and the connection stays usable,
       {"{\"type\":\"x\",\"attrs\":{\"u\":\"\xff\xfe\"}}", "UTF-8"},
       {"\xc3\x28", "invalid JSON"},
       {R"({"type":"x","ack":"maybe"})", "unknown \"ack\" value"},
-      {R"({"type":"x","id":[1]})", "\"id\" must be a string or a number"},
+      {R"({"type":"x","id":[1]})", "\"id\" must be a string or an integer"},
+      {R"({"type":"x","id":1e999})", "number out of range"},
+      {R"({"type":"x","id":1.5})", "\"id\" must be a string or an integer, not a number with a fraction"},
+      {R"({"type":"x","id":18446744073709551616})", "\"id\" is out of range"},
+      {"{\"type\":\"x\",\"id\":\"" + std::string(300, 'i') + "\"}", "\"id\" is too long (300 bytes > 256)"},
   };
   int n = 0;
   for (const auto& [line, expected] : cases) {
@@ -198,7 +205,9 @@ TEST_CASE("unixsock: every bad line is answered and the connection stays usable,
   // Still open and serving.
   bad.send_line(note("after", 100));
   expect_ok(bad, 100);
-  CHECK(in.host.published() == cases.size() + 1);
+  bad.send_line(R"({"id":-0,"type":"ok"})");  // -0 is the integer 0
+  expect_ok(bad, 0);
+  CHECK(in.host.published() == cases.size() + 2);  // the good client's lines, and the last two
   CHECK(in.host.stat("rejected") == std::to_string(cases.size() + 1));
 }
 
@@ -282,31 +291,54 @@ TEST_CASE("unixsock: 20000 pipelined lines are answered in order", "[unixsock]")
   CHECK(in.host.published() == static_cast<size_t>(n));
 }
 
-TEST_CASE("unixsock: a burst is handled at most 256 lines per loop iteration, in order, none lost", "[unixsock]") {
-  // A check handle of the test's own counts what was published in each loop
-  // iteration (declared before the instance: its close completes in shutdown).
-  struct Turns {
-    uv_check_t check;
-    FakeHost* host = nullptr;
-    size_t last = 0, max_per_turn = 0, turns = 0;
-  } t;
-  Instance in;
-  t.host = &in.host;
-  in.host.on_loop([&] {
-    uv_check_init(&in.host.loop_, &t.check);
-    t.check.data = &t;
-    uv_check_start(&t.check, [](uv_check_t* h) {
-      auto* tt = static_cast<Turns*>(h->data);
-      size_t n;
-      {
-        std::lock_guard<std::mutex> l(tt->host->mu_);
-        n = tt->host->events_.size();
-      }
-      tt->max_per_turn = std::max(tt->max_per_turn, n - tt->last);
-      tt->turns += n > tt->last;
-      tt->last = n;
+namespace {
+
+// What the plugin published in each loop iteration, seen by a check handle of
+// the test's own on the plugin's loop (declared after the Instance, so that it
+// goes first).
+class PerTurn {
+ public:
+  explicit PerTurn(FakeHost& host) : host_(host) {
+    host_.on_loop([this] {
+      uv_check_init(&host_.loop_, &check_);
+      check_.data = this;
+      uv_check_start(&check_, [](uv_check_t* h) { static_cast<PerTurn*>(h->data)->count(); });
     });
-  });
+  }
+  PerTurn(const PerTurn&) = delete;
+  PerTurn& operator=(const PerTurn&) = delete;
+  ~PerTurn() { finish(); }
+  // Stops counting; then the maxima are final. The handle's close completes
+  // in the iteration that closes it, before the next on_loop command runs.
+  void finish() {
+    if (std::exchange(finished_, true)) return;
+    host_.on_loop([this] { uv_close(reinterpret_cast<uv_handle_t*>(&check_), nullptr); });
+    host_.on_loop([] {});
+  }
+  size_t max_events = 0, max_bytes = 0, turns = 0;  // bytes: of attribute values
+
+ private:
+  void count() {
+    std::lock_guard<std::mutex> l(host_.mu_);
+    size_t n = host_.events_.size(), bytes = 0;
+    for (size_t i = seen_; i < n; i++)
+      for (const auto& kv : host_.events_[i].attrs) bytes += kv.second.size();
+    max_events = std::max(max_events, n - seen_);
+    max_bytes = std::max(max_bytes, bytes);
+    turns += n > seen_;
+    seen_ = n;
+  }
+  FakeHost& host_;
+  uv_check_t check_{};
+  size_t seen_ = 0;
+  bool finished_ = false;
+};
+
+}  // namespace
+
+TEST_CASE("unixsock: a burst is handled at most 256 lines per loop iteration, in order, none lost", "[unixsock]") {
+  Instance in;
+  PerTurn per_turn(in.host);
   Client c(in.sock);
   const int n = 3000;
   std::string burst;
@@ -314,17 +346,65 @@ TEST_CASE("unixsock: a burst is handled at most 256 lines per loop iteration, in
   std::thread writer([&] { c.send(burst); });
   expect_ok(c, n);
   writer.join();
+  per_turn.finish();
   auto ev = in.host.events();
   REQUIRE(ev.size() == static_cast<size_t>(n));
   for (int i = 0; i < n; i++) REQUIRE(ev[static_cast<size_t>(i)].attrs == Attrs{{"n", std::to_string(i + 1)}});
-  size_t max_per_turn = 0, turns = 0;
-  in.host.on_loop([&] {
-    max_per_turn = t.max_per_turn;
-    turns = t.turns;
-    uv_close(reinterpret_cast<uv_handle_t*>(&t.check), nullptr);
+  CHECK(per_turn.max_events <= 256);
+  CHECK(per_turn.turns >= static_cast<size_t>(n) / 256);
+}
+
+TEST_CASE("unixsock: long lines from many clients are handled about 1 MiB per loop iteration, none lost",
+          "[unixsock]") {
+  // One client's socket buffer holds ~200 KiB, so one iteration reads little
+  // more from it; 16 clients that filled theirs while the loop was busy offer
+  // ~3 MiB at once, well under the line budget (256) in 60 KiB lines. The byte
+  // budget cuts that into iterations of at most 1 MiB and one line more.
+  Instance in;
+  PerTurn per_turn(in.host);
+  const int clients = 16, per_client = 12;
+  const size_t value = 60 * 1024;
+  std::vector<std::unique_ptr<Client>> cs;
+  for (int k = 0; k < clients; k++) {
+    cs.push_back(std::make_unique<Client>(in.sock));
+    cs.back()->send_line(note("hello", k));
+    expect_ok(*cs.back(), k);
+  }
+  std::atomic<bool> busy{false};
+  std::thread blocker([&] {
+    in.host.on_loop([&] {
+      busy = true;
+      std::this_thread::sleep_for(500ms);  // the loop is busy: the clients fill their buffers
+    });
   });
-  CHECK(max_per_turn <= 256);
-  CHECK(turns >= static_cast<size_t>(n) / 256);
+  while (!busy) std::this_thread::sleep_for(1ms);
+  std::vector<std::thread> writers;
+  for (int k = 0; k < clients; k++) {
+    writers.emplace_back([&, k] {
+      std::string burst;
+      for (int i = 1; i <= per_client; i++)
+        burst += R"({"type":"long","attrs":{"k":")" + std::to_string(k) + R"(","v":")" +
+                 std::string(value, static_cast<char>('a' + i % 26)) + R"("},"id":)" + std::to_string(i) +
+                 (i == per_client ? "" : R"(,"ack":"none")") + "}\n";
+      cs[static_cast<size_t>(k)]->send(burst);
+    });
+  }
+  blocker.join();
+  for (auto& w : writers) w.join();
+  for (auto& c : cs) expect_ok(*c, per_client);
+  per_turn.finish();
+  auto ev = in.host.events();
+  REQUIRE(ev.size() == static_cast<size_t>(clients * (per_client + 1)));
+  std::map<std::string, int> next;  // per client, in order
+  for (const auto& e : ev) {
+    if (e.type != "long") continue;
+    int i = ++next[e.attrs.at(0).second];
+    REQUIRE(e.attrs.at(1).second.size() == value);
+    REQUIRE(e.attrs.at(1).second[0] == 'a' + i % 26);
+  }
+  CHECK(next.size() == static_cast<size_t>(clients));
+  CHECK(per_turn.max_bytes > value);  // several lines did meet in one iteration
+  CHECK(per_turn.max_bytes <= (1u << 20) + 2 * value);
 }
 
 TEST_CASE("unixsock: with queue_wait 0 a full event queue is refused at once, then accepted again", "[unixsock]") {
@@ -643,6 +723,66 @@ TEST_CASE("unixsock: mode and group are applied to the socket file", "[unixsock]
   if (geteuid() == 0) CHECK(st.st_gid == 4321);
 }
 
+namespace {
+
+// In the given order (a json object would sort the names).
+std::string attrs_line(const Attrs& attrs, int id) {
+  std::string line = R"({"type":"limits","attrs":{)";
+  for (size_t i = 0; i < attrs.size(); i++)
+    line += (i ? "," : "") + json(attrs[i].first).dump() + ":" + json(attrs[i].second).dump();
+  return line + "},\"id\":" + std::to_string(id) + "}";
+}
+
+Attrs numbered(size_t n) {
+  Attrs a;
+  for (size_t i = 0; i < n; i++) a.emplace_back("k" + std::to_string(i), "v");
+  return a;
+}
+
+}  // namespace
+
+TEST_CASE("unixsock: max_attrs, max_key and max_value: the limit passes, one more is answered", "[unixsock]") {
+  Instance in({{"max_attrs", "4"}, {"max_key", "8"}, {"max_value", "16"}});
+  Client c(in.sock);
+  c.send_line(attrs_line(numbered(4), 1));
+  expect_ok(c, 1);
+  c.send_line(attrs_line(numbered(5), 2));
+  expect_error(c, "too many attributes (5 > max_attrs 4)", 2);
+  c.send_line(attrs_line({{std::string(8, 'k'), "v"}}, 3));
+  expect_ok(c, 3);
+  c.send_line(attrs_line({{std::string(9, 'k'), "v"}}, 4));
+  expect_error(c, "attribute name 'kkkkkkkkk' is too long (9 bytes > max_key 8)", 4);
+  c.send_line(attrs_line({{"v", std::string(16, 'x')}}, 5));
+  expect_ok(c, 5);
+  c.send_line(attrs_line({{"v", std::string(17, 'x')}}, 6));
+  expect_error(c, "attribute 'v' is too long (17 bytes > max_value 16)", 6);
+  // What passed was published whole; what was refused, not at all.
+  auto ev = in.host.events();
+  REQUIRE(ev.size() == 3);
+  CHECK(ev[0].attrs.size() == 4);
+  CHECK(ev[1].attrs == Attrs{{std::string(8, 'k'), "v"}});
+  CHECK(ev[2].attrs == Attrs{{"v", std::string(16, 'x')}});
+  CHECK(in.host.stat("rejected") == "3");
+  c.send_line(note("after", 7));  // the connection stays usable
+  expect_ok(c, 7);
+}
+
+TEST_CASE("unixsock: the default limits: 256 attributes pass, 257 do not; repeats keep first place, last value",
+          "[unixsock]") {
+  Instance in;
+  Client c(in.sock);
+  c.send_line(attrs_line(numbered(256), 1));
+  expect_ok(c, 1);
+  c.send_line(attrs_line(numbered(257), 2));
+  expect_error(c, "too many attributes (257 > max_attrs 256)", 2);
+  c.send_line(R"({"type":"dup","attrs":{"a":"1","b":"2","a":"3"},"id":3})");
+  expect_ok(c, 3);
+  auto ev = in.host.events();
+  REQUIRE(ev.size() == 2);
+  CHECK(ev[0].attrs == numbered(256));
+  CHECK(ev[1].attrs == Attrs{{"a", "3"}, {"b", "2"}});
+}
+
 TEST_CASE("unixsock: bad config fails init with a message", "[unixsock]") {
   Dir dir;
   auto fails = [&](Config c, const std::string& msg, Lists lists = {}) {
@@ -745,8 +885,8 @@ TEST_CASE("unixsock: the descriptor documents config, actions and events", "[uni
     CHECK(k->description);
   }
   CHECK(keys == std::set<std::string>{"socket", "mode", "group", "allow_uids", "allow_gids", "max_line",
-                                      "max_connections", "max_pending", "max_write_buffer", "idle_timeout",
-                                      "queue_wait", "drain_timeout"});
+                                      "max_attrs", "max_key", "max_value", "max_connections", "max_pending",
+                                      "max_write_buffer", "idle_timeout", "queue_wait", "drain_timeout"});
   CHECK(std::string(p->actions[0].name) == "stats");
   CHECK(p->events[0].type);
 }

@@ -2,6 +2,8 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include <chrono>
+#include <map>
 #include <random>
 
 #include "protocol.hpp"
@@ -19,14 +21,14 @@ struct Parsed {
   Notification n;
 };
 
-Parsed parse(std::string_view line) {
+Parsed parse(std::string_view line, const us::AttrLimits& limits = {}) {
   Parsed p;
-  p.ok = us::parse_notification(line, p.n, p.error);
+  p.ok = us::parse_notification(line, p.n, p.error, limits);
   return p;
 }
 
-std::string error_of(std::string_view line) {
-  Parsed p = parse(line);
+std::string error_of(std::string_view line, const us::AttrLimits& limits = {}) {
+  Parsed p = parse(line, limits);
   REQUIRE_FALSE(p.ok);
   REQUIRE_FALSE(p.error.empty());
   return p.error;
@@ -77,16 +79,91 @@ TEST_CASE("protocol: ack values", "[unixsock][protocol]") {
   CHECK_THAT(error_of(R"({"type":"x","ack":1})"), Catch::Contains("\"ack\" must be a string"));
 }
 
-TEST_CASE("protocol: ids are echoed as JSON text", "[unixsock][protocol]") {
+TEST_CASE("protocol: string, 64-bit integer and null ids are echoed as JSON text", "[unixsock][protocol]") {
   CHECK(parse(R"({"type":"x","id":"a\"b"})").n.id_json == R"("a\"b")");
   CHECK(parse(R"({"type":"x","id":-12})").n.id_json == "-12");
+  CHECK(parse(R"({"type":"x","id":0})").n.id_json == "0");
   CHECK(parse(R"({"type":"x","id":18446744073709551615})").n.id_json == "18446744073709551615");
-  CHECK(parse(R"({"type":"x","id":1.5e3})").n.id_json == "1.5e3");
+  CHECK(parse(R"({"type":"x","id":-9223372036854775808})").n.id_json == "-9223372036854775808");
+  CHECK(parse(R"({"type":"x","id":999999999999999999})").n.id_json == "999999999999999999");
   CHECK(parse(R"({"type":"x","id":null})").n.id_json == "null");
   CHECK(parse(R"({"type":"x","id":"\u00e9\u4e2d"})").n.id_json == "\"\xc3\xa9\xe4\xb8\xad\"");
-  CHECK_THAT(error_of(R"({"type":"x","id":true})"), Catch::Contains("\"id\" must be a string or a number"));
-  CHECK_THAT(error_of(R"({"type":"x","id":{"a":1}})"), Catch::Contains("\"id\" must be a string or a number"));
-  CHECK_THAT(error_of(R"({"type":"x","id":[1]})"), Catch::Contains("\"id\" must be a string or a number"));
+  // -0 is the integer 0 to nlohmann::json (and to a client reading the reply): echoed as 0.
+  CHECK(parse(R"({"type":"x","id":-0})").n.id_json == "0");
+  CHECK(json::parse("-0").is_number_integer());
+  // A repeated id: the last one counts, as in a JSON DOM.
+  CHECK(parse(R"({"type":"x","id":1,"id":"two"})").n.id_json == "\"two\"");
+}
+
+TEST_CASE("protocol: an id that is no string or 64-bit integer is an error and is not echoed", "[unixsock][protocol]") {
+  const std::string not_integer = "\"id\" must be a string or an integer, not a number with a fraction or an exponent";
+  const std::string out_of_range =
+      "\"id\" is out of range: integers must lie in [-9223372036854775808, 18446744073709551615]";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"1.5", not_integer},
+      {"1e3", not_integer},
+      {"1.5e3", not_integer},
+      {"-0.0", not_integer},
+      {"18446744073709551616", out_of_range},
+      {"-9223372036854775809", out_of_range},
+      {"100000000000000000000000000000", out_of_range},
+      {"true", "\"id\" must be a string or an integer, not a boolean"},
+      {"[1]", "\"id\" must be a string or an integer, not an array"},
+      {R"({"a":1})", "\"id\" must be a string or an integer, not an object"},
+      {std::string(50000, '[') + std::string(50000, ']'), "\"id\" must be a string or an integer, not an array"},
+      {"\"" + std::string(257, 'i') + "\"", "\"id\" is too long (257 bytes > 256)"},
+      {"\"" + std::string(60000, 'i') + "\"", "\"id\" is too long (60000 bytes > 256)"},
+  };
+  for (const auto& [id, message] : cases) {
+    INFO(id.substr(0, 80));
+    // The id comes first so that an accepted one would be kept for the reply.
+    Parsed p = parse("{\"id\":" + id + ",\"type\":\"x\"}");
+    REQUIRE_FALSE(p.ok);
+    CHECK(p.error == message);
+    CHECK(p.n.id_json == "null");
+    // nlohmann::json, which a client may use, agrees that the line is JSON.
+    CHECK(json::accept("{\"id\":" + id + ",\"type\":\"x\"}"));
+  }
+  // A valid id followed by an unusable one is not echoed either.
+  Parsed p = parse(R"({"type":"x","id":7,"id":1.5})");
+  CHECK(p.error == not_integer);
+  CHECK(p.n.id_json == "null");
+  // The longest string id is accepted; its length counts decoded bytes.
+  CHECK(parse("{\"type\":\"x\",\"id\":\"" + std::string(256, 'i') + "\"}").ok);
+  std::string e_acute;
+  for (int i = 0; i < 128; i++) e_acute += "\\u00e9";  // 2 bytes each
+  CHECK(parse("{\"type\":\"x\",\"id\":\"" + e_acute + "\"}").ok);
+  CHECK(error_of("{\"type\":\"x\",\"id\":\"" + e_acute + "x\"}") == "\"id\" is too long (257 bytes > 256)");
+}
+
+TEST_CASE("protocol: a number that overflows a double is invalid JSON wherever it is", "[unixsock][protocol]") {
+  // As for nlohmann::json and the core's json_check (json_valid): a reader
+  // that cannot hold the number rejects the whole line, so an id of 1e999 is
+  // never echoed.
+  for (const std::string& number : std::vector<std::string>{"1e999", "-1e309", "1E+400", "0.1e310",
+                                                            "1.7976931348623159e308", "1" + std::string(400, '0'),
+                                                            "-" + std::string(310, '9')}) {
+    INFO(number.substr(0, 60));
+    for (const std::string& line : {"{\"type\":\"x\",\"id\":" + number + "}",
+                                    "{\"type\":\"x\",\"extra\":[1," + number + "]}",
+                                    "{\"type\":\"x\",\"attrs\":{\"n\":" + number + "}}"}) {
+      Parsed p = parse(line);
+      REQUIRE_FALSE(p.ok);
+      CHECK_THAT(p.error, Catch::StartsWith("invalid JSON: syntax error at column"));
+      CHECK_THAT(p.error, Catch::EndsWith("number out of range (it overflows a double)"));
+      CHECK(p.n.id_json == "null");
+      CHECK_FALSE(json::accept(line));
+    }
+  }
+  // Finite, however written (and underflow to 0 is fine, as for nlohmann::json).
+  for (const std::string& number : std::vector<std::string>{
+           "1.7976931348623157e308", "-1.7976931348623157e308", "17976931348623157e292", "0.00001e313", "1e-999",
+           "0.0e999", "0e400", "0." + std::string(400, '0') + "1e400", std::string(308, '9')}) {
+    INFO(number.substr(0, 60));
+    std::string line = "{\"type\":\"x\",\"extra\":" + number + "}";
+    CHECK(parse(line).ok);
+    CHECK(json::accept(line));
+  }
 }
 
 TEST_CASE("protocol: the id is kept for the error reply even after a bad field", "[unixsock][protocol]") {
@@ -227,10 +304,162 @@ TEST_CASE("protocol: many attributes, with duplicates", "[unixsock][protocol]") 
   std::string line = "{\"type\":\"x\",\"attrs\":{";
   for (int i = 0; i < 2000; i++) line += (i ? "," : "") + std::string("\"k") + std::to_string(i % 1000) + "\":\"" + std::to_string(i) + "\"";
   line += "}}";
-  Parsed p = parse(line);
+  us::AttrLimits limits;
+  limits.max_attrs = 2000;
+  Parsed p = parse(line, limits);
   REQUIRE(p.ok);
   REQUIRE(p.n.n_attrs == 1000);
   CHECK(attr(p.n, "k7") == "1007");
+  for (size_t i = 0; i < p.n.n_attrs; i++) CHECK(p.n.attrs[i].first == "k" + std::to_string(i));  // first-seen order
+}
+
+namespace {
+
+using AttrList = std::vector<std::pair<std::string, std::string>>;
+
+// What dedupe must do, written the obvious way: each key once, where it first
+// appeared, with the value it had last.
+AttrList deduped(const AttrList& in) {
+  AttrList out;
+  std::map<std::string, size_t> at;
+  for (const auto& [k, v] : in) {
+    auto [it, fresh] = at.emplace(k, out.size());
+    if (fresh) out.emplace_back(k, v);
+    else out[it->second].second = v;
+  }
+  return out;
+}
+
+std::string attrs_line(const AttrList& attrs) {
+  std::string line = "{\"type\":\"x\",\"attrs\":{";
+  for (size_t i = 0; i < attrs.size(); i++)
+    line += (i ? "," : "") + json(attrs[i].first).dump() + ":" + json(attrs[i].second).dump();
+  return line + "}}";
+}
+
+}  // namespace
+
+TEST_CASE("protocol: dedupe keeps each key's first position and last value, for any count", "[unixsock][protocol]") {
+  // Small counts are deduped pairwise, larger ones by sorting: both against
+  // the obvious implementation, with few and with many repeats, and with keys
+  // that are prefixes of each other.
+  std::mt19937 rng(4242);
+  us::AttrLimits limits;
+  limits.max_attrs = 1000;
+  Notification n;
+  std::string err;
+  for (size_t count : {2, 3, 5, 15, 16, 17, 18, 31, 64, 255, 256, 1000}) {
+    for (size_t distinct : {size_t{1}, size_t{2}, count / 2 + 1, count}) {
+      AttrList in;
+      for (size_t i = 0; i < count; i++) {
+        std::string key(1 + rng() % 3, 'k');
+        key += std::to_string(rng() % distinct);
+        in.emplace_back(key, "v" + std::to_string(i));
+      }
+      INFO("count " << count << " distinct " << distinct);
+      REQUIRE(us::parse_notification(attrs_line(in), n, err, limits));
+      AttrList got(n.attrs.begin(), n.attrs.begin() + static_cast<std::ptrdiff_t>(n.n_attrs));
+      CHECK(got == deduped(in));
+    }
+  }
+  // Reused across lines: a line with repeats, then one without.
+  REQUIRE(us::parse_notification(attrs_line({{"a", "1"}, {"b", "2"}, {"a", "3"}}), n, err, limits));
+  REQUIRE(us::parse_notification(attrs_line({{"c", "1"}, {"d", "2"}}), n, err, limits));
+  CHECK(AttrList(n.attrs.begin(), n.attrs.begin() + 2) == AttrList{{"c", "1"}, {"d", "2"}});
+  CHECK(n.n_attrs == 2);
+}
+
+TEST_CASE("protocol: max_attrs: exactly max is accepted, one more is refused with the count", "[unixsock][protocol]") {
+  auto line_of = [](size_t count, const std::string& key = "") {
+    AttrList attrs;
+    for (size_t i = 0; i < count; i++) attrs.emplace_back(key.empty() ? "k" + std::to_string(i) : key, "v");
+    return attrs_line(attrs);
+  };
+  CHECK(parse(line_of(256)).ok);  // the default
+  CHECK(parse(line_of(256)).n.n_attrs == 256);
+  CHECK(error_of(line_of(257)) == "too many attributes (257 > max_attrs 256)");
+  us::AttrLimits limits;
+  limits.max_attrs = 3;
+  CHECK(parse(line_of(3), limits).ok);
+  CHECK(error_of(line_of(4), limits) == "too many attributes (4 > max_attrs 3)");
+  // A repeated key counts each time: the limit bounds the work, not the result.
+  CHECK(error_of(line_of(4, "same"), limits) == "too many attributes (4 > max_attrs 3)");
+  // Members past the limit are checked as JSON only: the count is the error,
+  // and the id after them is still echoed.
+  Parsed p = parse(R"({"type":"x","attrs":{"a":"1","b":"2","c":"3","d":4,"":"e"},"id":9})", limits);
+  REQUIRE_FALSE(p.ok);
+  CHECK(p.error == "too many attributes (5 > max_attrs 3)");
+  CHECK(p.n.id_json == "9");
+  CHECK_THAT(error_of(R"({"type":"x","attrs":{"a":"1","b":"2","c":"3","d":"4",}})", limits),
+             Catch::StartsWith("invalid JSON"));
+  // An error among the first max_attrs comes first.
+  CHECK(error_of(R"({"type":"x","attrs":{"a":1,"b":"2","c":"3","d":"4"}})", limits) ==
+        "attribute 'a' must be a string, not a number");
+  // A repeated "attrs" object is counted on its own, as it replaces the earlier one.
+  CHECK(parse(R"({"type":"x","attrs":{"a":"1","b":"2","c":"3"},"attrs":{"d":"4","e":"5","f":"6"}})", limits).ok);
+}
+
+TEST_CASE("protocol: a 64 KiB line of ~7000 attributes is refused quickly with the limit error", "[unixsock][protocol]") {
+  // Distinct keys of 1 to 3 letters and digits, with empty values: 8 bytes an attribute.
+  const std::string digits = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+  std::string line = "{\"type\":\"x\",\"attrs\":{";
+  size_t count = 0;
+  for (; line.size() < 64 * 1024 - 32; count++) {
+    std::string key;
+    for (size_t v = count; key.empty() || v; v /= digits.size()) key += digits[v % digits.size()];
+    line += (count ? ",\"" : "\"") + key + "\":\"\"";
+  }
+  line += "},\"id\":1}";
+  REQUIRE(line.size() <= 64 * 1024);
+  REQUIRE(count > 7000);
+  auto t0 = std::chrono::steady_clock::now();
+  Parsed p = parse(line);
+  auto took = std::chrono::steady_clock::now() - t0;
+  REQUIRE_FALSE(p.ok);
+  CHECK(p.error == "too many attributes (" + std::to_string(count) + " > max_attrs 256)");
+  CHECK(p.n.id_json == "1");
+  CHECK(took < std::chrono::seconds(2));  // was 145 ms at -O2; generous for sanitizers and a busy machine
+  // With the limit raised that far, the line is accepted, as fast (dedupe sorts).
+  us::AttrLimits limits;
+  limits.max_attrs = count;
+  t0 = std::chrono::steady_clock::now();
+  Parsed all = parse(line, limits);
+  took = std::chrono::steady_clock::now() - t0;
+  REQUIRE(all.ok);
+  CHECK(all.n.n_attrs == count);
+  CHECK(took < std::chrono::seconds(2));
+}
+
+TEST_CASE("protocol: max_key: a name of exactly max bytes is accepted, one more is refused", "[unixsock][protocol]") {
+  auto line_of = [](const std::string& key) { return attrs_line({{"a", "1"}, {key, "v"}}); };
+  CHECK(parse(line_of(std::string(256, 'k'))).ok);  // the default
+  std::string e = error_of(line_of(std::string(257, 'k')));
+  CHECK_THAT(e, Catch::StartsWith("attribute name 'kkkk"));
+  CHECK_THAT(e, Catch::EndsWith("...' is too long (257 bytes > max_key 256)"));  // the name is cut in the message
+  us::AttrLimits limits;
+  limits.max_key = 4;
+  CHECK(parse(line_of("abcd"), limits).ok);
+  CHECK(error_of(line_of("abcde"), limits) == "attribute name 'abcde' is too long (5 bytes > max_key 4)");
+  // Bytes of the decoded UTF-8: two characters of two bytes each fit in 4, a third does not.
+  CHECK(parse(R"({"type":"x","attrs":{"\u00e9\u00e9":"v"}})", limits).ok);
+  CHECK(error_of(R"({"type":"x","attrs":{"\u00e9\u00e9\u00e9":"v"}})", limits) ==
+        "attribute name '\xc3\xa9\xc3\xa9\xc3\xa9' is too long (6 bytes > max_key 4)");
+}
+
+TEST_CASE("protocol: max_value: a value of exactly max bytes is accepted, one more is refused", "[unixsock][protocol]") {
+  auto line_of = [](const std::string& value) { return attrs_line({{"a", "1"}, {"big", value}}); };
+  CHECK(parse(line_of(std::string(65536, 'v'))).ok);  // the default, 64 KiB
+  CHECK(error_of(line_of(std::string(65537, 'v'))) == "attribute 'big' is too long (65537 bytes > max_value 65536)");
+  us::AttrLimits limits;
+  limits.max_value = 3;
+  CHECK(parse(line_of("abc"), limits).ok);
+  CHECK(parse(line_of(""), limits).ok);
+  CHECK(error_of(line_of("abcd"), limits) == "attribute 'big' is too long (4 bytes > max_value 3)");
+  // Bytes of the decoded text: "\n\n\n" is 6 characters on the wire and 3 bytes.
+  CHECK(parse(line_of("\n\n\n"), limits).ok);
+  CHECK(error_of(line_of("\n\n\n\n"), limits) == "attribute 'big' is too long (4 bytes > max_value 3)");
+  CHECK(error_of(R"({"type":"x","attrs":{"u":"\u00e9\u00e9"}})", limits) ==
+        "attribute 'u' is too long (4 bytes > max_value 3)");
 }
 
 TEST_CASE("protocol: json string escaping", "[unixsock][protocol]") {
@@ -353,7 +582,8 @@ TEST_CASE("protocol: the parser agrees with nlohmann::json on validity and conte
   const std::vector<std::string> seeds = {
       R"({"type":"vm.start","attrs":{"name":"vm1","x":"\u00e9\ud83d\ude00"},"id":7,"ack":"done"})",
       R"({"type":"a","attrs":{"k":"v","k":"w"},"id":"s\"q","extra":[1,-2.5e-3,true,false,null,{"a":[]}]})",
-      R"( { "type" : "b" , "id" : -0.5E+2 , "attrs" : { } } )", R"({"typ\u0065":"c","id":null})"};
+      R"( { "type" : "b" , "id" : -0.5E+2 , "attrs" : { } } )", R"({"typ\u0065":"c","id":null})",
+      R"({"type":"d","id":-0,"extra":[1.7976931348623157e308,1e-400,0.0e999,-1e308,18446744073709551615]})"};
   using namespace std::string_literals;
   const std::string alphabet = "{}[]\":,\\/ 0123456789.eE+-tfnulbr\x00\x01\x1f\x7f\x80\xbf\xc3\xe2\xed\xf0\xf4\xff"s;
   Notification n;
