@@ -14,13 +14,6 @@
 namespace hostlet::sysfs {
 namespace {
 
-struct Fd {
-  int fd = -1;
-  ~Fd() {
-    if (fd >= 0) ::close(fd);
-  }
-};
-
 bool valid_utf8_text(std::string_view s) {
   size_t i = 0;
   auto cont = [&](size_t k) { return k < s.size() && (static_cast<unsigned char>(s[k]) & 0xC0) == 0x80; };
@@ -70,10 +63,20 @@ Status read_all(int fd, const std::string& path, size_t max_value, std::string* 
   return {};
 }
 
-// Opens a regular file for reading without blocking on a FIFO.
-Status open_regular(const char* op, const std::string& real, const std::string& path, int flags, int* fd) {
-  int f = ::open(real.c_str(), flags | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-  if (f < 0) return os_error(op, path, errno);
+Status prefixed(const char* op, Status s) {
+  s.message = std::string(op) + ": " + s.message;
+  return s;
+}
+
+// Opens a regular file beneath root without blocking on a FIFO.
+Status open_regular(const char* op, const PathPolicy& policy, const std::string& real_rel, const std::string& path,
+                    int flags, int* fd) {
+  int f = -1;
+  if (!(flags & O_PATH)) flags |= O_NONBLOCK;  // openat2 takes O_PATH with no other file flag
+  if (Status s = policy.open_beneath(real_rel, flags, path, &f); !s.ok()) {
+    s.message = std::string(op) + " " + s.message;
+    return s;
+  }
   struct stat st;
   if (::fstat(f, &st) != 0) {
     int e = errno;
@@ -87,11 +90,6 @@ Status open_regular(const char* op, const std::string& real, const std::string& 
   }
   *fd = f;
   return {};
-}
-
-Status prefixed(const char* op, Status s) {
-  s.message = std::string(op) + ": " + s.message;
-  return s;
 }
 
 // Lexical path, then resolution; `rel`, `real`, `real_rel` filled on success.
@@ -126,7 +124,7 @@ Value read_attr(const PathPolicy& policy, std::string_view request, size_t max_v
     return v;
   }
   Fd fd;
-  if ((v.status = open_regular("read", real, v.path, O_RDONLY, &fd.fd)); !v.status.ok()) return v;
+  if ((v.status = open_regular("read", policy, real_rel, v.path, O_RDONLY, &fd.fd)); !v.status.ok()) return v;
   v.status = read_all(fd.fd, v.path, max_value, &v.value);
   return v;
 }
@@ -160,18 +158,14 @@ Value write_attr(const PathPolicy& policy, std::string_view request, std::string
     v.status.message = "write " + v.status.message;
     return v;
   }
-  struct stat st;
-  if (::stat(real.c_str(), &st) != 0) {
-    v.status = os_error("write", v.path, errno);
-    return v;
-  }
-  if (!S_ISREG(st.st_mode)) {
-    v.status = S_ISDIR(st.st_mode) ? os_error("write", v.path, EISDIR)
-                                   : Status::failure(EINVAL, "write " + v.path + ": not a regular file");
-    return v;
-  }
+  // Checked through an O_PATH open first, so a FIFO or directory is named as
+  // such (a write-only open of a FIFO would fail with ENXIO) and nothing is
+  // truncated that is not a regular file.
+  Fd probe;
+  if ((v.status = open_regular("write", policy, real_rel, v.path, O_PATH, &probe.fd)); !v.status.ok()) return v;
   Fd fd;
-  if ((v.status = open_regular("write", real, v.path, O_WRONLY | O_TRUNC, &fd.fd)); !v.status.ok()) return v;
+  if ((v.status = open_regular("write", policy, real_rel, v.path, O_WRONLY | O_TRUNC, &fd.fd)); !v.status.ok())
+    return v;
   ssize_t n;
   do {
     n = ::write(fd.fd, value.data(), value.size());
@@ -222,8 +216,8 @@ Expansion expand(const PathPolicy& policy, std::string_view pattern, size_t max_
   for (size_t i = 0; i < g.gl_pathc; i++) {
     std::string rel;
     if (!policy.relative(g.gl_pathv[i], &rel).ok()) continue;  // cannot happen: glob starts at root
-    Match m{rel, {}};
-    std::string real_rel;
+    Match m{rel, {}, {}};
+    std::string& real_rel = m.real_rel;
     if (Status s = policy.resolve(rel, &m.real, &real_rel); !s.ok()) {
       e.refused.emplace_back(rel, s);
       continue;
@@ -247,7 +241,7 @@ Listing list_attrs(const PathPolicy& policy, std::string_view pattern, size_t ma
   for (const auto& m : e.matches) {
     ListEntry entry{policy.absolute(m.rel), {}, {}};
     Fd fd;
-    entry.status = open_regular("read", m.real, entry.path, O_RDONLY, &fd.fd);
+    entry.status = open_regular("read", policy, m.real_rel, entry.path, O_RDONLY, &fd.fd);
     if (entry.status.ok()) entry.status = read_all(fd.fd, entry.path, max_value, &entry.value);
     l.entries.push_back(std::move(entry));
   }
@@ -264,9 +258,9 @@ std::string listing_json(const Listing& listing) {
   return arr.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
-std::shared_ptr<AttrFile> AttrFile::open(const std::string& real, Status* status) {
+std::shared_ptr<AttrFile> AttrFile::open(const PathPolicy& policy, const Match& match, Status* status) {
   int fd = -1;
-  *status = open_regular("open", real, real, O_RDONLY, &fd);
+  *status = open_regular("open", policy, match.real_rel, match.real, O_RDONLY, &fd);
   if (!status->ok()) return nullptr;
   return std::shared_ptr<AttrFile>(new AttrFile(fd));
 }

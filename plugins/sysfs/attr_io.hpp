@@ -31,6 +31,7 @@ Value write_attr(const PathPolicy& policy, std::string_view request, std::string
 struct Match {
   std::string rel;   // lexical, relative to root
   std::string real;  // resolved absolute path
+  std::string real_rel;  // the same relative to realpath(root), for PathPolicy::open_beneath
 };
 struct Expansion {
   Status status;
@@ -61,7 +62,8 @@ std::string listing_json(const Listing& listing);
 // last reference.
 class AttrFile {
  public:
-  static std::shared_ptr<AttrFile> open(const std::string& real, Status* status);
+  // Opens match.real_rel beneath the policy's root (PathPolicy::open_beneath).
+  static std::shared_ptr<AttrFile> open(const PathPolicy& policy, const Match& match, Status* status);
   ~AttrFile();
   AttrFile(const AttrFile&) = delete;
   AttrFile& operator=(const AttrFile&) = delete;

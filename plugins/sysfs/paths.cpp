@@ -1,11 +1,16 @@
 #include "paths.hpp"
 
+#include <fcntl.h>
 #include <fnmatch.h>
+#include <linux/openat2.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <climits>
 #include <cstdlib>
 #include <cstring>
+#include <atomic>
 #include <memory>
 
 namespace hostlet::sysfs {
@@ -73,7 +78,74 @@ std::string join(const std::vector<std::string_view>& comps) {
   return out;
 }
 
+std::atomic<bool> g_force_walk{false};
+
+// openat2 without a glibc wrapper (glibc 2.36 has none). -1 with errno.
+int openat2_beneath(int dir, const char* rel, int flags) {
+  open_how how{};
+  how.flags = static_cast<__u64>(flags);
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+  long r;
+  do {
+    r = ::syscall(SYS_openat2, dir, rel, &how, sizeof how);
+  } while (r < 0 && (errno == EINTR || errno == EAGAIN));
+  return static_cast<int>(r);
+}
+
+// The fallback: every directory component with O_PATH|O_NOFOLLOW|O_DIRECTORY,
+// the last with the caller's flags and O_NOFOLLOW. rel has no ".." (resolve()
+// output), so nothing here can climb out of dir. -1 with errno.
+int walk_beneath(int dir, std::string_view rel, int flags) {
+  auto comps = components(rel);
+  if (comps.empty()) {
+    errno = EISDIR;
+    return -1;
+  }
+  Fd cur;
+  int at = dir;
+  for (size_t i = 0; i + 1 < comps.size(); i++) {
+    std::string c(comps[i]);
+    int next = ::openat(at, c.c_str(), O_PATH | O_NOFOLLOW | O_DIRECTORY | O_CLOEXEC);
+    if (next < 0) return -1;
+    if (cur.fd >= 0) ::close(cur.fd);
+    cur.fd = next;
+    at = next;
+  }
+  std::string last(comps.back());
+  return ::openat(at, last.c_str(), flags);
+}
+
 }  // namespace
+
+void PathPolicy::force_component_walk(bool on) { g_force_walk.store(on); }
+
+Status PathPolicy::open_beneath(const std::string& real_rel, int flags, const std::string& shown, int* fd) const {
+  std::unique_ptr<char, decltype(&free)> root_real(realpath(root_.c_str(), nullptr), &free);
+  if (!root_real) return Status::failure(errno, "root " + root_ + ": " + errno_text(errno));
+  Fd root;
+  root.fd = ::open(root_real.get(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (root.fd < 0) return Status::failure(errno, "root " + root_ + ": " + errno_text(errno));
+  flags |= O_CLOEXEC | O_NOFOLLOW;
+  int f = -1;
+  if (!g_force_walk.load()) {
+    f = openat2_beneath(root.fd, real_rel.c_str(), flags);
+    if (f < 0 && (errno == ENOSYS || errno == EPERM)) f = -2;  // no openat2 here: walk instead
+  } else {
+    f = -2;
+  }
+  if (f == -2) f = walk_beneath(root.fd, real_rel, flags);
+  if (f >= 0) {
+    *fd = f;
+    return {};
+  }
+  int e = errno;
+  // ELOOP: a symlink where resolve() saw none (O_NOFOLLOW or RESOLVE_NO_SYMLINKS);
+  // EXDEV: openat2 saw the path leave root; ENOTDIR: a directory became a link.
+  if (e == ELOOP || e == EXDEV || e == ENOTDIR)
+    return Status::failure(EACCES, shown + " changed while it was opened: a symlink or a path out of root " + root_ +
+                                       " appeared (" + errno_text(e) + ")");
+  return Status::failure(e, shown + ": " + errno_text(e));
+}
 
 std::string errno_text(int err) {
   if (err < 0) err = -err;

@@ -22,7 +22,9 @@
 // Paths (see paths.hpp): relative to `root`, or absolute under it. ".." is
 // refused; the path is resolved with realpath and must stay under root, so
 // /sys/class/net/eth0 (a symlink into /sys/devices) works and a symlink
-// leading out of root is refused. Allow-lists are globs per path component
+// leading out of root is refused. The file is then opened beneath a directory
+// fd of root (openat2 RESOLVE_BENEATH, no symlinks), so renaming things under
+// root between the two steps cannot lead the open outside. Allow-lists are globs per path component
 // ('*' does not cross '/', "**" spans components) and a file is allowed when
 // its requested or its resolved path matches. A write that matches no
 // `writable` glob is refused before any file is opened. Errors from the
@@ -167,7 +169,7 @@ ScanResult run_scan(const PathPolicy& policy, const std::vector<std::string>& pa
           out.truncated = true;
           continue;
         }
-        item.file = AttrFile::open(m.real, &item.status);
+        item.file = AttrFile::open(policy, m, &item.status);
         if (item.file) item.status = item.file->reread(path, max_value, &item.value);
       }
       out.items.push_back(std::move(item));
