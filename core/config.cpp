@@ -34,7 +34,7 @@ void parse_agent(Reporter& r, const Entry& section, AgentSection& a) {
       "control_socket", "control_mode", "control_max_connections", "control_max_line",
       "plugin_dir",     "threadpool",   "log_level",               "event_queue",
       "event_batch",    "lag_warn",     "shutdown_timeout",        "reload_timeout",
-      "action_timeout"};
+      "action_timeout", "control_max_write_buffer", "control_idle_timeout"};
   static const std::vector<std::string> levels = {"error", "warn", "info", "debug"};
   a.mark = section.mark;
   if (section.node.IsNull()) return;
@@ -59,6 +59,11 @@ void parse_agent(Reporter& r, const Entry& section, AgentSection& a) {
     } else if (e.key == "control_max_line") {
       int64_t v = 0;
       if (check(r, e, to_size(e.node, {64, 1ll << 30}, v))) a.control_max_line = static_cast<size_t>(v);
+    } else if (e.key == "control_max_write_buffer") {
+      int64_t v = 0;
+      if (check(r, e, to_size(e.node, {4096, 1ll << 30}, v))) a.control_max_write_buffer = static_cast<size_t>(v);
+    } else if (e.key == "control_idle_timeout") {
+      read_duration(r, e, 0, kDay, a.control_idle_timeout_ms);
     } else if (e.key == "plugin_dir") {
       check(r, e, to_path(e.node, a.plugin_dir));
     } else if (e.key == "threadpool") {

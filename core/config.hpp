@@ -36,6 +36,8 @@ struct AgentSection {
   unsigned control_mode = 0600;          // octal in YAML as a string "0600" or an int; 0..0777
   size_t control_max_connections = 64;   // 1..65536
   size_t control_max_line = 1 << 20;     // a size (parse_size), 64 bytes..1GiB
+  size_t control_max_write_buffer = 4 << 20;  // unsent replies one connection may have before its reading pauses, 4KiB..1GiB
+  uint64_t control_idle_timeout_ms = 300000;  // `control_idle_timeout`, 0 (never)..24h
   std::string plugin_dir;                // empty: the build's default (HOSTLET_PLUGIN_DIR)
   unsigned threadpool = 4;               // 1..1024, sets UV_THREADPOOL_SIZE
   std::string log_level = "info";        // error|warn|info|debug

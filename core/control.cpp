@@ -23,6 +23,12 @@ using json = nlohmann::json;
 namespace {
 
 constexpr size_t kMaxStreamBacklog = 4 << 20;  // bytes queued to an `events` client before we drop
+// Requests one connection may have handled per loop iteration; the rest wait
+// for the next one (uv_idle), so a pipelining client cannot hold the loop.
+constexpr size_t kLinesPerTurn = 64;
+// How often idle and stuck connections are looked for: a timeout is met
+// within this much of its value.
+constexpr uint64_t kSweepMs = 1000;
 
 // `obj` (an object) as one line of text with "data": data_json added as is:
 // the action's data, which the host has checked is one JSON value on one line
@@ -92,6 +98,10 @@ struct ControlServer::Conn : std::enable_shared_from_this<ControlServer::Conn> {
   std::string buf;
   size_t backlog = 0;  // bytes written but not yet flushed
   bool closing = false;
+  bool reading = true;    // false while paused: a spent line budget or a full write buffer
+  bool scheduled = false; // on the server's ready list (drained on the next iteration)
+  unsigned outstanding = 0;  // answers still to come (call, reload, notify with ack done)
+  uint64_t last_input_ms = 0, last_output_ms = 0;
   EventBus::Sub* stream = nullptr;
   uint64_t dropped = 0;
   std::list<std::shared_ptr<Conn>>::iterator it;
@@ -113,7 +123,10 @@ struct ControlServer::Conn : std::enable_shared_from_this<ControlServer::Conn> {
     r->req.data = r;
     int rc = uv_write(&r->req, reinterpret_cast<uv_stream_t*>(&pipe), &b, 1, [](uv_write_t* req, int) {
       auto* r = static_cast<Req*>(req->data);
-      r->keep->backlog -= r->data.size();
+      Conn& c = *r->keep;
+      c.backlog -= r->data.size();
+      c.last_output_ms = uv_now(c.pipe.loop);
+      c.server->wrote(r->keep);
       delete r;
     });
     if (rc != 0) {
@@ -171,6 +184,14 @@ bool ControlServer::listen(const std::string& path, unsigned mode, std::string& 
     return false;
   }
   path_ = path;
+  uv_idle_init(loop, &ready_);
+  ready_.data = this;
+  ready_open_ = true;
+  uv_timer_init(loop, &sweep_);
+  sweep_.data = this;
+  sweep_open_ = true;
+  uv_timer_start(&sweep_, &ControlServer::on_sweep, kSweepMs, kSweepMs);
+  uv_unref(reinterpret_cast<uv_handle_t*>(&sweep_));  // the sweep alone keeps no loop alive
   return true;
 }
 
@@ -178,6 +199,15 @@ void ControlServer::close() {
   for (auto it = conns_.begin(); it != conns_.end();) {
     auto c = *it++;
     close_conn(c);
+  }
+  ready_list_.clear();
+  if (ready_open_) {
+    ready_open_ = false;
+    uv_close(reinterpret_cast<uv_handle_t*>(&ready_), nullptr);
+  }
+  if (sweep_open_) {
+    sweep_open_ = false;
+    uv_close(reinterpret_cast<uv_handle_t*>(&sweep_), nullptr);
   }
   if (listening_) {
     listening_ = false;
@@ -225,39 +255,124 @@ void ControlServer::on_connection(uv_stream_t* server, int status) {
     self->close_conn(c);
     return;
   }
-  uv_read_start(
-      reinterpret_cast<uv_stream_t*>(&c->pipe),
-      [](uv_handle_t*, size_t, uv_buf_t* b) {
-        static thread_local char buf[65536];
-        *b = uv_buf_init(buf, sizeof buf);
-      },
-      [](uv_stream_t* s, ssize_t n, const uv_buf_t* b) {
-        auto* conn = static_cast<Conn*>(s->data);
-        auto c = conn->shared_from_this();
-        ControlServer* srv = c->server;
-        if (n < 0) {
-          srv->close_conn(c);
-          return;
-        }
-        size_t max_line = srv->agent_.config().agent.control_max_line;
-        c->buf.append(b->base, static_cast<size_t>(n));
-        size_t start = 0;
-        for (;;) {
-          size_t nl = c->buf.find('\n', start);
-          if (nl == std::string::npos) break;
-          if (nl - start > max_line) break;
-          srv->handle_line(c, std::string_view(c->buf).substr(start, nl - start));
-          start = nl + 1;
-          if (c->closing) return;
-        }
-        c->buf.erase(0, start);
-        if (c->buf.size() > max_line) {
-          srv->errors_++;
-          c->send(json{{"ok", false}, {"error", "request line longer than agent.control_max_line (" +
-                                                    std::to_string(max_line) + " bytes); closing"}});
-          srv->close_conn(c);
-        }
-      });
+  uv_read_start(reinterpret_cast<uv_stream_t*>(&c->pipe), &ControlServer::alloc_cb, &ControlServer::read_cb);
+  c->last_input_ms = c->last_output_ms = uv_now(server->loop);
+}
+
+void ControlServer::alloc_cb(uv_handle_t*, size_t, uv_buf_t* b) {
+  static thread_local char buf[65536];
+  *b = uv_buf_init(buf, sizeof buf);
+}
+
+void ControlServer::read_cb(uv_stream_t* s, ssize_t n, const uv_buf_t* b) {
+  auto c = static_cast<Conn*>(s->data)->shared_from_this();
+  ControlServer* srv = c->server;
+  if (n < 0) {
+    srv->close_conn(c);
+    return;
+  }
+  c->last_input_ms = uv_now(s->loop);
+  c->buf.append(b->base, static_cast<size_t>(n));
+  srv->drain(c);
+}
+
+// Handles the complete lines in c->buf, up to kLinesPerTurn and only while the
+// connection's unsent replies stay under agent.control_max_write_buffer. A
+// spent budget pauses reading and puts the connection on the ready list for
+// the next iteration; a full write buffer pauses it until the client has read
+// half of it (wrote()). Memory per connection is so bounded by max_line, one
+// read (64 KiB), the write bound and one reply.
+void ControlServer::drain(const ConnPtr& c) {
+  const AgentSection& a = agent_.config().agent;
+  size_t start = 0, lines = 0;
+  bool budget_spent = false, write_full = false;
+  for (;;) {
+    size_t nl = c->buf.find('\n', start);
+    if (nl == std::string::npos || nl - start > a.control_max_line) break;
+    if (c->backlog > a.control_max_write_buffer) {
+      write_full = true;
+      break;
+    }
+    if (lines == kLinesPerTurn) {
+      budget_spent = true;
+      break;
+    }
+    handle_line(c, std::string_view(c->buf).substr(start, nl - start));
+    lines++;
+    start = nl + 1;
+    if (c->closing) return;
+  }
+  c->buf.erase(0, start);
+  size_t first_nl = c->buf.find('\n');
+  if ((first_nl == std::string::npos ? c->buf.size() : first_nl) > a.control_max_line) {
+    errors_++;
+    c->send(json{{"ok", false}, {"error", "request line longer than agent.control_max_line (" +
+                                              std::to_string(a.control_max_line) + " bytes); closing"}});
+    close_conn(c);
+    return;
+  }
+  if (write_full) backpressure_pauses_++;
+  if (budget_spent || write_full) {
+    if (c->reading) uv_read_stop(reinterpret_cast<uv_stream_t*>(&c->pipe));
+    c->reading = false;
+    if (budget_spent) schedule(c);
+    return;
+  }
+  if (!c->reading && uv_read_start(reinterpret_cast<uv_stream_t*>(&c->pipe), &ControlServer::alloc_cb,
+                                   &ControlServer::read_cb) == 0)
+    c->reading = true;
+}
+
+// A write finished: a connection paused for its write buffer resumes once
+// half of it has been read.
+void ControlServer::wrote(const ConnPtr& c) {
+  if (c->closing || c->reading || c->scheduled) return;
+  if (c->backlog <= agent_.config().agent.control_max_write_buffer / 2) schedule(c);
+}
+
+void ControlServer::schedule(const ConnPtr& c) {
+  if (c->scheduled || !ready_open_) return;
+  c->scheduled = true;
+  ready_list_.push_back(c);
+  if (!uv_is_active(reinterpret_cast<uv_handle_t*>(&ready_))) uv_idle_start(&ready_, &ControlServer::on_ready);
+}
+
+void ControlServer::on_ready(uv_idle_t* h) {
+  auto* self = static_cast<ControlServer*>(h->data);
+  std::vector<std::weak_ptr<Conn>> now;
+  now.swap(self->ready_list_);
+  for (auto& w : now) {
+    auto c = w.lock();
+    if (!c) continue;
+    c->scheduled = false;
+    if (!c->closing) self->drain(c);
+  }
+  if (self->ready_list_.empty()) uv_idle_stop(h);
+}
+
+// Every connection idle (no request, no answer owed, no stream) for
+// agent.control_idle_timeout is closed, and so is one whose replies have not
+// moved for as long (a client that sends and never reads).
+void ControlServer::on_sweep(uv_timer_t* t) {
+  auto* self = static_cast<ControlServer*>(t->data);
+  uint64_t idle = self->agent_.config().agent.control_idle_timeout_ms;
+  if (idle == 0) return;
+  uint64_t now = uv_now(t->loop);
+  for (auto it = self->conns_.begin(); it != self->conns_.end();) {
+    auto c = *it++;
+    if (c->closing) continue;
+    std::string secs = std::to_string(idle / 1000) + "." + std::to_string(idle % 1000 / 100) + "s";
+    if (c->backlog > 0 && now - c->last_output_ms >= idle) {
+      self->stuck_closed_++;
+      log(Level::Warn, "hostlet", "control socket: closing a client that has not read its replies for %s (%zu bytes unsent)",
+          secs.c_str(), c->backlog);
+      self->close_conn(c);
+    } else if (c->backlog == 0 && c->outstanding == 0 && !c->stream && now - c->last_input_ms >= idle) {
+      self->idle_closed_++;
+      c->send(json{{"ok", false}, {"error", "idle for " + secs + " (agent.control_idle_timeout); closing"}});
+      self->close_conn(c);
+    }
+  }
 }
 
 void ControlServer::handle_line(const ConnPtr& c, std::string_view line) {
@@ -324,9 +439,11 @@ void ControlServer::cmd_call(const ConnPtr& c, const control::Request& req) {
   if (action.empty()) return fail(c, req.id, "missing string 'action'");
   std::weak_ptr<Conn> wc = c;
   const json& id = req.id;
+  c->outstanding++;
   int r = core.actions->call(action, std::move(attrs), [wc, id](ActionResult&& res) {
     auto conn = wc.lock();
     if (!conn) return;
+    conn->outstanding--;
     if (!res.ok) {
       conn->server->errors_++;
       conn->send(json{{"id", id}, {"ok", false}, {"error", res.error}});
@@ -335,6 +452,7 @@ void ControlServer::cmd_call(const ConnPtr& c, const control::Request& req) {
     conn->send_text(dump_with_data(json{{"id", id}, {"ok", true}, {"attrs", attrs_json(res.attrs)}}, res.data_json));
   });
   if (r == -ENOENT) {
+    c->outstanding--;  // no answer will come
     std::string msg = "no such action '" + action + "'";
     std::string close = did_you_mean(action, core.actions->names());
     if (!close.empty()) msg += " (did you mean '" + close + "'?)";
@@ -357,9 +475,11 @@ void ControlServer::cmd_notify(const ConnPtr& c, const control::Request& req) {
   std::weak_ptr<Conn> wc = c;
   const json& id = req.id;
   if (ack == "done") {
+    c->outstanding++;
     ev.tracker = std::make_shared<Tracker>([wc, id](uint64_t eid, std::vector<Tracker::Outcome>& outs) {
       auto conn = wc.lock();
       if (!conn) return;
+      conn->outstanding--;
       bool all_ok = true;
       std::string results;
       for (auto& o : outs) {
@@ -375,8 +495,10 @@ void ControlServer::cmd_notify(const ConnPtr& c, const control::Request& req) {
     });
   }
   uint64_t eid = 0;
-  if (agent_.core().bus->publish(std::move(ev), &eid) != 0)
+  if (agent_.core().bus->publish(std::move(ev), &eid) != 0) {
+    if (ack == "done") c->outstanding--;  // the tracker went with the refused event
     return fail(c, req.id, "event queue full (agent.event_queue); try again");
+  }
   if (ack == "accepted") c->send(json{{"id", req.id}, {"ok", true}, {"event", eid}});
 }
 
@@ -416,9 +538,11 @@ void ControlServer::cmd_reload(const ConnPtr& c, const control::Request& req) {
   }
   std::weak_ptr<Conn> wc = c;
   const json& id = req.id;
+  c->outstanding++;
   rl->request(name, "hostlet-ctl", [wc, id](const ReloadOutcome& out) {
     auto conn = wc.lock();
     if (!conn) return;
+    conn->outstanding--;
     json items = json::array();
     for (const auto& i : out.items) {
       json o{{"name", i.name}, {"action", i.action}, {"ok", i.ok}, {"version", i.version}, {"ms", i.ms},
@@ -573,7 +697,12 @@ json ControlServer::stats_json() {
                        {"capacity", agent_.config().agent.event_queue},
                        {"subscriptions", bs.subscriptions}}},
               {"actions", {{"pending", core.actions->pending()}}},
-              {"control", {{"connections", conns_.size()}, {"requests", requests_}, {"errors", errors_}}},
+              {"control", {{"connections", conns_.size()},
+                           {"requests", requests_},
+                           {"errors", errors_},
+                           {"backpressure_pauses", backpressure_pauses_},
+                           {"idle_closed", idle_closed_},
+                           {"stuck_closed", stuck_closed_}}},
               {"lanes", lanes},
               {"instances", instances},
               {"rules", rules},

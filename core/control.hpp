@@ -17,6 +17,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -48,9 +49,16 @@ class ControlServer {
   struct Conn;
 
  private:
-  static void on_connection(uv_stream_t* server, int status);
-  void handle_line(const std::shared_ptr<Conn>& c, std::string_view line);
   using ConnPtr = std::shared_ptr<Conn>;
+  static void on_connection(uv_stream_t* server, int status);
+  static void alloc_cb(uv_handle_t* h, size_t size, uv_buf_t* b);
+  static void read_cb(uv_stream_t* s, ssize_t n, const uv_buf_t* b);
+  static void on_ready(uv_idle_t* h);
+  static void on_sweep(uv_timer_t* t);
+  void drain(const ConnPtr& c);
+  void wrote(const ConnPtr& c);
+  void schedule(const ConnPtr& c);
+  void handle_line(const ConnPtr& c, std::string_view line);
   // One command of the protocol: the "cmd" that names it, the member that
   // answers it, and one line of help.
   struct Command {
@@ -82,7 +90,11 @@ class ControlServer {
   bool listening_ = false;
   std::string path_;
   std::list<std::shared_ptr<Conn>> conns_;
-  uint64_t requests_ = 0, errors_ = 0;
+  uv_idle_t ready_{};   // drains ready_list_ on the next iteration
+  uv_timer_t sweep_{};  // closes idle and stuck connections
+  bool ready_open_ = false, sweep_open_ = false;
+  std::vector<std::weak_ptr<Conn>> ready_list_;
+  uint64_t requests_ = 0, errors_ = 0, backpressure_pauses_ = 0, idle_closed_ = 0, stuck_closed_ = 0;
 };
 
 // JSON form of an event, as `events` streams it and tests read it.

@@ -477,6 +477,8 @@ void Reloader::apply_agent_section(const AgentSection& fresh) {
     cur.log_level = fresh.log_level;
   }
   cur.plugin_dir = fresh.plugin_dir;
+  cur.control_max_write_buffer = fresh.control_max_write_buffer;
+  cur.control_idle_timeout_ms = fresh.control_idle_timeout_ms;
   cur.event_queue = fresh.event_queue;
   cur.event_batch = fresh.event_batch;
   t_.core.bus->set_limits(cur.event_queue, cur.event_batch);

@@ -1,7 +1,16 @@
 // End-to-end tests of the control socket against hostile input, through the
 // real agent binary over its real socket: what each bad line is answered,
 // and that the agent stays up and answers the next request.
+#include <fcntl.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
 #include <string>
+#include <thread>
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
@@ -130,4 +139,95 @@ TEST_CASE("control: a raw NUL byte or text after the request makes the line an e
   json stats = ask(c, R"({"cmd":"stats"})");
   CHECK(stats["data"]["bus"]["published"] == 0);
   still_serving(a, c);
+}
+
+namespace {
+
+// Resident set of a process in KiB (VmRSS), 0 when unreadable.
+long rss_kib(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("VmRSS:", 0) == 0) return std::strtol(line.c_str() + 6, nullptr, 10);
+  return 0;
+}
+
+}  // namespace
+
+TEST_CASE("control: a client that pipelines requests and never reads is paused, others stay served, nothing is lost") {
+  TempDir dir;
+  Agent a(dir, base_config("", "", ", control_max_write_buffer: 64KiB"));
+  REQUIRE(a.start());
+  long rss_before = rss_kib(a.process().pid());
+
+  // The flood: status requests written without reading a reply, until the
+  // socket takes no more (the agent stopped reading) or 150 000 are sent.
+  LineClient flood(a.control_socket());
+  int fl = fcntl(flood.fd(), F_GETFL);
+  REQUIRE(fcntl(flood.fd(), F_SETFL, fl | O_NONBLOCK) == 0);
+  const std::string req = "{\"cmd\":\"status\"}\n";
+  std::string pending;
+  long sent = 0;
+  auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  int stalls = 0;
+  while (sent < 150000 && stalls < 50 && std::chrono::steady_clock::now() < give_up) {
+    if (pending.empty()) {
+      for (int i = 0; i < 256; i++) pending += req;
+    }
+    ssize_t n = ::send(flood.fd(), pending.data(), pending.size(), MSG_NOSIGNAL);
+    if (n > 0) {
+      sent += static_cast<long>(std::count(pending.begin(), pending.begin() + n, '\n'));
+      pending.erase(0, static_cast<size_t>(n));
+      stalls = 0;
+    } else {
+      REQUIRE(errno == EAGAIN);
+      stalls++;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
+  INFO("sent " << sent << " requests before the agent stopped reading");
+  CHECK(sent < 150000);  // it did stop reading
+
+  // Another client is answered while the flood is paused.
+  LineClient probe(a.control_socket());
+  json st = ask(probe, R"({"id":"probe","cmd":"stats"})");
+  REQUIRE(st["ok"] == true);
+  CHECK(st["data"]["control"]["backpressure_pauses"].get<long>() > 0);
+  long rss_paused = rss_kib(a.process().pid());
+  INFO("RSS before " << rss_before << " KiB, paused " << rss_paused << " KiB");
+  CHECK(rss_paused - rss_before < 64 * 1024);  // was 536 MB with no bound
+
+  // The flood client now reads: every complete request it sent is answered.
+  REQUIRE(fcntl(flood.fd(), F_SETFL, fl) == 0);
+  long answered = 0;
+  while (answered < sent) {
+    auto line = flood.recv_line(std::chrono::seconds(30));
+    if (!line) break;
+    json r = json::parse(*line, nullptr, false);
+    REQUIRE(r.is_object());
+    REQUIRE(r["ok"] == true);
+    answered++;
+  }
+  CHECK(answered == sent);
+  still_serving(a, probe);
+}
+
+TEST_CASE("control: an idle client is closed after control_idle_timeout with a line saying why; a stream is not") {
+  TempDir dir;
+  Agent a(dir, base_config("", "", ", control_idle_timeout: 1s"));
+  REQUIRE(a.start());
+  LineClient idle(a.control_socket());
+  LineClient stream(a.control_socket());
+  REQUIRE(ask(stream, R"({"id":1,"cmd":"events","type":"nothing.*"})")["ok"] == true);
+  auto line = idle.recv_line(std::chrono::seconds(20));
+  REQUIRE(line);
+  json r = json::parse(*line);
+  CHECK(r["ok"] == false);
+  CHECK(r["error"] == "idle for 1.0s (agent.control_idle_timeout); closing");
+  CHECK(idle.wait_closed(std::chrono::seconds(10)));
+  // The streaming connection outlived it and still answers.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  CHECK(ask(stream, R"({"id":2,"cmd":"status"})")["ok"] == true);
+  LineClient probe(a.control_socket());
+  CHECK(ask(probe, R"({"id":3,"cmd":"stats"})")["data"]["control"]["idle_closed"].get<long>() >= 1);
 }
