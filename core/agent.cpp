@@ -6,7 +6,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
+#include <algorithm>
 #include <filesystem>
+#include <string>
+#include <vector>
 
 #include "clock.hpp"
 #include "control.hpp"
@@ -114,6 +117,16 @@ void Agent::setup_core() {
   core_.bus = bus_.get();
   core_.actions = actions_.get();
   core_.lag = lag_.get();
+  lag_->set_untimed_instances([this] {
+    std::vector<std::string> names;
+    for (const auto& [gen, inst] : core_.live)
+      if (inst->uses_loop()) names.push_back("'" + inst->name() + "'");
+    std::sort(names.begin(), names.end());
+    names.erase(std::unique(names.begin(), names.end()), names.end());  // old and new during a reload
+    std::string out;
+    for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
+    return out;
+  });
   core_.agent = &config_.agent;
   uv_async_init(&loop_, &core_.post_async, [](uv_async_t* h) { run_posted(*static_cast<Core*>(h->data)); });
   core_.post_async.data = &core_;

@@ -330,7 +330,11 @@ int call_action(hostlet_host* h, const char* action, const hostlet_attr* attrs, 
 void stopped(hostlet_host* h) {
   if (h) inst_of(h)->plugin_stopped();
 }
-void* uv_loop(hostlet_host* h) { return h ? inst_of(h)->core().loop : nullptr; }
+void* uv_loop(hostlet_host* h) {
+  if (!h) return nullptr;
+  inst_of(h)->note_uses_loop();  // so that the lag monitor can name it
+  return inst_of(h)->core().loop;
+}
 
 const hostlet_host_api kHostApi = {
     sizeof(hostlet_host_api),

@@ -117,6 +117,10 @@ class Instance final : public ActionOwner, private LaneObserver {
   bool work_outstanding() const { return lane_ && lane_->outstanding() > 0; }
   // Whether stop() has been reported by the plugin (or its deadline passed).
   bool stop_reported() const { return stop_reported_; }
+  // The plugin took the raw loop (hostlet_host_api.uv_loop): its own libuv
+  // callbacks run untimed, so an unexplained lag names it as a suspect.
+  void note_uses_loop() { uses_loop_ = true; }
+  bool uses_loop() const { return uses_loop_; }
   // api->stopped(): the plugin's asynchronous stop is over.
   void plugin_stopped();
 
@@ -225,6 +229,7 @@ class Instance final : public ActionOwner, private LaneObserver {
   // stop bookkeeping
   UvPtr<uv_timer_t> stop_timer_;
   bool stop_reported_ = false;
+  bool uses_loop_ = false;
   bool start_called_ = false;  // stop() reaches the plugin only after start was tried
   uint64_t stop_deadline_ms_ = 0;
   std::function<void(bool)> stop_done_;

@@ -29,10 +29,14 @@ void LagMonitor::on_tick(uv_timer_t* t) {
       log(Level::Warn, "hostlet", "loop lag %.1f ms; longest callback: %s of instance '%s' (%.1f ms)",
           static_cast<double>(late) / 1e6, self->tick_worst_what_, self->tick_worst_instance_.c_str(),
           static_cast<double>(self->tick_worst_ns_) / 1e6);
+    else if (std::string untimed = self->untimed_ ? self->untimed_() : std::string(); !untimed.empty())
+      log(Level::Warn, "hostlet",
+          "loop lag %.1f ms; no timed plugin callback explains it (longest: %.1f ms): the untimed libuv callbacks "
+          "of %s (it uses the loop directly), the core, or the machine",
+          static_cast<double>(late) / 1e6, static_cast<double>(self->tick_worst_ns_) / 1e6, untimed.c_str());
     else
       log(Level::Warn, "hostlet",
-          "loop lag %.1f ms; no timed plugin callback explains it (longest: %.1f ms): the core, the machine, or "
-          "the libuv callbacks of an instance that uses the loop directly, which are not timed",
+          "loop lag %.1f ms; no timed plugin callback explains it (longest: %.1f ms): the core or the machine",
           static_cast<double>(late) / 1e6, static_cast<double>(self->tick_worst_ns_) / 1e6);
   }
   self->tick_worst_instance_.clear();

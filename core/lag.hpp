@@ -5,7 +5,8 @@
 // done and late callbacks, which the instance's lane times in runs (see
 // LaneObserver in offload.hpp). Not timed: the core's own callbacks and the
 // libuv callbacks of plugins that use the loop directly (uv_loop in plugin.h,
-// e.g. unixsock's reads); a lag that no timed callback explains says so.
+// e.g. unixsock's reads); a lag that no timed callback explains says so and
+// names the instances that took the raw loop, as the suspects.
 #pragma once
 
 #include <uv.h>
@@ -24,6 +25,9 @@ class LagMonitor {
   void start();
   void close(std::function<void()> cb);
   void set_warn_ms(uint64_t ms) { warn_ns_ = ms * 1000000ull; }
+  // Names the instances whose libuv callbacks run untimed (they took the raw
+  // loop), "'a', 'b'", or "" for none: an unexplained lag names them.
+  void set_untimed_instances(std::function<std::string()> fn) { untimed_ = std::move(fn); }
 
   // `count` consecutive plugin callbacks of `instance` (usually 1; more for a
   // run of fast offload completions timed together) took `ns`; warns when that
@@ -49,6 +53,7 @@ class LagMonitor {
   const char* tick_worst_what_ = "";
   uint64_t tick_worst_ns_ = 0;
   std::function<void()> close_cb_;
+  std::function<std::string()> untimed_;
 };
 
 }  // namespace hostlet
