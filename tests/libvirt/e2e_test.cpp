@@ -441,7 +441,9 @@ TEST_CASE("virt e2e: SIGSTOPped daemon: keepalive fails the call in its window, 
   d.resume();
   CHECK(events.wait("connection.restored", {{"uri", d.uri()}}));
   CHECK(t::wait_until([&] { return call(agent, "virt.domain.list")["ok"] == true; }));
-  CHECK(clean_exit(agent.stop()));
+  auto st = agent.stop();
+  INFO("exit status " << (st ? *st : -1) << "; the agent's log:\n" << agent.log());
+  CHECK(clean_exit(st));
 }
 
 TEST_CASE("virt e2e: bad input answers with clear errors and the agent keeps serving", "[e2e][bad]") {
