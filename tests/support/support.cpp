@@ -316,4 +316,31 @@ Run Agent::ctl(std::vector<std::string> args, milliseconds timeout) {
 
 std::string Agent::log() const { return proc_ ? proc_->err() : std::string(); }
 
+Probe::Probe(const std::string& socket_path, std::function<std::string(int)> request,
+             std::function<bool(int, const std::string&)> answered, std::chrono::milliseconds every)
+    : c_(socket_path) {
+  t_ = std::thread([this, request = std::move(request), answered = std::move(answered), every] {
+    for (int i = 1; !stop_; i++) {
+      auto t0 = std::chrono::steady_clock::now();
+      if (!c_.send_line(request(i))) {
+        failures_++;
+        return;
+      }
+      auto line = c_.recv_line(std::chrono::seconds(5));
+      long us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count();
+      if (us > max_us_) max_us_ = us;
+      if (line && answered(i, *line)) answered_++;
+      else failures_++;
+      std::this_thread::sleep_for(every);
+    }
+  });
+}
+
+Probe::~Probe() { stop(); }
+
+void Probe::stop() {
+  stop_ = true;
+  if (t_.joinable()) t_.join();
+}
+
 }  // namespace hostlet::test

@@ -7,12 +7,14 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace hostlet::test {
@@ -101,6 +103,32 @@ class LineClient {
  private:
   int fd_ = -1;
   std::string buf_;
+};
+
+// A client served throughout a test (the latency probe of the hostile-input
+// tests): every `every` it sends request(i) on its own connection and waits up
+// to 5 s for one line that answered(i, line) accepts. Counts failures and the
+// slowest round trip instead of asserting off the main thread; it stops at the
+// first failure to send (the connection is gone).
+class Probe {
+ public:
+  Probe(const std::string& socket_path, std::function<std::string(int)> request,
+        std::function<bool(int, const std::string&)> answered,
+        std::chrono::milliseconds every = std::chrono::milliseconds(50));
+  ~Probe();
+  Probe(const Probe&) = delete;
+  Probe& operator=(const Probe&) = delete;
+  void stop();
+  int failures() const { return failures_; }
+  int answered() const { return answered_; }
+  double max_ms() const { return max_us_ / 1000.0; }
+
+ private:
+  LineClient c_;
+  std::thread t_;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> failures_{0}, answered_{0};
+  std::atomic<long> max_us_{0};
 };
 
 // The agent binary with a config written into a TempDir. The config may use

@@ -90,39 +90,13 @@ long rss_kib(pid_t pid) {
   return -1;
 }
 
-// A client being served throughout a test: one notification every 50 ms,
-// each answered ok. Counts failures instead of asserting off the main thread.
-class Heartbeat {
- public:
-  explicit Heartbeat(const std::string& sock) : c_(sock) {
-    t_ = std::thread([this] {
-      int i = 0;
-      while (!stop_) {
-        if (!c_.send_line(note("beat", ++i))) {
-          failures_++;
-          return;
-        }
-        auto line = c_.recv_line(5s);
-        if (!line || !json::accept(*line) || json::parse(*line)["ok"] != true || json::parse(*line)["id"] != i)
-          failures_++;
-        else answered_++;
-        std::this_thread::sleep_for(50ms);
-      }
-    });
-  }
-  ~Heartbeat() { stop(); }
-  void stop() {
-    stop_ = true;
-    if (t_.joinable()) t_.join();
-  }
-  int failures() const { return failures_; }
-  int answered() const { return answered_; }
-
- private:
-  LineClient c_;
-  std::thread t_;
-  std::atomic<bool> stop_{false};
-  std::atomic<int> failures_{0}, answered_{0};
+// A client being served throughout a test: one notification every 50 ms, each answered ok.
+struct Heartbeat : Probe {
+  explicit Heartbeat(const std::string& sock)
+      : Probe(sock, [](int i) { return note("beat", i); },
+              [](int i, const std::string& line) {
+                return json::accept(line) && json::parse(line)["ok"] == true && json::parse(line)["id"] == i;
+              }) {}
 };
 
 }  // namespace
