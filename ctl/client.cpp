@@ -53,9 +53,12 @@ bool Client::line(std::string& out, int timeout_ms) {
     if (poll(&p, 1, timeout_ms) <= 0) return false;  // timeout, or EINTR (^C while streaming)
     char tmp[65536];
     ssize_t n = recv(fd_, tmp, sizeof tmp, 0);
+    if (n == 0) eof_ = true;
     if (n <= 0) return false;
     buf_.append(tmp, static_cast<size_t>(n));
   }
 }
+
+void Client::finish_sending() { ::shutdown(fd_, SHUT_WR); }
 
 }  // namespace hostlet::ctl

@@ -22,10 +22,16 @@ class Client {
   // The next line, without its '\n'; false on EOF, an error, a signal or
   // after timeout_ms (< 0: no timeout).
   bool line(std::string& out, int timeout_ms);
+  // True once the agent closed its side (the last line() saw EOF).
+  bool closed() const { return eof_; }
+  // Tells the agent that no more requests come (shutdown SHUT_WR): it sends
+  // what it still owes, then closes.
+  void finish_sending();
 
  private:
   int fd_ = -1;
   std::string buf_;
+  bool eof_ = false;
 };
 
 }  // namespace hostlet::ctl

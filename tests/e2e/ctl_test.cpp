@@ -1,5 +1,7 @@
 // End-to-end tests of hostlet-ctl's command line: what it refuses before it
-// connects (exit 64) and what it says when the agent is not there (exit 2).
+// connects (exit 64), what it says when the agent is not there (exit 2), and
+// the commands whose exit status depends on how the agent answers.
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -56,4 +58,24 @@ TEST_CASE("ctl: --help lists every command") {
   for (const char* usage : {"\n  status ", "\n  plugins [--describe NAME] ", "\n  stats ", "\n  reload [NAME] ",
                             "\n  call ACTION [KEY=VALUE...] ", "\n  notify [--source S]", "\n  events [--type GLOB] "})
     CHECK(h.out.find(usage) != std::string::npos);
+}
+
+TEST_CASE("ctl: notify --ack none returns 0 once the agent has taken the event; a refused one exits 1") {
+  TempDir dir;
+  Agent a(dir, base_config());
+  REQUIRE(a.start());
+  LineClient stream(a.control_socket());
+  REQUIRE(stream.send_line(R"({"id":1,"cmd":"events","type":"vm.*"})"));
+  REQUIRE(stream.recv_line());  // {"streaming":...}
+  // Well inside the default 60 s timeout, which it used to wait out before exiting 2.
+  Run r = a.ctl({"notify", "--ack", "none", "vm.quiet", "n=1"}, std::chrono::seconds(20));
+  INFO(r.out << r.err);
+  CHECK(r.exit_code == 0);
+  CHECK(r.out.empty());
+  auto ev = stream.recv_line();
+  REQUIRE(ev);
+  CHECK(ev->find("\"vm.quiet\"") != std::string::npos);
+  Run bad = a.ctl({"notify", "--ack", "none", "vm quiet"}, std::chrono::seconds(20));
+  CHECK(bad.exit_code == 1);
+  CHECK(bad.err.find("error: missing or invalid 'type'") != std::string::npos);
 }
