@@ -204,8 +204,7 @@ void usage(FILE* f) {
 }
 
 void usage_error(const std::string& msg) {
-  fprintf(stderr, "hostlet-ctl: %s\n", msg.c_str());
-  usage(stderr);
+  fprintf(stderr, "hostlet-ctl: %s\n(hostlet-ctl --help lists the commands and options)\n", msg.c_str());
   exit(kExitUsage);
 }
 
@@ -269,31 +268,47 @@ int main(int argc, char** argv) {
   bool raw = false;
   unsigned long timeout_s = 60;
   std::vector<std::string> words;  // the command and its arguments
+  // Global options go anywhere, before or after the command, as `--opt VALUE`
+  // or `--opt=VALUE` (the command's own options too); `--` ends options.
+  std::vector<std::string> args;
+  bool options_over = false;
   for (int i = 1; i < argc; i++) {
     std::string a = argv[i];
-    if (!words.empty()) {  // options after the command belong to it
-      words.push_back(a);
-      continue;
+    size_t eq = a.find('=');
+    if (!options_over && a.rfind("--", 0) == 0 && a.size() > 2 && eq != std::string::npos) {
+      args.push_back(a.substr(0, eq));
+      args.push_back(a.substr(eq + 1));
+    } else {
+      args.push_back(a);
     }
-    if (a == "-s" || a == "--socket") {
-      if (++i >= argc) usage_error("-s needs a path");
-      socket_path = argv[i];
+    if (a == "--") options_over = true;
+  }
+  options_over = false;
+  for (size_t i = 0; i < args.size(); i++) {
+    const std::string& a = args[i];
+    if (options_over) {
+      words.push_back(a);
+    } else if (a == "--") {
+      options_over = true;
+    } else if (a == "-s" || a == "--socket") {
+      if (++i >= args.size()) usage_error(a + " needs a path");
+      socket_path = args[i];
     } else if (a == "--json") {
       raw = true;
     } else if (a == "--timeout") {
-      if (++i >= argc) usage_error("--timeout needs a number of seconds");
-      if (!parse_number(argv[i], INT_MAX / 1000, timeout_s))
-        usage_error(std::string("--timeout: '") + argv[i] + "' is not a whole number of seconds");
+      if (++i >= args.size()) usage_error("--timeout needs a number of seconds");
+      if (!parse_number(args[i], INT_MAX / 1000, timeout_s))
+        usage_error("--timeout: '" + args[i] + "' is not a whole number of seconds");
     } else if (a == "-h" || a == "--help") {
       usage(stdout);
       return 0;
     } else if (a == "--version") {
       printf("hostlet-ctl %s\n", HOSTLET_VERSION);
       return 0;
-    } else if (!a.empty() && a[0] == '-') {
+    } else if (words.empty() && !a.empty() && a[0] == '-') {
       usage_error("unknown option '" + a + "'");
     } else {
-      words.push_back(a);
+      words.push_back(a);  // the command, then its arguments and options
     }
   }
   if (words.empty()) usage_error("no command");

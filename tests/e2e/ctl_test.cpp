@@ -79,3 +79,25 @@ TEST_CASE("ctl: notify --ack none returns 0 once the agent has taken the event; 
   CHECK(bad.exit_code == 1);
   CHECK(bad.err.find("error: missing or invalid 'type'") != std::string::npos);
 }
+
+TEST_CASE("ctl: options go before or after the command, as --opt VALUE or --opt=VALUE; a usage error is short") {
+  TempDir dir;
+  Agent a(dir, base_config());
+  REQUIRE(a.start());
+  const std::string ctl = env_path("HOSTLET_CTL");
+  for (const std::vector<std::string>& argv :
+       {std::vector<std::string>{ctl, "--socket=" + a.control_socket(), "--json", "status"},
+        std::vector<std::string>{ctl, "status", "--json", "-s", a.control_socket()},
+        std::vector<std::string>{ctl, "status", "--socket=" + a.control_socket(), "--json", "--timeout=5"}}) {
+    Run r = run(argv);
+    INFO(argv[1] << " " << argv[2] << ": " << r.err);
+    CHECK(r.exit_code == 0);
+    CHECK(r.out.rfind("{\"data\":", 0) == 0);
+  }
+  Run none = run({ctl, "-s", a.control_socket(), "notify", "--ack=none", "--source=hook", "vm.x"});
+  CHECK(none.exit_code == 0);
+  Run bad = run({ctl, "-s", a.control_socket(), "notify", "--bogus=1", "vm.x"});
+  CHECK(bad.exit_code == 64);
+  CHECK(bad.err == "hostlet-ctl: notify: unknown option '--bogus' (usage: notify [--source S] [--ack "
+                   "none|accepted|done] TYPE [KEY=VALUE...])\n(hostlet-ctl --help lists the commands and options)\n");
+}
