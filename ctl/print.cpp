@@ -37,6 +37,16 @@ std::string fmt(double v, int prec = 1) {
 
 }  // namespace
 
+std::string duration_text(double seconds) {
+  const long s = seconds > 0 ? static_cast<long>(seconds) : 0;
+  char b[64];
+  if (s < 60) snprintf(b, sizeof b, "%lds", s);
+  else if (s < 3600) snprintf(b, sizeof b, "%ldm %lds", s / 60, s % 60);
+  else if (s < 86400) snprintf(b, sizeof b, "%ldh %02ldm", s / 3600, s / 60 % 60);
+  else snprintf(b, sizeof b, "%ldd %ldh", s / 86400, s / 3600 % 24);
+  return b;
+}
+
 std::string scalar(const json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); }
 
 void print_attrs(const json& attrs, const char* indent) {
@@ -46,8 +56,8 @@ void print_attrs(const json& attrs, const char* indent) {
 }
 
 void print_status(const json& d) {
-  printf("hostlet %s  pid %s  up %ss  config %s  pool %s threads  %s rules\n", scalar(d["version"]).c_str(),
-         scalar(d["pid"]).c_str(), fmt(d.value("uptime_s", 0.0), 0).c_str(), scalar(d["config"]).c_str(),
+  printf("hostlet %s  pid %s  up %s  config %s  pool %s threads  %s rules\n", scalar(d["version"]).c_str(),
+         scalar(d["pid"]).c_str(), duration_text(d.value("uptime_s", 0.0)).c_str(), scalar(d["config"]).c_str(),
          scalar(d["threadpool"]).c_str(), scalar(d["rules"]).c_str());
   if (d.contains("reload") && (d["reload"].value("running", false) || d["reload"].value("queued", 0) > 0))
     printf("reload in progress, %s queued\n", scalar(d["reload"]["queued"]).c_str());

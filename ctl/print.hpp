@@ -14,6 +14,8 @@ void print_stats(const nlohmann::json& data);
 void print_event(const nlohmann::json& event);
 // `KEY=VALUE` lines of an attrs object, each after `indent`.
 void print_attrs(const nlohmann::json& attrs, const char* indent);
+// An uptime as people read it: "42s", "4m 12s", "3h 05m", "3d 2h".
+std::string duration_text(double seconds);
 // A JSON value as text: strings without quotes, everything else as JSON.
 std::string scalar(const nlohmann::json& v);
 

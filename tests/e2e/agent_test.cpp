@@ -501,6 +501,7 @@ TEST_CASE("agent: hostlet-ctl status prints each instance's version, loads, last
   INFO(r.out << r.err);
   CHECK(r.exit_code == 0);
   CHECK(r.out.find("INSTANCE  PLUGIN  VERSION  STATE    LOADS  LAST LOAD (UTC)      LAST RESULT") != std::string::npos);
+  CHECK_THAT(r.out.substr(0, r.out.find('\n')), Catch::Matches("hostlet \\S+  pid \\d+  up \\d+s  config .*"));
   size_t at = r.out.find("\nw ");
   REQUIRE(at != std::string::npos);
   std::istringstream row(r.out.substr(at + 1, r.out.find('\n', at + 1) - at - 1));

@@ -1,0 +1,18 @@
+// hostlet-ctl's formatting of the agent's replies, as pure functions.
+#include <catch2/catch.hpp>
+
+#include "print.hpp"
+
+using hostlet::ctl::duration_text;
+
+TEST_CASE("ctl print: an uptime reads as seconds, minutes, hours or days, never raw seconds") {
+  CHECK(duration_text(0) == "0s");
+  CHECK(duration_text(-3) == "0s");
+  CHECK(duration_text(59.9) == "59s");
+  CHECK(duration_text(60) == "1m 0s");
+  CHECK(duration_text(252) == "4m 12s");
+  CHECK(duration_text(3600) == "1h 00m");
+  CHECK(duration_text(11100) == "3h 05m");
+  CHECK(duration_text(259200) == "3d 0h");
+  CHECK(duration_text(266400) == "3d 2h");
+}
