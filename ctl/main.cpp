@@ -241,6 +241,7 @@ int stream(Client& conn, bool raw) {
   sa.sa_handler = [](int) { g_interrupted = 1; };
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
+  if (!raw) fprintf(stderr, "hostlet-ctl: streaming events until interrupted (Ctrl-C)\n");
   fflush(stdout);
   std::string line;
   while (!g_interrupted) {

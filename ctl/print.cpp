@@ -1,6 +1,7 @@
 #include "print.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <ctime>
 #include <string>
@@ -152,18 +153,33 @@ void print_stats(const json& d) {
   }
 }
 
-void print_event(const json& e) {
-  double t = e.value("time", 0.0);
-  time_t secs = static_cast<time_t>(t);
+std::string attr_value_text(const std::string& v) {
+  bool plain = !v.empty();
+  for (unsigned char c : v)
+    if (c <= ' ' || c == '"' || c == '\\' || c == '=' || c == 0x7f) plain = false;
+  return plain ? v : json(v).dump();
+}
+
+std::string event_line(const json& e) {
+  const long long ms_total = std::llround(e.value("time", 0.0) * 1000);
+  time_t secs = static_cast<time_t>(ms_total / 1000);
   struct tm tm;
-  localtime_r(&secs, &tm);
-  char ts[32];
-  strftime(ts, sizeof ts, "%H:%M:%S", &tm);
-  std::string attrs;
-  if (e.contains("attrs"))
-    for (auto it = e["attrs"].begin(); it != e["attrs"].end(); ++it) attrs += " " + it.key() + "=" + scalar(it.value());
-  printf("%s.%03d %s %s%s\n", ts, static_cast<int>((t - static_cast<double>(secs)) * 1000), scalar(e["source"]).c_str(),
-         scalar(e["type"]).c_str(), attrs.c_str());
+  gmtime_r(&secs, &tm);
+  char ts[40];
+  strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
+  std::string line = ts;
+  char ms[8];
+  snprintf(ms, sizeof ms, ".%03dZ", static_cast<int>(ms_total % 1000));
+  line += ms;
+  line += " " + scalar(e["source"]) + " " + scalar(e["type"]);
+  if (e.contains("attrs") && e["attrs"].is_object())
+    for (auto it = e["attrs"].begin(); it != e["attrs"].end(); ++it)
+      line += " " + it.key() + "=" + attr_value_text(it.value().is_string() ? it.value().get<std::string>() : it.value().dump());
+  return line;
+}
+
+void print_event(const json& e) {
+  printf("%s\n", event_line(e).c_str());
   fflush(stdout);
 }
 

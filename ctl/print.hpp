@@ -12,6 +12,13 @@ void print_plugins(const nlohmann::json& data);
 void print_describe(const nlohmann::json& data);
 void print_stats(const nlohmann::json& data);
 void print_event(const nlohmann::json& event);
+// One streamed event as a line, times in UTC as in the agent's log:
+// 2026-12-02T18:26:25.123Z SOURCE TYPE KEY=VALUE..., where a value that is
+// empty or holds a space, a control character, '"', '\' or '=' is written as
+// a JSON string, so that the line splits back into what was sent.
+std::string event_line(const nlohmann::json& event);
+// A value as event_line writes it.
+std::string attr_value_text(const std::string& value);
 // `KEY=VALUE` lines of an attrs object, each after `indent`.
 void print_attrs(const nlohmann::json& attrs, const char* indent);
 // An uptime as people read it: "42s", "4m 12s", "3h 05m", "3d 2h".
