@@ -57,11 +57,9 @@ run_one() {
   local corpus=$dir/corpus/$name artifacts=$dir/artifacts/$name/ log=$dir/logs/$name.log
   mkdir -p "$corpus" "$artifacts"
   cp -n tests/fuzz/corpus/"$name"/* tests/fuzz/regressions/"$name"/* "$corpus"/ 2>/dev/null
-  local dict=()
-  [ -f "tests/fuzz/dict/$name.dict" ] && dict=("-dict=tests/fuzz/dict/$name.dict")
   local before
   before=$(ls "$artifacts" | wc -l)
-  "$dir/tests/fuzz/${name}_fuzz" "$corpus" "${dict[@]}" -max_total_time="$seconds" -timeout=10 \
+  "$dir/tests/fuzz/${name}_fuzz" "$corpus" -max_total_time="$seconds" -timeout=10 \
     -max_len="$max_len" -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$artifacts" >"$log" 2>&1
   local rc=$?
   local execs
