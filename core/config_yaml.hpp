@@ -43,7 +43,8 @@ struct YamlLimits {
 // text). Returns false, with one error added naming `file` and where possible
 // the line and column, when the text is not YAML, passes a limit or does not
 // load; `out` is then null. A second document is an error too, but the first
-// one is still loaded (and true returned) so that it can be checked as well.
+// one is still loaded (and true returned) so that it can be checked as well;
+// when that load fails, both errors are reported (the second document's first).
 bool load_yaml_document(const std::string& text, const std::string& file, YAML::Node& out,
                         ConfigErrors& errs, const YamlLimits& limits = {});
 

@@ -51,6 +51,6 @@ std::string glob_syntax_error(std::string_view p) {
 
 bool valid_glob(std::string_view pattern) { return glob_syntax_error(pattern).empty(); }
 
-bool is_glob(std::string_view s) { return s.find_first_of("*?[") != std::string_view::npos; }
+bool is_glob(std::string_view s) { return s.find_first_of("*?[\\") != std::string_view::npos; }
 
 }  // namespace hostlet

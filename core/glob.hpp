@@ -15,8 +15,10 @@ namespace hostlet {
 std::string glob_syntax_error(std::string_view pattern);
 // glob_syntax_error(pattern).empty()
 bool valid_glob(std::string_view pattern);
-// Whether `s` has a character fnmatch treats specially ('*', '?', '['): a
-// pattern without one matches only itself, so callers compare it exactly.
+// Whether `s` has a character fnmatch treats specially ('*', '?', '[', and
+// '\', which escapes the next one: vm\.start matches "vm.start", not
+// itself): a pattern without one matches only itself, so callers compare it
+// exactly.
 bool is_glob(std::string_view s);
 
 }  // namespace hostlet

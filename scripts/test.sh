@@ -4,6 +4,8 @@
 #   2. ASan+UBSan (build-asan/): all tests;
 #   3. TSan (build-tsan/): the offload, reload and libvirt bridge tests (suite
 #      'tsan'), building only what they need.
+#   4. with CI or FUZZ_SECONDS set: scripts/fuzz.sh all ${FUZZ_SECONDS:-60}
+#      (every libFuzzer target under ASan+UBSan in build-fuzz/).
 # Prints "N passed, N failed" at the end and exits non-zero if any failed.
 # SKIP_SANITIZERS=1 runs only step 1 (for a quick local loop).
 set -uo pipefail
@@ -106,6 +108,12 @@ if [ -z "${SKIP_SANITIZERS:-}" ]; then
     failed_runs+=("build-tsan (build)")
     total_fail=$((total_fail + 1))
   fi
+fi
+
+# CI (or FUZZ_SECONDS=N) also runs every fuzz target for N seconds (default 60).
+if [ -n "${CI:-}" ] || [ -n "${FUZZ_SECONDS:-}" ]; then
+  echo "=== fuzzing: scripts/fuzz.sh all ${FUZZ_SECONDS:-60}"
+  scripts/fuzz.sh all "${FUZZ_SECONDS:-60}" || failed_runs+=("fuzz")
 fi
 
 echo

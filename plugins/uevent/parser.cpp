@@ -116,6 +116,8 @@ ParseResult parse_libudev(std::string_view msg, const ParseLimits& limits) {
   const std::string* devpath = r.event.find("DEVPATH");
   if (!action || !devpath) return fail(ParseError::header_mismatch, "no ACTION or DEVPATH");
   if (!valid_action(*action)) return fail(ParseError::bad_header, "action \"" + printable(*action) + "\"");
+  if (devpath->empty() || devpath->front() != '/')
+    return fail(ParseError::bad_header, "DEVPATH \"" + printable(*devpath) + "\"");
   r.event.action = *action;
   r.event.devpath = *devpath;
   r.event.libudev = true;

@@ -38,7 +38,7 @@ enum class ParseError {
   oversized,        // longer than the limit
   no_nul,           // last byte is not NUL
   no_header,        // first string has no '@'
-  bad_header,       // empty or invalid action, devpath not starting with '/'
+  bad_header,       // empty or invalid action, devpath not starting with '/' (in either format)
   bad_entry,        // an entry without '=' or with an invalid key
   duplicate_key,
   too_many_entries,

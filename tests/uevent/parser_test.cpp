@@ -229,6 +229,15 @@ TEST_CASE("uevent parser: libudev messages are ignored unless enabled", "[uevent
   CHECK(parse(libudev_message("ACTION=add"), on).error == ParseError::no_nul);
 }
 
+TEST_CASE("uevent parser: a libudev DEVPATH must start with '/', as in the kernel's header", "[uevent][parser]") {
+  ParseLimits on;
+  on.libudev = true;
+  for (std::string devpath : {"devices/virtual/net/hl0", ""}) {
+    auto r = parse(libudev_message("ACTION=add\0DEVPATH="s + devpath + "\0"s), on);
+    CHECK(r.error == ParseError::bad_header);
+  }
+}
+
 TEST_CASE("uevent filter: subsystems and devtypes, empty accepts all", "[uevent][filter]") {
   auto net = parse_default(kAddVeth).event;
   auto loop = parse_default(kChangeLoop).event;
