@@ -22,7 +22,6 @@
 #include <new>
 #include <system_error>
 #include <functional>
-#include <list>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -134,14 +133,6 @@ struct Bridge {
   DoneList dones;  // release() callbacks to run on the loop
   // Closes running on threads of this library; the last release waits for them.
   size_t closes_running = 0;
-  // Their threads, joined once done (reap_closes): a detached thread can never
-  // be waited for, and one still in its exit (libvirt's thread-local
-  // destructors) when the process exits races the exit handlers.
-  struct CloseThread {
-    std::thread thread;
-    bool done = false;
-  };
-  std::list<CloseThread> close_threads;
   bool detach_waiting = false;   // the last release came while closes ran
   DoneList waiting_dones;        // its callbacks
   UvPtr<uv_timer_t> detach_timer;  // detaches anyway after kCloseWaitMs
@@ -362,40 +353,23 @@ void on_async(uv_async_t*) {
   for (auto& [done, arg] : dones) done(arg);
 }
 
-// Joins the close threads that are done: each has only its exit left, which
-// takes no lock. Mutex held.
-void reap_closes(Bridge& b) {
-  for (auto it = b.close_threads.begin(); it != b.close_threads.end();) {
-    if (!it->done) {
-      ++it;
-      continue;
-    }
-    if (it->thread.joinable()) it->thread.join();
-    it = b.close_threads.erase(it);
-  }
-}
-
 // Runs fn on a thread of this library, counted in closes_running.
 void run_close(std::function<void()> fn) {
   Bridge& b = bridge();
-  std::unique_lock lk(b.mu);
-  reap_closes(b);
-  b.closes_running++;
-  auto me = b.close_threads.emplace(b.close_threads.end());
-  auto body = [fn = std::move(fn), me] {
+  {
+    std::lock_guard lk(b.mu);
+    b.closes_running++;
+  }
+  auto body = [fn = std::move(fn)] {
     fn();
     Bridge& br = bridge();
-    std::lock_guard l(br.mu);
-    me->done = true;
+    std::lock_guard lk(br.mu);
     br.closes_running--;
     wake(br);
   };
   try {
-    // Started with the mutex held, so `me->thread` is set before the body
-    // can mark itself done and be joined.
-    me->thread = std::thread(body);
+    std::thread(body).detach();
   } catch (const std::system_error&) {
-    lk.unlock();
     body();  // no thread to be had: block here rather than leak the connection
   }
 }
@@ -574,7 +548,6 @@ namespace {
 
 // Closes every uv handle; records stay for libvirt. `dones` run once all are closed.
 void detach(Bridge& b, std::unique_lock<std::mutex>& lk, DoneList dones) {
-  reap_closes(b);  // all done unless kCloseWaitMs passed; those are joined later
   sync_all(b);
   run_frees(b, lk);
   free_dead_sinks(b);
