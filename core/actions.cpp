@@ -25,10 +25,13 @@ struct hostlet_call : hostlet::PendingCall {};
 
 namespace hostlet {
 
-ActionRegistry::ActionRegistry(uv_loop_t* loop, uint64_t timeout_ms) : loop_(loop), timeout_ms_(timeout_ms) {
-  uv_timer_init(loop_, &timer_);
-  timer_.data = this;
-  uv_unref(reinterpret_cast<uv_handle_t*>(&timer_));
+ActionRegistry::ActionRegistry(uv_loop_t* loop, uint64_t timeout_ms, uint64_t wait_ms, size_t max_waiting)
+    : loop_(loop), timeout_ms_(timeout_ms), wait_ms_(wait_ms), max_waiting_(max_waiting) {
+  for (uv_timer_t* t : {&timer_, &wait_timer_}) {
+    uv_timer_init(loop_, t);
+    t->data = this;
+    uv_unref(reinterpret_cast<uv_handle_t*>(t));
+  }
 }
 
 ActionRegistry::~ActionRegistry() = default;
@@ -56,6 +59,7 @@ int ActionRegistry::add_plugin(std::string name, ActionOwner* owner, hostlet_act
 
 void ActionRegistry::remove_owner(ActionOwner* owner) {
   std::erase_if(entries_, [&](const auto& kv) { return kv.second.owner == owner; });
+  fail_waiting(owner, "instance '" + owner->name() + "' was removed");
 }
 
 bool ActionRegistry::exists(std::string_view name) const { return find(name) != nullptr; }
@@ -79,7 +83,7 @@ void ActionRegistry::arm_timer() {
   }
 }
 
-int ActionRegistry::call(std::string_view name, Attrs attrs, ResultFn cb) {
+int ActionRegistry::call(std::string_view name, Attrs attrs, ResultFn cb, const CallOptions& opts) {
   if (!holding_.empty()) {
     auto h = holding_.find(std::string(name.substr(0, name.find('.'))));
     if (h != holding_.end() && name.find('.') != std::string_view::npos) {
@@ -102,23 +106,190 @@ int ActionRegistry::call(std::string_view name, Attrs attrs, ResultFn cb) {
     cb(ActionResult::failure("instance '" + e.owner->name() + "' is not running"));
     return 0;
   }
+  WaitingCall w{std::string(name), std::move(attrs), std::move(cb), 0, 0,
+                opts.wait_ms == CallOptions::kDefaultWait ? wait_ms_ : opts.wait_ms};
+  if (!e.owner) {
+    start(e, std::move(w));
+    return 0;
+  }
+  auto q = waiting_.find(e.owner);
+  bool queue_empty = q == waiting_.end() || q->second.empty();
+  if (queue_empty && e.owner->has_room()) {
+    start(e, std::move(w));
+    return 0;
+  }
+  // Full (or others wait already, and they go first): wait for room.
+  uint64_t now = uv_hrtime();
+  if (w.wait_ms == 0 || wait_stats_.waiting >= max_waiting_) {
+    wait_stats_.refused++;
+    w.cb(busy(e.owner, w, now, false));
+    return 0;
+  }
+  w.since_ns = now;
+  w.deadline_ns = now + w.wait_ms * 1000000ull;
+  wait_stats_.waited++;
+  enqueue(e.owner, std::move(w), false);
+  e.owner->want_room();
+  return 0;
+}
+
+bool ActionRegistry::start(const Entry& e, WaitingCall&& w) {
   pending_.push_back(std::make_unique<hostlet_call>());
   hostlet_call* c = pending_.back().get();
   c->it = std::prev(pending_.end());
   c->reg = this;
   c->owner = e.owner;
-  c->attrs = std::move(attrs);
-  c->cb = std::move(cb);
+  c->attrs = std::move(w.attrs);
+  c->cb = std::move(w.cb);
   if (timeout_ms_ > 0) c->deadline_ns = uv_hrtime() + timeout_ms_ * 1000000ull;
   arm_timer();
   std::vector<hostlet_attr> cattrs = c_attrs(c->attrs);
   int r = e.owner->invoke_action(e.fn, e.arg, c, cattrs.data(), cattrs.size());
-  if (r != 0) {
-    // not accepted: the plugin must not answer; we do, and free the record
-    finish(c, ActionResult::failure(std::string("action refused: ") + hostlet_strerror(r)));
+  if (r == 0) return true;
+  // Not accepted: the plugin must not answer. -EAGAIN ("busy") with time
+  // left to wait puts the call back first in line; otherwise we answer it.
+  uint64_t now = uv_hrtime();
+  if (r == -EAGAIN && w.wait_ms > 0 && (w.deadline_ns == 0 || now < w.deadline_ns) &&
+      wait_stats_.waiting < max_waiting_) {
+    w.attrs = std::move(c->attrs);
+    w.cb = std::move(c->cb);
     release(c);
+    if (w.deadline_ns == 0) {
+      w.since_ns = now;
+      w.deadline_ns = now + w.wait_ms * 1000000ull;
+      wait_stats_.waited++;
+    }
+    enqueue(e.owner, std::move(w), true);
+    e.owner->want_room();
+    return false;
   }
-  return 0;
+  if (r == -EAGAIN) {
+    w.cb = std::move(c->cb);
+    release(c);
+    if (w.deadline_ns) wait_stats_.expired++;
+    else wait_stats_.refused++;
+    w.cb(busy(e.owner, w, now, w.deadline_ns != 0));
+    return true;
+  }
+  finish(c, ActionResult::failure(std::string("action refused: ") + hostlet_strerror(r)));
+  release(c);
+  return true;
+}
+
+void ActionRegistry::enqueue(ActionOwner* owner, WaitingCall&& w, bool front) {
+  auto& q = waiting_[owner];
+  if (front) q.push_front(std::move(w));
+  else q.push_back(std::move(w));
+  if (++wait_stats_.waiting > wait_stats_.max_waiting) wait_stats_.max_waiting = wait_stats_.waiting;
+  arm_wait_timer();
+}
+
+void ActionRegistry::room_available(ActionOwner* owner) {
+  auto q = waiting_.find(owner);
+  if (q == waiting_.end()) return;
+  // Each start may answer, and an answer may call() again (a rule's next
+  // step) and so touch waiting_: look the queue up anew every round.
+  while (q != waiting_.end() && !q->second.empty() && owner->accepting_calls() && owner->has_room()) {
+    WaitingCall w = std::move(q->second.front());
+    q->second.pop_front();
+    wait_stats_.waiting--;
+    auto e = entries_.find(w.name);
+    if (e == entries_.end() || e->second.owner != owner) {
+      // The action went away while the call waited (its instance was replaced).
+      std::string name = w.name;
+      auto cb = std::move(w.cb);
+      if (call(name, std::move(w.attrs), std::move(cb), CallOptions{w.wait_ms}) == -ENOENT && cb)
+        cb(ActionResult::failure("no such action '" + name + "'"));
+    } else if (!start(e->second, std::move(w))) {
+      return;  // busy again: it asked for room
+    }
+    q = waiting_.find(owner);
+  }
+  if (q == waiting_.end()) return;
+  if (q->second.empty()) waiting_.erase(q);
+  else if (!owner->accepting_calls()) fail_waiting(owner, "instance '" + owner->name() + "' is not running");
+  else owner->want_room();
+}
+
+ActionResult ActionRegistry::busy(const ActionOwner* owner, const WaitingCall& w, uint64_t now, bool expired) const {
+  std::string limits = owner->limits_text();
+  std::string lane = "the offload lane of '" + owner->name() + "'" + (limits.empty() ? "" : " (" + limits + ")");
+  if (expired)
+    return ActionResult::failure(w.name + " did not start: " + lane + " was full for " +
+                                     std::to_string((now - w.since_ns) / 1000000) + " ms (wait " +
+                                     std::to_string(w.wait_ms) + " ms, agent.action_wait or the rule's)",
+                                 -EAGAIN);
+  if (w.wait_ms == 0)
+    return ActionResult::failure(w.name + " did not start: " + lane + " is full (EAGAIN; the call asked not to wait)",
+                                 -EAGAIN);
+  return ActionResult::failure(w.name + " did not start: " + lane + " is full and " +
+                                   std::to_string(wait_stats_.waiting) + " calls already wait for lanes (EAGAIN)",
+                               -EAGAIN);
+}
+
+void ActionRegistry::arm_wait_timer() {
+  if (wait_stats_.waiting == 0) return;
+  uint64_t first = UINT64_MAX, shortest_ms = UINT64_MAX;
+  for (const auto& [owner, q] : waiting_)
+    for (const auto& w : q) {
+      first = std::min(first, w.deadline_ns);
+      shortest_ms = std::min(shortest_ms, w.wait_ms);
+    }
+  if (first == UINT64_MAX) return;
+  if (wait_armed_ns_ != 0 && wait_armed_ns_ <= first) return;
+  uint64_t now = uv_hrtime();
+  // Millisecond resolution, and not more often than every 1/8 of the
+  // shortest wait, so a flood of calls with spread deadlines costs few scans
+  // (a call is answered at most 1/8 of its wait late).
+  uint64_t in_ms = first > now ? (first - now + 999999) / 1000000 : 0;
+  in_ms = std::max(in_ms, shortest_ms / 8);
+  wait_armed_ns_ = first;
+  uv_timer_start(&wait_timer_, &ActionRegistry::on_wait_timer, in_ms, 0);
+}
+
+void ActionRegistry::on_wait_timer(uv_timer_t* t) {
+  auto* self = static_cast<ActionRegistry*>(t->data);
+  self->wait_armed_ns_ = 0;
+  self->expire_waiting(uv_hrtime());
+  self->arm_wait_timer();
+}
+
+void ActionRegistry::expire_waiting(uint64_t now) {
+  std::vector<WaitingCall> expired;
+  std::vector<const ActionOwner*> owners;
+  for (auto it = waiting_.begin(); it != waiting_.end();) {
+    auto& q = it->second;
+    for (auto w = q.begin(); w != q.end();) {
+      if (w->deadline_ns > now) {
+        ++w;
+        continue;
+      }
+      owners.push_back(it->first);
+      expired.push_back(std::move(*w));
+      w = q.erase(w);
+      wait_stats_.waiting--;
+      wait_stats_.expired++;
+    }
+    it = q.empty() ? waiting_.erase(it) : std::next(it);
+  }
+  // Answer after the scan and after every message is made: an answer may call() again.
+  std::vector<ActionResult> results;
+  for (size_t i = 0; i < expired.size(); i++) results.push_back(busy(owners[i], expired[i], now, true));
+  for (size_t i = 0; i < expired.size(); i++) expired[i].cb(std::move(results[i]));
+}
+
+void ActionRegistry::fail_waiting(ActionOwner* owner, const std::string& why) {
+  auto q = waiting_.find(owner);
+  if (q == waiting_.end()) return;
+  std::deque<WaitingCall> calls = std::move(q->second);
+  waiting_.erase(q);
+  wait_stats_.waiting -= calls.size();
+  for (auto& w : calls) w.cb(ActionResult::failure(why));
+}
+
+size_t ActionRegistry::waiting_for(const ActionOwner* owner) const {
+  auto q = waiting_.find(const_cast<ActionOwner*>(owner));
+  return q == waiting_.end() ? 0 : q->second.size();
 }
 
 void ActionRegistry::finish(PendingCall* c, ActionResult&& r) {
@@ -224,7 +395,27 @@ std::vector<std::string> ActionRegistry::commit(ActionOwner* owner) {
 
 void ActionRegistry::discard(ActionOwner* owner) { staged_.erase(owner); }
 
-void ActionRegistry::hold(const std::string& instance, size_t max) { holding_[instance] = Holding{max ? max : 1, 0}; }
+void ActionRegistry::hold(const std::string& instance, size_t max) {
+  Holding& h = holding_[instance] = Holding{max ? max : 1, 0};
+  // Calls waiting for the lane of the instance being reloaded are held with
+  // the rest, ahead of them (they came first), and run on its successor.
+  uint64_t deadline = timeout_ms_ > 0 ? uv_hrtime() + timeout_ms_ * 1000000ull : 0;
+  std::deque<HeldCall> moved;
+  for (auto it = waiting_.begin(); it != waiting_.end();) {
+    if (it->first->name() != instance) {
+      ++it;
+      continue;
+    }
+    for (auto& w : it->second) moved.push_back(HeldCall{std::move(w.name), instance, std::move(w.attrs), std::move(w.cb), deadline});
+    wait_stats_.waiting -= it->second.size();
+    it = waiting_.erase(it);
+  }
+  // (Nothing of `instance` is held yet, and the new deadlines are the
+  // latest: appending keeps held_ in deadline order.)
+  h.count += moved.size();
+  for (auto& c : moved) held_.push_back(std::move(c));
+  if (!moved.empty()) arm_timer();
+}
 
 size_t ActionRegistry::release(const std::string& instance) {
   holding_.erase(instance);
@@ -241,6 +432,7 @@ size_t ActionRegistry::release(const std::string& instance) {
 }
 
 void ActionRegistry::fail_owner_calls(ActionOwner* owner, const std::string& why) {
+  fail_waiting(owner, why);
   for (auto it = pending_.begin(); it != pending_.end();) {
     PendingCall* c = (it++)->get();
     if (c->owner == owner) finish(c, ActionResult::failure(why));
@@ -257,10 +449,17 @@ void ActionRegistry::free_owner_calls(ActionOwner* owner) {
 
 void ActionRegistry::close(std::function<void()> cb) {
   close_cb_ = std::move(cb);
-  uv_close(reinterpret_cast<uv_handle_t*>(&timer_), [](uv_handle_t* h) {
-    auto* self = static_cast<ActionRegistry*>(h->data);
-    if (self->close_cb_) self->close_cb_();
-  });
+  for (auto& [owner, q] : waiting_) wait_stats_.waiting -= q.size();
+  auto waiting = std::move(waiting_);
+  waiting_.clear();
+  for (auto& [owner, q] : waiting)
+    for (auto& w : q) w.cb(ActionResult::failure(w.name + " did not start: the agent is stopping"));
+  open_handles_ = 2;
+  for (uv_timer_t* t : {&timer_, &wait_timer_})
+    uv_close(reinterpret_cast<uv_handle_t*>(t), [](uv_handle_t* h) {
+      auto* self = static_cast<ActionRegistry*>(h->data);
+      if (--self->open_handles_ == 0 && self->close_cb_) self->close_cb_();
+    });
 }
 
 }  // namespace hostlet

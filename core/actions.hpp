@@ -3,6 +3,18 @@
 // attrs + optional JSON data, or an error) comes back through a callback, now
 // or later, exactly once. Calls to an instance being reloaded are held and run
 // on whatever owns the name after the swap.
+//
+// Backpressure: a call to an instance whose offload lane is full (its owner
+// says !has_room()), or behind other calls already waiting for it, waits in
+// that instance's FIFO instead of failing, up to its wait (CallOptions;
+// `agent.action_wait` by default), and starts when the lane tells that an
+// item finished and there is room. A handler that returns -EAGAIN ("busy")
+// puts its call back at the head of that FIFO. Only when the wait passes is
+// the caller answered, with an error naming the instance, its limits and how
+// long the call waited. Calls waiting for one instance never delay calls to
+// another. The waiting calls count against the event bus bound
+// (EventBus::set_backlog), so a source that floods one slow lane is paused
+// the way a full bus pauses it.
 #pragma once
 
 #include <hostlet/plugin.h>
@@ -33,6 +45,13 @@ class ActionOwner {
                             size_t n) = 0;
   // Logs an error under the owner's name.
   virtual void log_error(const char* message) = 0;
+  // Backpressure (see the top of this file): false while a call's work could
+  // not be queued now; want_room() then asks for one room_available(owner)
+  // once an item of the owner has finished and there is room again.
+  virtual bool has_room() const { return true; }
+  virtual void want_room() {}
+  // "max_inflight 8, max_queue 64", for the error of a call that waited too long.
+  virtual std::string limits_text() const { return {}; }
 
  protected:
   ~ActionOwner() = default;
@@ -40,6 +59,21 @@ class ActionOwner {
 
 // One pending call to an action. This is the ABI's hostlet_call.
 struct PendingCall;
+
+// How one call may wait for a full lane.
+struct CallOptions {
+  static constexpr uint64_t kDefaultWait = UINT64_MAX;
+  // How long the call may wait for room: kDefaultWait = the registry's
+  // (agent.action_wait); 0 = not at all, answer at once with code -EAGAIN.
+  uint64_t wait_ms = kDefaultWait;
+};
+
+struct ActionWaitStats {
+  uint64_t waited = 0;    // calls that found their instance's lane full and waited
+  uint64_t expired = 0;   // of them, answered with an error when their wait passed
+  uint64_t refused = 0;   // answered -EAGAIN at once (wait 0, or too many waiting)
+  size_t waiting = 0, max_waiting = 0;
+};
 
 class ActionRegistry {
  public:
@@ -51,7 +85,9 @@ class ActionRegistry {
     void* arg = nullptr;
   };
 
-  explicit ActionRegistry(uv_loop_t* loop, uint64_t timeout_ms);
+  // `wait_ms`: CallOptions' default wait; `max_waiting`: bound on calls
+  // waiting for lanes at once (beyond it they are refused with -EAGAIN).
+  ActionRegistry(uv_loop_t* loop, uint64_t timeout_ms, uint64_t wait_ms = 10000, size_t max_waiting = 65536);
   ~ActionRegistry();
 
   int add_plugin(std::string name, ActionOwner* owner, hostlet_action_fn fn, void* arg);
@@ -61,8 +97,11 @@ class ActionRegistry {
   std::vector<std::string> names() const;
 
   // Calls an action. -ENOENT when unknown; otherwise cb runs exactly once,
-  // possibly before call() returns.
-  int call(std::string_view name, Attrs attrs, ResultFn cb);
+  // possibly before call() returns. A call that finds the instance's lane
+  // full waits as `opts` allow (see the top of this file).
+  int call(std::string_view name, Attrs attrs, ResultFn cb, const CallOptions& opts = {});
+  // From an owner, after want_room(): starts its waiting calls while it has room.
+  void room_available(ActionOwner* owner);
 
   // The plugin ABI side of a call.
   static const char* call_attr(hostlet_call* c, const char* key);
@@ -77,6 +116,14 @@ class ActionRegistry {
   // Calls of `owner` whose caller still waits for the plugin's answer.
   size_t pending_for(const ActionOwner* owner) const;
   void set_timeout(uint64_t ms) { timeout_ms_ = ms; }
+  void set_wait(uint64_t wait_ms, size_t max_waiting) {
+    wait_ms_ = wait_ms;
+    max_waiting_ = max_waiting;
+  }
+  // Calls waiting for a full lane: all, and those of one owner.
+  size_t waiting() const { return wait_stats_.waiting; }
+  size_t waiting_for(const ActionOwner* owner) const;
+  ActionWaitStats wait_stats() const { return wait_stats_; }
 
   // Reload support (see reload.cpp).
   // stage(owner): the actions `owner` registers from now on are kept aside --
@@ -97,8 +144,26 @@ class ActionRegistry {
  private:
   friend struct PendingCall;
   static void on_timer(uv_timer_t* t);
+  static void on_wait_timer(uv_timer_t* t);
   void finish(PendingCall* c, ActionResult&& r);
   void release(PendingCall* c);
+
+  // A call waiting for room in its owner's lane.
+  struct WaitingCall {
+    std::string name;
+    Attrs attrs;
+    ResultFn cb;
+    uint64_t since_ns = 0, deadline_ns = 0;
+    uint64_t wait_ms = 0;
+  };
+  // Runs the plugin's handler; false when it answered -EAGAIN and `w` was
+  // put back at the head of the owner's FIFO.
+  bool start(const Entry& e, WaitingCall&& w);
+  void enqueue(ActionOwner* owner, WaitingCall&& w, bool front);
+  void arm_wait_timer();
+  void expire_waiting(uint64_t now);
+  ActionResult busy(const ActionOwner* owner, const WaitingCall& w, uint64_t now, bool expired) const;
+  void fail_waiting(ActionOwner* owner, const std::string& why);
 
   uv_loop_t* loop_;
   uint64_t timeout_ms_;
@@ -119,6 +184,13 @@ class ActionRegistry {
   };
   std::unordered_map<std::string, Holding> holding_;  // instance -> its bound and held calls
   std::unordered_map<ActionOwner*, std::vector<Entry>> staged_;
+  std::unordered_map<ActionOwner*, std::deque<WaitingCall>> waiting_;  // per owner, in arrival order
+  uint64_t wait_ms_;
+  size_t max_waiting_;
+  ActionWaitStats wait_stats_;
+  uv_timer_t wait_timer_;
+  uint64_t wait_armed_ns_ = 0;  // deadline wait_timer_ is armed for; 0: not armed
+  int open_handles_ = 0;
   void arm_timer();
   std::function<void()> close_cb_;
 };

@@ -110,7 +110,8 @@ void Agent::setup_core() {
   loop_ready_ = true;
   const AgentSection& a = config_.agent;
   bus_ = std::make_unique<EventBus>(&loop_, a.event_queue, a.event_batch);
-  actions_ = std::make_unique<ActionRegistry>(&loop_, a.action_timeout_ms);
+  actions_ = std::make_unique<ActionRegistry>(&loop_, a.action_timeout_ms, a.action_wait_ms, a.event_queue);
+  bus_->set_backlog([reg = actions_.get()] { return reg->waiting(); });
   lag_ = std::make_unique<LagMonitor>(&loop_, a.lag_warn_ms);
   rules_ = std::make_unique<RuleEngine>(*bus_, *actions_);
   core_.loop = &loop_;

@@ -28,9 +28,14 @@ struct ActionResult {
   std::string error;
   Attrs attrs;
   std::string data_json;  // empty: no data
-  static ActionResult failure(std::string msg) {
+  // When !ok and the core itself answered: what kind of failure, as a
+  // negative errno (-EAGAIN: the instance's lane was full and the call did
+  // not start); 0 otherwise.
+  int code = 0;
+  static ActionResult failure(std::string msg, int code = 0) {
     ActionResult r;
     r.error = std::move(msg);
+    r.code = code;
     return r;
   }
 };

@@ -50,7 +50,9 @@ EventBus::EventBus(uv_loop_t* loop, size_t capacity, unsigned batch)
 EventBus::~EventBus() = default;
 
 int EventBus::publish(Event&& ev, uint64_t* id_out) {
-  if (queue_.size() >= capacity_) {
+  size_t used = queue_.size();
+  if (backlog_ && ev.source != "hostlet") used += backlog_();
+  if (used >= capacity_) {
     stats_.dropped++;
     return -EAGAIN;
   }
@@ -228,6 +230,7 @@ void EventBus::deliver_to(const void* owner, const Event& ev) {
 BusStats EventBus::stats() const {
   BusStats s = stats_;
   s.depth = queue_.size();
+  s.backlog = backlog_ ? backlog_() : 0;
   return s;
 }
 

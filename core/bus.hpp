@@ -59,6 +59,7 @@ struct Event {
 struct BusStats {
   uint64_t published = 0, dispatched = 0, dropped = 0;
   size_t depth = 0, max_depth = 0;
+  size_t backlog = 0;  // calls waiting downstream (set_backlog), counted against the capacity
   size_t subscriptions = 0;
 };
 
@@ -73,8 +74,15 @@ class EventBus {
   EventBus& operator=(const EventBus&) = delete;
 
   // Stamps id and time and queues the event; *id_out (may be null) gets the id.
-  // -EAGAIN: queue full (dropped, counted).
+  // -EAGAIN: queue full (dropped, counted). "Full" counts the backlog too
+  // (set_backlog), except for the core's own events (source "hostlet": the
+  // results of actions, which are what drains that backlog).
   int publish(Event&& ev, uint64_t* id_out = nullptr);
+  // Work the events already dispatched still hold downstream -- calls
+  // waiting for a full lane (ActionRegistry::waiting) -- counted against
+  // the capacity, so a source flooding one slow lane is pushed back as by a
+  // full queue. The function is called on every publish: keep it O(1).
+  void set_backlog(std::function<size_t()> backlog) { backlog_ = std::move(backlog); }
   // `owner` tags the subscription for unsubscribe_owner(); may be null.
   // `glob` is an exact type or an fnmatch pattern. Returns null on a bad pattern.
   Sub* subscribe(std::string glob, Handler handler, const void* owner = nullptr);
@@ -128,6 +136,7 @@ class EventBus {
   int dispatching_ = 0;
   bool dirty_ = false;
   BusStats stats_;
+  std::function<size_t()> backlog_;
   std::function<void()> close_cb_;
 };
 

@@ -34,7 +34,7 @@ void parse_agent(Reporter& r, const Entry& section, AgentSection& a) {
       "control_socket", "control_mode", "control_max_connections", "control_max_line",
       "plugin_dir",     "threadpool",   "log_level",               "event_queue",
       "event_batch",    "lag_warn",     "shutdown_timeout",        "reload_timeout",
-      "action_timeout", "control_max_write_buffer", "control_idle_timeout"};
+      "action_timeout", "control_max_write_buffer", "control_idle_timeout", "action_wait"};
   static const std::vector<std::string> levels = {"error", "warn", "info", "debug"};
   a.mark = section.mark;
   if (section.node.IsNull()) return;
@@ -90,6 +90,8 @@ void parse_agent(Reporter& r, const Entry& section, AgentSection& a) {
       read_duration(r, e, 0, 3600 * 1000, a.reload_timeout_ms);
     } else if (e.key == "action_timeout") {
       read_duration(r, e, 1, kDay, a.action_timeout_ms);
+    } else if (e.key == "action_wait") {
+      read_duration(r, e, 0, kDay, a.action_wait_ms);
     }
   }
 }
@@ -290,7 +292,7 @@ std::string template_problem(const std::string& s) {
 }
 
 void parse_rules(Reporter& r, const Entry& section, std::vector<RuleSection>& out) {
-  static const std::vector<std::string> keys = {"name", "on", "do", "with", "debounce", "rate_limit"};
+  static const std::vector<std::string> keys = {"name", "on", "do", "with", "debounce", "rate_limit", "action_wait"};
   if (section.node.IsNull()) return;
   if (!section.node.IsSequence()) {
     r.error(section.mark, "rules: " + expected("a sequence of rules ('- on: ...')", section.node));
@@ -324,6 +326,8 @@ void parse_rules(Reporter& r, const Entry& section, std::vector<RuleSection>& ou
           if (check(r, entries[k], template_problem(with[k].second))) rule.with.push_back(with[k]);
       } else if (e.key == "debounce") {
         read_duration(r, e, 0, kDay, rule.debounce_ms);
+      } else if (e.key == "action_wait") {
+        read_duration(r, e, 0, kDay, rule.action_wait_ms);
       } else if (e.key == "rate_limit") {
         check(r, e, to_rate(e.node, rule.rate_limit));
       } else if (e.key == "name") {

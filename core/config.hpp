@@ -47,6 +47,7 @@ struct AgentSection {
   uint64_t shutdown_timeout_ms = 5000;   // `shutdown_timeout`, 0..1h: per instance, drain deadline at shutdown
   uint64_t reload_timeout_ms = 5000;     // `reload_timeout`, 0..1h: per instance, drain deadline during a reload
   uint64_t action_timeout_ms = 30000;    // `action_timeout`, 1ms..24h: an action not answered by then fails
+  uint64_t action_wait_ms = 10000;       // `action_wait`, 0..24h: how long a call may wait for room in a full lane; 0 = fail at once
   Mark mark;
 };
 
@@ -70,6 +71,7 @@ struct RuleSection {
   std::vector<std::pair<std::string, std::string>> with;   // attribute -> template text ("${name}")
   Mark with_mark;
   uint64_t debounce_ms = 0;          // `debounce`, 0..24h; 0 = off
+  int64_t action_wait_ms = -1;       // `action_wait`, 0..24h: overrides agent.action_wait for this rule's calls; -1 = not set
   double rate_limit = 0;             // max firings per second ("10", "10/s", "30/m", "100/h"), 0 = unlimited
   std::string name;                  // optional, unique among rules; empty = unnamed
 };

@@ -435,7 +435,10 @@ void ControlServer::cmd_call(const ConnPtr& c, const control::Request& req) {
   Core& core = agent_.core();
   std::string action, err;
   Attrs attrs;
-  if (!req.string_arg("action", action, err) || !req.attrs_arg(attrs, err)) return fail(c, req.id, err);
+  CallOptions opts;  // "wait_ms": how long the call may wait for a full lane (0: answer EAGAIN at once)
+  if (!req.string_arg("action", action, err) || !req.attrs_arg(attrs, err) ||
+      !req.uint_arg("wait_ms", 24ull * 3600 * 1000, opts.wait_ms, err))
+    return fail(c, req.id, err);
   if (action.empty()) return fail(c, req.id, "missing string 'action'");
   std::weak_ptr<Conn> wc = c;
   const json& id = req.id;
@@ -446,11 +449,13 @@ void ControlServer::cmd_call(const ConnPtr& c, const control::Request& req) {
     conn->outstanding--;
     if (!res.ok) {
       conn->server->errors_++;
-      conn->send(json{{"id", id}, {"ok", false}, {"error", res.error}});
+      json reply{{"id", id}, {"ok", false}, {"error", res.error}};
+      if (res.code == -EAGAIN) reply["errno"] = "EAGAIN";  // busy, not broken: the client may retry
+      conn->send(reply);
       return;
     }
     conn->send_text(dump_with_data(json{{"id", id}, {"ok", true}, {"attrs", attrs_json(res.attrs)}}, res.data_json));
-  });
+  }, opts);
   if (r == -ENOENT) {
     c->outstanding--;  // no answer will come
     std::string msg = "no such action '" + action + "'";
@@ -662,6 +667,7 @@ json ControlServer::stats_json() {
   auto ms = [](uint64_t ns) { return static_cast<double>(ns) / 1e6; };
   const Histogram& lag = core.lag->lateness();
   BusStats bs = core.bus->stats();
+  ActionWaitStats ws = core.actions->wait_stats();
   json lanes = json::object();
   json instances = json::object();
   for (const auto& i : agent_.instances()) {
@@ -670,7 +676,8 @@ json ControlServer::stats_json() {
     instances[i->name()] = json{{"published", k.published},
                                 {"publish_dropped", k.publish_dropped},
                                 {"callbacks", k.callbacks},
-                                {"max_callback_ms", ms(k.max_callback_ns)}};
+                                {"max_callback_ms", ms(k.max_callback_ns)},
+                                {"calls_waiting", core.actions->waiting_for(i.get())}};
   }
   json rules = json::array();
   for (const auto& r : agent_.rules().stats())
@@ -694,9 +701,15 @@ json ControlServer::stats_json() {
                        {"dropped", bs.dropped},
                        {"depth", bs.depth},
                        {"max_depth", bs.max_depth},
+                       {"backlog", bs.backlog},
                        {"capacity", agent_.config().agent.event_queue},
                        {"subscriptions", bs.subscriptions}}},
-              {"actions", {{"pending", core.actions->pending()}}},
+              {"actions", {{"pending", core.actions->pending()},
+                           {"waiting", ws.waiting},
+                           {"max_waiting", ws.max_waiting},
+                           {"waited", ws.waited},
+                           {"wait_expired", ws.expired},
+                           {"wait_refused", ws.refused}}},
               {"control", {{"connections", conns_.size()},
                            {"requests", requests_},
                            {"errors", errors_},

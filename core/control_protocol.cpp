@@ -58,6 +58,18 @@ std::string check_line(std::string_view line, size_t max_depth) {
   return {};
 }
 
+bool Request::uint_arg(std::string_view key, uint64_t max, uint64_t& out, std::string& error) const {
+  auto it = body.find(key);
+  if (it == body.end() || it->is_null()) return true;
+  if (!it->is_number_unsigned() || it->get<uint64_t>() > max) {
+    error = "'" + std::string(key) + "' must be an integer from 0 to " + std::to_string(max) + ", not " +
+            (it->is_number() ? it->dump() : a_type(*it));
+    return false;
+  }
+  out = it->get<uint64_t>();
+  return true;
+}
+
 bool Request::string_arg(std::string_view key, std::string& out, std::string& error) const {
   auto it = body.find(key);
   if (it == body.end() || it->is_null()) return true;

@@ -66,6 +66,10 @@ struct Request {
   // `out` untouched when absent or null; false with `error` when it is not a
   // string or contains NUL.
   bool string_arg(std::string_view key, std::string& out, std::string& error) const;
+  // The non-negative integer argument `key`, at most `max`: true and `out`
+  // set when present; true and `out` untouched when absent or null; false
+  // with `error` for another type, a fraction, a negative or too large value.
+  bool uint_arg(std::string_view key, uint64_t max, uint64_t& out, std::string& error) const;
   // `attrs`: an object of strings (absent or null: none). False with `error`
   // for another type, a non-string value, an empty name or a NUL.
   bool attrs_arg(Attrs& out, std::string& error) const;

@@ -96,6 +96,16 @@ void Instance::callbacks_ran(const char* what, uint64_t count, uint64_t ns) {
   if (core_.lag) core_.lag->record_callback(cfg_.name, what, ns, count);
 }
 
+void Instance::room_available() {
+  if (core_.actions) core_.actions->room_available(this);
+}
+
+std::string Instance::limits_text() const {
+  if (!lane_) return {};
+  const LaneLimits& l = lane_->limits();
+  return "max_inflight " + std::to_string(l.max_inflight) + ", max_queue " + std::to_string(l.max_queue);
+}
+
 int Instance::invoke_action(hostlet_action_fn fn, void* arg, hostlet_call* call, const hostlet_attr* attrs,
                             size_t n) {
   int r = 0;

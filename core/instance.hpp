@@ -97,6 +97,12 @@ class Instance final : public ActionOwner, private LaneObserver {
   const ConfigValues& values() const { return values_; }
   const std::string& config_file() const { return config_file_; }
   bool accepting_calls() const override { return state_ == State::Started; }
+  // Backpressure for the action registry: its calls wait while the lane is full.
+  bool has_room() const override { return !lane_ || lane_->has_room(); }
+  void want_room() override {
+    if (lane_) lane_->want_room();
+  }
+  std::string limits_text() const override;
   uint64_t generation() const { return generation_; }
   InstanceRef ref() { return {this, generation_}; }
   Core& core() { return core_; }
@@ -204,6 +210,7 @@ class Instance final : public ActionOwner, private LaneObserver {
  private:
   // LaneObserver: `count` callbacks of this instance ran `ns` in a row.
   void callbacks_ran(const char* what, uint64_t count, uint64_t ns) override;
+  void room_available() override;
   void after_plugin_stopped();
   void close_handles();
   void abandon_owed();

@@ -227,6 +227,7 @@ struct Lane::Impl {
   uint64_t stride = 1;          // time every stride-th item
   uint64_t sample_seq = 0;
 
+  bool want_room = false;       // tell the observer when an item finished and there is room
   bool draining = false;        // intake closed
   bool closing = false;         // close() called
   bool handles_closing = false; // uv_close called on our handles
@@ -273,6 +274,7 @@ struct Lane::Impl {
   void deliver_finished();
   bool nothing_due() const { return p_head == nullptr && f_head == nullptr; }
   void maybe_finish_drain();
+  void maybe_room();
   void finish_drain(bool all_finished);
   void close_handles();
   void detach();
@@ -743,6 +745,8 @@ void Lane::Impl::on_after_work(uv_work_t* req, int status) {
   if (next == ItemState::Free || self->closed) {  // no done/late once the lane's handles are closed
     self->free_item(it);
     self->maybe_finish_drain();
+    // A slot freed with no callback to run: the check phase still tells a waiter.
+    if (self->want_room && !self->handles_closing) uv_check_start(&self->check, on_check);
     return;
   }
   self->finished_push(it, next, result);
@@ -781,6 +785,7 @@ void Lane::Impl::on_idle(uv_idle_t* h) {
   self->deliver_pending();
   if (self->closing) self->deliver_finished();  // nothing may be left when the handles close
   self->maybe_finish_drain();
+  self->maybe_room();
   if (self->p_head) return;  // made due by the callbacks above: the next iteration
   uv_idle_stop(h);
   if (self->closing && !self->handles_closing) self->close_handles();
@@ -799,6 +804,13 @@ void Lane::Impl::on_check(uv_check_t* h) {
   }
   self->deliver_finished();
   self->maybe_finish_drain();
+  self->maybe_room();
+}
+
+void Lane::Impl::maybe_room() {
+  if (!want_room || !observer || detached || draining || closing || !owner->has_room()) return;
+  want_room = false;
+  observer->room_available();
 }
 
 void Lane::Impl::on_closed(uv_handle_t* h) {
@@ -931,6 +943,14 @@ size_t Lane::outstanding() const { return impl_->inflight; }
 bool Lane::closed() const { return impl_->closed; }
 
 bool Lane::draining() const { return impl_->draining || impl_->closing; }
+
+bool Lane::has_room() const {
+  const Impl& L = *impl_;
+  if (L.draining || L.closing || L.detached) return false;
+  return (L.q_head == nullptr && L.inflight < limits_.max_inflight) || L.q_len < limits_.max_queue;
+}
+
+void Lane::want_room() { impl_->want_room = true; }
 
 void Lane::close(std::function<void()> cb) {
   Impl& L = *impl_;

@@ -107,6 +107,9 @@ struct LaneStats {
 class LaneObserver {
  public:
   virtual void callbacks_ran(const char* what, uint64_t count, uint64_t ns) = 0;
+  // After want_room(): the lane has room again (see Lane::want_room). Called
+  // from the loop's check phase, never inside submit() or a done callback.
+  virtual void room_available() {}
 
  protected:
   ~LaneObserver() = default;
@@ -154,6 +157,16 @@ class Lane {
   // Re-opens intake after a drain (used when a reload is rolled back). A drain
   // still waiting keeps waiting: its cb still runs once, as described above.
   void resume();
+
+  // True when submit() would accept one more item now (not draining, and a
+  // free slot or room in the FIFO).
+  bool has_room() const;
+  // Asks to be told (LaneObserver::room_available, once) when an item of
+  // this lane has finished and has_room() is true again. Used by the action
+  // registry to hold calls while the lane is full (backpressure) instead of
+  // refusing them. A lane that has nothing in flight never tells: the asker
+  // has its own deadline.
+  void want_room();
 
   // Number of items handed to uv_queue_work whose after_work has not yet run
   // (i.e. a pool thread may still run plugin code, or late() is pending).

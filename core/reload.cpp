@@ -488,6 +488,8 @@ void Reloader::apply_agent_section(const AgentSection& fresh) {
   cur.reload_timeout_ms = fresh.reload_timeout_ms;
   cur.action_timeout_ms = fresh.action_timeout_ms;
   t_.core.actions->set_timeout(cur.action_timeout_ms);
+  cur.action_wait_ms = fresh.action_wait_ms;
+  t_.core.actions->set_wait(cur.action_wait_ms, cur.event_queue);
 }
 
 // --------------------------------------------------------------- finishing

@@ -18,6 +18,7 @@ struct RuleEngine::Rule {
   std::vector<Mark> action_marks;
   std::vector<std::pair<std::string, std::string>> with;
   uint64_t debounce_ns = 0;
+  CallOptions call_opts;  // action_wait of the rule, if set
   double rate = 0;  // firings per second; 0 = unlimited
   // state
   uint64_t last_fire_ns = 0;
@@ -130,6 +131,7 @@ bool RuleEngine::compile(const std::vector<RuleSection>& rules, const std::strin
       r->with.emplace_back(k, t);
     }
     r->debounce_ns = rs.debounce_ms * 1000000ull;
+    if (rs.action_wait_ms >= 0) r->call_opts.wait_ms = static_cast<uint64_t>(rs.action_wait_ms);
     r->rate = rs.rate_limit;
     r->tokens = std::max(1.0, rs.rate_limit);  // starts with a full bucket
     compiled_.push_back(std::move(r));
@@ -273,7 +275,7 @@ void RuleEngine::run_chain(std::shared_ptr<Chain> chain) {
     } else if (chain->tracker) {
       chain->tracker->release();
     }
-  });
+  }, chain->rule->call_opts);
   if (r == -ENOENT) {
     Rule& rule = *chain->rule;
     std::string msg = "no such action '" + name + "'";

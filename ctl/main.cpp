@@ -98,12 +98,20 @@ bool build_reload(const Args& args, json& req, std::string& err) {
 
 bool build_call(const Args& args, json& req, std::string& err) {
   req["cmd"] = cmd::call;
-  if (args.empty()) {
+  size_t i = 0;
+  for (; i < args.size() && args[i].rfind("--", 0) == 0; i++) {
+    if (args[i] != "--no-wait") {
+      err = "unknown option '" + args[i] + "' (call takes --no-wait)";
+      return false;
+    }
+    req["wait_ms"] = 0;  // a full lane answers EAGAIN at once instead of holding the call
+  }
+  if (i >= args.size()) {
     err = "needs an ACTION";
     return false;
   }
-  req["action"] = args[0];
-  return parse_kv(args, 1, req["attrs"], err);
+  req["action"] = args[i];
+  return parse_kv(args, i + 1, req["attrs"], err);
 }
 
 bool build_notify(const Args& args, json& req, std::string& err) {
@@ -175,8 +183,9 @@ const Command kCommands[] = {
     {"stats", build_stats, [](const json& r) { show_data(print_stats, r); }, false, "stats",
      "lanes, loop lag, bus, rules, connections"},
     {"reload", build_reload, show_reload, false, "reload [NAME]", "reload one instance, or re-read the whole config"},
-    {"call", build_call, show_call, false, "call ACTION [KEY=VALUE...]",
-     "run an action, e.g. call virt.domain.list state=running"},
+    {"call", build_call, show_call, false, "call [--no-wait] ACTION [KEY=VALUE...]",
+     "run an action, e.g. call virt.domain.list state=running;\n"
+     "--no-wait: fail at once (EAGAIN) if its lane is full"},
     {"notify", build_notify, show_notify, false, "notify [--source S] [--ack none|accepted|done] TYPE [KEY=VALUE...]",
      "inject an event as if source S (default \"ctl\") sent it;\n"
      "default ack: done (prints what the rules' actions answered)"},

@@ -62,6 +62,24 @@ TEST_CASE("bus: exact and glob subscriptions get matching events in order; a ful
   CHECK(b.bus.subscribe("[unclosed", [](const Event&) {}) == nullptr);
 }
 
+TEST_CASE("bus: the backlog downstream counts against the capacity, except for the core's own events") {
+  Loop l;
+  Bus b(l, 4);
+  size_t backlog = 3;
+  b.bus.set_backlog([&] { return backlog; });
+  REQUIRE(b.bus.publish(ev("vm.start", "1")) == 0);  // 1 queued + 3 waiting downstream = 4
+  CHECK(b.bus.publish(ev("vm.start", "2")) == -EAGAIN);
+  CHECK(b.bus.stats().backlog == 3);
+  Event own = ev("action.done");
+  own.source = "hostlet";  // a result: it is what drains the backlog
+  CHECK(b.bus.publish(std::move(own)) == 0);
+  backlog = 0;
+  CHECK(b.bus.publish(ev("vm.start", "3")) == 0);
+  b.pump();
+  CHECK(b.bus.stats().dispatched == 3);
+  CHECK(b.bus.stats().dropped == 1);
+}
+
 TEST_CASE("bus: a parked owner gets nothing, also on subscriptions made while parked; release unparks") {
   Loop l;
   Bus b(l);

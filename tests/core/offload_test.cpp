@@ -1045,6 +1045,47 @@ TEST_CASE_METHOD(LoopFixture, "offload: the observer is told every done callback
   }
 }
 
+TEST_CASE_METHOD(LoopFixture, "offload: a full lane tells one waiter once an item finished and there is room") {
+  struct Waiter final : hostlet::LaneObserver {
+    Lane* lane = nullptr;
+    int told = 0;
+    bool room_when_told = false;
+    void callbacks_ran(const char*, uint64_t, uint64_t) override {}
+    void room_available() override {
+      told++;
+      room_when_told = lane->has_room();
+    }
+  } waiter;
+  Lane& l = lane(limits(1, 1));
+  waiter.lane = &l;
+  l.set_observer(&waiter);
+  Gate& g = gate();
+  Job& a = job(&g);
+  Job& b = job();
+  CHECK(l.has_room());
+  REQUIRE(submit(l, a) == 0);
+  CHECK(l.has_room());  // the FIFO still has a place
+  REQUIRE(submit(l, b) == 0);
+  CHECK_FALSE(l.has_room());
+  l.want_room();
+  REQUIRE(g.wait_arrived(1));
+  CHECK(waiter.told == 0);  // nothing finished yet
+  g.open();
+  REQUIRE(run_until([&] { return waiter.told == 1; }));
+  CHECK(waiter.room_when_told);
+  REQUIRE(run_until([&] { return b.done_calls == 1; }));
+  CHECK(waiter.told == 1);  // once per want_room()
+  // Without want_room() nobody is told; a draining lane has no room.
+  REQUIRE(submit(l, job()) == 0);
+  REQUIRE(run_until([&] { return l.stats().done == 3; }));
+  CHECK(waiter.told == 1);
+  bool drained = false;
+  l.drain(0, [&](bool) { drained = true; });
+  CHECK_FALSE(l.has_room());
+  REQUIRE(run_until([&] { return drained; }));
+  l.set_observer(nullptr);
+}
+
 TEST_CASE_METHOD(LoopFixture, "offload: a slow done callback is reported with at least its own run time") {
   Lane& l = lane(limits(4, 100));
   Recorder rec;

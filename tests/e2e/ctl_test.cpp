@@ -43,10 +43,13 @@ TEST_CASE("ctl: a command with wrong arguments is a usage error naming the comma
   CHECK(extra.err.rfind("hostlet-ctl: status: takes no arguments, got 'now' (usage: status)\n", 0) == 0);
   Run call = ctl_unreachable({"call"});
   CHECK(call.exit_code == 64);
-  CHECK(call.err.rfind("hostlet-ctl: call: needs an ACTION (usage: call ACTION [KEY=VALUE...])\n", 0) == 0);
+  CHECK(call.err.rfind("hostlet-ctl: call: needs an ACTION (usage: call [--no-wait] ACTION [KEY=VALUE...])\n", 0) == 0);
   Run kv = ctl_unreachable({"call", "w.echo", "novalue"});
   CHECK(kv.exit_code == 64);
   CHECK(kv.err.rfind("hostlet-ctl: call: expected KEY=VALUE, got 'novalue'", 0) == 0);
+  Run opt = ctl_unreachable({"call", "--wait", "w.echo"});
+  CHECK(opt.exit_code == 64);
+  CHECK(opt.err.rfind("hostlet-ctl: call: unknown option '--wait' (call takes --no-wait)", 0) == 0);
   Run unknown = ctl_unreachable({"dance"});
   CHECK(unknown.exit_code == 64);
   CHECK(unknown.err.rfind("hostlet-ctl: unknown command 'dance'\n", 0) == 0);
@@ -56,7 +59,7 @@ TEST_CASE("ctl: --help lists every command") {
   Run h = run({env_path("HOSTLET_CTL"), "--help"});
   CHECK(h.exit_code == 0);
   for (const char* usage : {"\n  status ", "\n  plugins [--describe NAME] ", "\n  stats ", "\n  reload [NAME] ",
-                            "\n  call ACTION [KEY=VALUE...] ", "\n  notify [--source S]", "\n  events [--type GLOB] "})
+                            "\n  call [--no-wait] ACTION [KEY=VALUE...]", "\n  notify [--source S]", "\n  events [--type GLOB] "})
     CHECK(h.out.find(usage) != std::string::npos);
 }
 

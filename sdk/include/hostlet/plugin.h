@@ -246,7 +246,13 @@ typedef void (*hostlet_post_fn)(void *arg);
  * Handles a call to one of the plugin's actions. The plugin answers `call`
  * exactly once, now or later, with call_reply_ok or call_reply_error. A
  * non-zero return means "not accepted": the host answers the caller with that
- * error and the plugin must not answer `call`.
+ * error and the plugin must not answer `call`. -EAGAIN means "busy, try
+ * again": the host keeps the call and calls the handler again with it
+ * (ahead of later calls) once one of the instance's offloads has finished
+ * and its lane has room, until the caller's wait (agent.action_wait) passes;
+ * only then is the caller answered with an error. A call to an instance
+ * whose lane is full waits the same way before the handler sees it, so a
+ * handler that offloads one item per call never needs to return -EAGAIN.
  */
 typedef int (*hostlet_action_fn)(void *arg, hostlet_call *call, const hostlet_attr *attrs,
                                  size_t n_attrs);
