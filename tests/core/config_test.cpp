@@ -387,6 +387,22 @@ TEST_CASE("config: agent durations accept units and plain milliseconds") {
         "test.yaml:1:25: agent.action_timeout: must be between 1ms and 24h, got 0");
 }
 
+TEST_CASE("config: action_wait of the agent and of a rule; unset on a rule means the agent's") {
+  const Parsed p = parse("agent: {action_wait: 250ms}\n"
+                         "rules:\n"
+                         "  - {on: {type: a}, do: x.y, action_wait: 0}\n"
+                         "  - {on: {type: b}, do: x.y}\n");
+  CAPTURE(p.lines());
+  REQUIRE(p.ok);
+  CHECK(p.cfg.agent.action_wait_ms == 250);
+  REQUIRE(p.cfg.rules.size() == 2);
+  CHECK(p.cfg.rules[0].action_wait_ms == 0);
+  CHECK(p.cfg.rules[1].action_wait_ms == -1);
+  CHECK(parse("agent: {}\n").cfg.agent.action_wait_ms == 10000);
+  CHECK(only_error("agent: {action_wait: 25h}\n") ==
+        "test.yaml:1:22: agent.action_wait: must be between 0ms and 24h, got 25h");
+}
+
 TEST_CASE("config: control_socket must fit in a Unix socket address") {
   const std::string long_path = "/" + std::string(107, 's');
   CHECK(only_error("agent: {control_socket: " + long_path + "}\n") ==
