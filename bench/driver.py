@@ -44,6 +44,11 @@ LAG_SECS = 0.3 if SMOKE else 2.0       # each lag probe
 LAG_POOLS = [64, 1024]                 # agent threadpool for the 1024 x 10 ms load
 N_VIRT_LAT, N_VIRT_TP = (3, 8) if SMOKE else (200, 400)
 VIRT_DOMAINS, VIRT_RUNNING = 1000, 250
+# Issue 15's flood: 8 connections each pipeline FLOOD_PER_CONN ack-done
+# notifications whose rule calls virt.domain.list on a one-domain libvirtd
+# (instance max_inflight 8, default max_queue); and the one-domain round trip.
+FLOOD_PER_CONN = 20 if SMOKE else 2000
+N_RT1 = 20 if SMOKE else 2000
 MEM_CLIENTS = 10 if SMOKE else 1000
 ENV = dict(os.environ, UV_THREADPOOL_SIZE="4")
 
@@ -146,11 +151,11 @@ def node_xml(n, running):
     return "".join(x)
 
 
-def start_libvirtd(tmp):
+def start_libvirtd(tmp, name="libvirtd", domains=VIRT_DOMAINS, running=VIRT_RUNNING):
     """A private libvirtd as the libvirt tests start it (tests/libvirt/libvirtd.cpp):
     its socket and logs in a directory of its own, no auth, no driver modules,
     exits by itself 120 s after its last client. Returns (process, uri)."""
-    d = os.path.join(tmp, "libvirtd")
+    d = os.path.join(tmp, name)
     for sub in ("", "empty", "run", "cfg", "cache"):
         os.makedirs(os.path.join(d, sub), exist_ok=True)
     with open(os.path.join(d, "libvirtd.conf"), "w") as f:
@@ -158,7 +163,7 @@ def start_libvirtd(tmp):
                 f'log_outputs = "3:file:{d}/libvirtd.log"\n')
     node = os.path.join(d, "node.xml")
     with open(node, "w") as f:
-        f.write(node_xml(VIRT_DOMAINS, VIRT_RUNNING))
+        f.write(node_xml(domains, running))
     env = dict(os.environ, LIBVIRT_DRIVER_DIR=d + "/empty", XDG_RUNTIME_DIR=d + "/run",
                XDG_CONFIG_HOME=d + "/cfg", XDG_CACHE_HOME=d + "/cache", HOME=d)
     p = subprocess.Popen(["libvirtd", "-f", d + "/libvirtd.conf", "-p", d + "/libvirtd.pid", "-t", "120"], env=env)
@@ -347,6 +352,26 @@ def virt_round(r, uri, virt_sock, pyvirt_sock):
             raise RuntimeError(f"{k}: {r[k]['errors']} error replies")
 
 
+def flood_round(r, uri, sock, py_sock):
+    """Issue 15: a flood that must be answered ok in full (backpressure, not
+    "queue full"), against the asyncio daemon and a direct C client with 8
+    threads on one connection; and one call at a time on a one-domain host."""
+    n = FLOOD_PER_CONN
+    runs = []  # each hostlet run's answers, for "answered ok" (abba's means add errors and average events)
+
+    def hostlet():
+        runs.append(run_json([CLIENT, sock, "8", str(n), "done", "pipeline", "bench.list"]))
+        return runs[-1]
+    r["flood.hostlet"], r["flood.direct"] = abba(
+        hostlet, lambda: run_json([VIRT_DIRECT, uri, "throughput", str(8 * n), "8"]))
+    r["flood.hostlet.runs"] = runs
+    r["flood.python"] = run_json([CLIENT, py_sock, "8", str(n), "done", "pipeline", "bench.list"])
+    r["rt1.hostlet"], r["rt1.direct"] = abba(
+        lambda: run_json([CLIENT, sock, "1", str(N_RT1), "done", "latency", "bench.list"]),
+        lambda: run_json([VIRT_DIRECT, uri, "latency", str(N_RT1)]))
+    r["rt1.python"] = run_json([CLIENT, py_sock, "1", str(N_RT1), "done", "latency", "bench.list"])
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="hostlet-bench-")
     procs = []
@@ -388,6 +413,17 @@ def main():
         procs.append(va)
         pv, pyvirt_sock = start_py_server(tmp, "py-virt", "--libvirt", uri)
         procs.append(pv)
+        vd1, uri1 = start_libvirtd(tmp, "libvirtd-1", 1, 1)
+        procs.append(vd1)
+        flood_sock = os.path.join(tmp, "flood-notify.sock")
+        fa, _ = start_agent(tmp, "flood",
+                            f"  - {{name: notify, plugin: unixsock, config: {{socket: {flood_sock}}}}}\n"
+                            f"  - {{name: virt, plugin: libvirt, max_inflight: 8, config: {{uri: \"{uri1}\"}}}}\n",
+                            threadpool=8,
+                            rules_yaml="rules:\n  - {on: {source: notify, type: bench.list}, do: virt.domain.list}\n")
+        procs.append(fa)
+        pf, pyflood_sock = start_py_server(tmp, "py-flood", "--libvirt", uri1)
+        procs.append(pf)
 
         for rnd in range(ROUNDS):
             log(f"round {rnd + 1}/{ROUNDS}")
@@ -396,10 +432,11 @@ def main():
             lag_round(r, lag_agents, lag_notify)
             ingest_round(r, hl_sock, py_sock, uv_sock)
             virt_round(r, uri, virt_sock, pyvirt_sock)
+            flood_round(r, uri1, flood_sock, pyflood_sock)
             reload_round(r, tmp, rnd)
             rounds.append(r)
         for p in procs[:]:
-            if p is not vd:
+            if p is not vd and p is not vd1:
                 stop(p)
         log("memory")
         memory = measure_memory(tmp)
@@ -541,6 +578,40 @@ def report(rounds, memory):
                  f"4 calls at a time) | – | {fmt(d, 'ops')} | {fmt(h, 'ops')} | {fmt(p, 'ops')} | {fmt(rd, 'x')} | "
                  f"{fmt(rp, 'x')} | ≥ 0.9× direct, > Python | {yes(rd is not None and rp is not None and rd >= 0.9 and rp > 1)} |")
 
+    # issue 15: the flood and the one-domain round trip
+    if any("flood.hostlet" in r for r in rounds):
+        fr = [r for r in rounds if "flood.hostlet" in r]
+        total = 8 * FLOOD_PER_CONN
+
+        def ok_range(runs):
+            oks = [int(x["events"] - x["errors"]) for x in runs]
+            return min(oks), max(oks)
+
+        h_ok = ok_range([run for x in fr for run in x["flood.hostlet.runs"]])
+        p_ok = ok_range([x["flood.python"] for x in fr])
+        h, p, d = (med(fr, f"flood.{x}", k) for x, k in (("hostlet", "events_s"), ("python", "events_s"),
+                                                          ("direct", "ops_s")))
+        rd = statistics.median(x["flood.hostlet"]["events_s"] / x["flood.direct"]["ops_s"] for x in fr)
+        rp = med_ratio(fr, "flood.hostlet", "flood.python", "events_s")
+        lines += ["", f"| flood: 8 connections × {FLOOD_PER_CONN} pipelined ack-done → rule → virt.domain.list "
+                  "(1 domain; instance max_inflight 8, default max_queue) | hostlet | Python asyncio.to_thread | "
+                  "direct C, 8 threads on one connection | hostlet / direct | hostlet / Python | goal | met |",
+                  "|---|---|---|---|---|---|---|---|",
+                  f"| answered ok (min–max over rounds) | {h_ok[0]}–{h_ok[1]} of {total} | {p_ok[0]}–{p_ok[1]} of {total} "
+                  f"| – | – | – | all ok | {yes(h_ok[0] == total)} |",
+                  f"| throughput | {fmt(h, 'ops')} | {fmt(p, 'ops')} | {fmt(d, 'ops')} | {fmt(rd, 'x')} | {fmt(rp, 'x')} "
+                  f"| ≥ Python, ≥ 0.9× direct | {yes(rp is not None and rp >= 1 and rd >= 0.9)} |"]
+        for field in ("p50_us", "p99_us"):
+            h, p, d = (med(fr, f"rt1.{x}", field) for x in ("hostlet", "python", "direct"))
+            rp = med_ratio(fr, "rt1.hostlet", "rt1.python", field)
+            goal = met = ""
+            if field == "p50_us":
+                goal = "≤ direct + 40 µs, ≤ 0.6× Python"
+                met = yes(h is not None and d is not None and rp is not None and h <= d + 40 and rp <= 0.6)
+            lines.append(f"| one-domain round trip, one at a time, {field[:3]} | {fmt(h, 'us')} | {fmt(p, 'us')} | "
+                         f"{fmt(d, 'us')} (one call) | {fmt(h - d, 'us') if h is not None and d is not None else '–'} "
+                         f"more | {fmt(rp, 'x')} | {goal} | {met} |")
+
     # reload under load
     rs = [r["reload.stats"] for r in rounds if "reload.stats" in r]
     if rs:
@@ -581,7 +652,7 @@ def report(rounds, memory):
         json.dump({"smoke": SMOKE, "rounds": rounds, "memory": memory, "errors": errors}, f, indent=1)
     if SMOKE:
         for needle in ("| offload round trip", "| idle:", "| 1 connection, ack none", "| latency p50", "| idle (hostlet",
-                       "| notifications lost"):
+                       "| notifications lost", "| answered ok", "| one-domain round trip"):
             if needle not in table:
                 sys.exit(f"smoke: '{needle}' missing from the table")
 
