@@ -681,7 +681,8 @@ json ControlServer::stats_json() {
   }
   json rules = json::array();
   for (const auto& r : agent_.rules().stats())
-    rules.push_back(json{{"rule", r.where},
+    rules.push_back(json{{"rule", r.id},
+                         {"where", r.where},
                          {"matched", r.matched},
                          {"fired", r.fired},
                          {"debounced", r.debounced},

@@ -11,6 +11,9 @@ namespace hostlet {
 
 struct RuleEngine::Rule {
   std::string where;  // FILE:LINE
+  std::string id;     // name, or where when unnamed: in events and ack replies
+  std::string label;  // for logs: "FILE:LINE", or "'name' (FILE:LINE)"
+  std::string definition;  // everything that decides what it does, to recognise it after a reload
   std::string source, type;
   bool source_glob = false, type_glob = false;
   std::vector<std::pair<std::string, std::string>> attrs;
@@ -90,6 +93,31 @@ bool expand_template(const std::string& t, const Attrs& attrs, std::string& out,
   return true;
 }
 
+namespace {
+
+// A rule's definition as one string: equal for two rules that do the same.
+std::string definition_of(const RuleSection& rs) {
+  std::string d;
+  auto add = [&d](const std::string& s) {
+    d += std::to_string(s.size());
+    d += ':';
+    d += s;
+  };
+  add(rs.name);
+  add(rs.source);
+  add(rs.type);
+  for (const auto& [k, g] : rs.attrs) add(k), add(g);
+  d += '|';
+  for (const auto& a : rs.actions) add(a.first);
+  d += '|';
+  for (const auto& [k, t] : rs.with) add(k), add(t);
+  d += '|' + std::to_string(rs.debounce_ms) + '|' + std::to_string(rs.rate_limit) + '|' +
+       std::to_string(rs.action_wait_ms);
+  return d;
+}
+
+}  // namespace
+
 RuleEngine::RuleEngine(EventBus& bus, ActionRegistry& actions, const Clock& clock)
     : bus_(bus), actions_(actions), clock_(clock), alive_(std::make_shared<bool>(true)) {}
 
@@ -105,7 +133,11 @@ bool RuleEngine::compile(const std::vector<RuleSection>& rules, const std::strin
   for (const auto& rs : rules) {
     auto r = std::make_shared<Rule>();
     r->where = file + ":" + std::to_string(rs.mark.line);
+    r->id = rs.name.empty() ? r->where : rs.name;
+    r->label = rs.name.empty() ? r->where : "'" + rs.name + "' (" + r->where + ")";
+    r->definition = definition_of(rs);
     r->stats.where = r->where;
+    r->stats.id = r->id;
     auto glob_ok = [&](const std::string& g, const char* what) {
       if (valid_glob(g)) return true;
       errs.push_back({file, rs.mark, std::string("rule: bad glob in ") + what + ": '" + g + "' (unbalanced '[')"});
@@ -155,6 +187,23 @@ bool RuleEngine::check_actions(ConfigErrors& errs) const {
 }
 
 void RuleEngine::activate() {
+  // Rules the new set repeats unchanged keep their counters and state: a
+  // reload that changes nothing resets nothing. Identical twins match in order.
+  std::vector<bool> taken(active_.size(), false);
+  for (auto& r : compiled_)
+    for (size_t i = 0; i < active_.size(); i++) {
+      if (taken[i] || active_[i]->definition != r->definition) continue;
+      taken[i] = true;
+      const Rule& old = *active_[i];
+      RuleStats kept = old.stats;
+      kept.where = r->where;
+      kept.id = r->id;
+      r->stats = kept;
+      r->last_fire_ns = old.last_fire_ns;
+      r->tokens = old.tokens;
+      r->tokens_at_ns = old.tokens_at_ns;
+      break;
+    }
   deactivate();
   active_ = std::move(compiled_);
   compiled_.clear();
@@ -222,12 +271,12 @@ void RuleEngine::fire(const std::shared_ptr<Rule>& rp, const Event& ev) {
     if (!expand_template(t, ev.attrs, val, missing)) {
       r.stats.template_errors++;
       std::string msg = "with." + k + ": event " + std::to_string(ev.id) + " (" + ev.source + " " + ev.type +
-                        ") has no attribute '" + missing + "'";
-      log(Level::Warn, "hostlet", "rule %s: %s", r.where.c_str(), msg.c_str());
+                        ") has no attribute '" + missing + "': no action ran";
+      log(Level::Warn, "hostlet", "rule %s: %s", r.label.c_str(), msg.c_str());
       for (const auto& a : r.actions) {
-        if (chain->tracker) chain->tracker->add({a, r.where, ActionResult::failure(msg)});
+        if (chain->tracker) chain->tracker->add({a, r.id, ActionResult::failure(msg)});
         bus_.publish(Event{0, 0, "hostlet", "action.failed",
-                           {{"action", a}, {"rule", r.where}, {"event", std::to_string(ev.id)}, {"error", msg}},
+                           {{"action", a}, {"rule", r.id}, {"event", std::to_string(ev.id)}, {"error", msg}},
                            nullptr});
         break;  // the chain did not start: report it once, for the first action
       }
@@ -251,13 +300,13 @@ void RuleEngine::run_chain(std::shared_ptr<Chain> chain) {
   int r = actions_.call(name, attrs, [this, chain, name](ActionResult&& res) {
     if (!*chain->alive) {  // the engine is gone (shutdown): just settle the tracker
       if (chain->tracker) {
-        chain->tracker->add({name, chain->rule->where, std::move(res)});
+        chain->tracker->add({name, chain->rule->id, std::move(res)});
         chain->tracker->release();
       }
       return;
     }
     Rule& rule = *chain->rule;
-    Attrs ea{{"action", name}, {"rule", rule.where}, {"event", std::to_string(chain->event_id)},
+    Attrs ea{{"action", name}, {"rule", rule.id}, {"event", std::to_string(chain->event_id)},
              {"trigger_source", chain->event_source}, {"trigger_type", chain->event_type}};
     bool ok = res.ok;
     if (ok) {
@@ -266,10 +315,10 @@ void RuleEngine::run_chain(std::shared_ptr<Chain> chain) {
     } else {
       rule.stats.actions_failed++;
       ea.emplace_back("error", res.error);
-      log(Level::Warn, "hostlet", "rule %s: %s failed: %s", rule.where.c_str(), name.c_str(), res.error.c_str());
+      log(Level::Warn, "hostlet", "rule %s: %s failed: %s", rule.label.c_str(), name.c_str(), res.error.c_str());
     }
     bus_.publish(Event{0, 0, "hostlet", ok ? "action.done" : "action.failed", std::move(ea), nullptr});
-    if (chain->tracker) chain->tracker->add({name, rule.where, std::move(res)});
+    if (chain->tracker) chain->tracker->add({name, rule.id, std::move(res)});
     if (ok) {
       run_chain(chain);
     } else if (chain->tracker) {
@@ -280,12 +329,12 @@ void RuleEngine::run_chain(std::shared_ptr<Chain> chain) {
     Rule& rule = *chain->rule;
     std::string msg = "no such action '" + name + "'";
     rule.stats.actions_failed++;
-    log(Level::Warn, "hostlet", "rule %s: %s", rule.where.c_str(), msg.c_str());
+    log(Level::Warn, "hostlet", "rule %s: %s", rule.label.c_str(), msg.c_str());
     bus_.publish(Event{0, 0, "hostlet", "action.failed",
-                       {{"action", name}, {"rule", rule.where}, {"event", std::to_string(chain->event_id)}, {"error", msg}},
+                       {{"action", name}, {"rule", rule.id}, {"event", std::to_string(chain->event_id)}, {"error", msg}},
                        nullptr});
     if (chain->tracker) {
-      chain->tracker->add({name, rule.where, ActionResult::failure(msg)});
+      chain->tracker->add({name, rule.id, ActionResult::failure(msg)});
       chain->tracker->release();
     }
   }

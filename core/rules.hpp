@@ -12,6 +12,10 @@
 // bucket, burst one second's worth and at least 1). Suppressed events are counted, not queued.
 // Events from source "hostlet" match only rules whose source is exactly
 // "hostlet", so a catch-all rule never re-fires on its own results.
+// A rule is named in stats, events (`rule`) and logs by its `name:`, or by
+// FILE:LINE when it has none. A new rule set keeps the counters (and the
+// debounce and rate-limit state) of each rule whose definition it repeats
+// unchanged, wherever the rule now stands in the file.
 #pragma once
 
 #include <cstdint>
@@ -27,6 +31,7 @@
 namespace hostlet {
 
 struct RuleStats {
+  std::string id;     // the rule's `name:`, or FILE:LINE when it has none
   std::string where;  // FILE:LINE
   uint64_t matched = 0, fired = 0, debounced = 0, rate_limited = 0, template_errors = 0;
   uint64_t actions_ok = 0, actions_failed = 0;
@@ -46,7 +51,8 @@ class RuleEngine {
   // Adds an error for every action the compiled rules name that is not
   // registered (with a "did you mean"). Returns false when errs grew.
   bool check_actions(ConfigErrors& errs) const;
-  // Subscribes the compiled rules (replacing any active set atomically).
+  // Subscribes the compiled rules (replacing any active set atomically);
+  // rules repeated unchanged from the active set keep their counters.
   void activate();
   void deactivate();
   std::vector<RuleStats> stats() const;

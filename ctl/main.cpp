@@ -234,7 +234,7 @@ const Command* find_command(std::string_view name) {
 
 // Prints an error reply on stderr: the message, and for `ack: done` what each action answered.
 void show_error(const json& reply) {
-  std::string what = reply.contains("results") ? "an action the event started failed" : "unknown error";
+  std::string what = reply.contains("results") ? "not every rule the event matched succeeded" : "unknown error";
   fprintf(stderr, "error: %s\n", reply.value("error", what).c_str());
   if (!reply.contains("results")) return;
   for (const auto& r : reply["results"])

@@ -148,7 +148,7 @@ TEST_CASE("rules: a chain stops at the first failure; a missing attribute fails 
   CHECK(rig.target.calls.size() == 2);  // nothing ran
   REQUIRE(rig.results.size() == 3);
   CHECK(rig.results[2].type == "action.failed");
-  CHECK(find_attr(rig.results[2].attrs, "error")->find("has no attribute 'absent'") != std::string::npos);
+  CHECK(find_attr(rig.results[2].attrs, "error")->find("has no attribute 'absent': no action ran") != std::string::npos);
   CHECK(rig.stat(1).template_errors == 1);
 }
 
@@ -229,4 +229,47 @@ TEST_CASE("rules: an unknown action is an error with a did-you-mean at check tim
   REQUIRE(errs.size() == 1);
   CHECK(errs[0].str().find("unknown action 't.okk'") != std::string::npos);
   CHECK(errs[0].str().find("did you mean 't.ok'") != std::string::npos);
+}
+
+TEST_CASE("rules: a named rule is named by its name in events, answers and stats") {
+  Rig rig;
+  RuleSection named = rule("vm.start", {"t.ok"}, 4);
+  named.name = "start-vm";
+  RuleSection unnamed = rule("vm.stop", {"t.fail"}, 9);
+  rig.load({named, unnamed});
+  rig.send("vm.start");
+  rig.send("vm.stop");
+  REQUIRE(rig.results.size() == 2);
+  CHECK(*find_attr(rig.results[0].attrs, "rule") == "start-vm");
+  CHECK(*find_attr(rig.results[1].attrs, "rule") == "r.yaml:9");
+  CHECK(rig.stat(0).id == "start-vm");
+  CHECK(rig.stat(0).where == "r.yaml:4");
+  CHECK(rig.stat(1).id == "r.yaml:9");
+}
+
+TEST_CASE("rules: a new rule set keeps the counters and state of the rules it repeats unchanged") {
+  Rig rig;
+  RuleSection kept = rule("a", {"t.ok"}, 1);
+  kept.debounce_ms = 1000;
+  RuleSection changed = rule("b", {"t.ok"}, 2);
+  rig.load({kept, changed});
+  rig.send("a");
+  rig.send("b");
+  rig.send("b");
+  CHECK(rig.stat(0).fired == 1);
+  CHECK(rig.stat(1).fired == 2);
+  // The same `kept` rule, now two lines lower, and `changed` with another action list.
+  RuleSection added = rule("c", {"t.ok"}, 1);
+  RuleSection moved = kept;
+  moved.mark = {3, 3};
+  RuleSection edited = changed;
+  edited.actions.emplace_back("t.ok", Mark{2, 9});
+  rig.load({added, moved, edited});
+  CHECK(rig.stat(1).where == "r.yaml:3");
+  CHECK(rig.stat(1).fired == 1);   // kept
+  CHECK(rig.stat(2).fired == 0);   // a changed rule starts afresh
+  CHECK(rig.stat(0).matched == 0);
+  rig.send("a");  // still inside the debounce window of the kept rule's last firing
+  CHECK(rig.stat(1).debounced == 1);
+  CHECK(rig.stat(1).fired == 1);
 }
