@@ -365,7 +365,7 @@ int Agent::run() {
     lag_->start();
     start_instances();
     reloader_->update_watches();
-    if (!control_->listen(config_.agent.control_socket, config_.agent.control_mode, cerr)) {
+    if (!control_->listen(config_.agent.control_socket, config_.agent.control_mode, config_.agent.control_group, cerr)) {
       log(Level::Error, "hostlet", "control socket: %s", cerr.c_str());
       control_.reset();
       exit_code_ = kExitConfig;

@@ -29,12 +29,33 @@ using namespace config_node;
 // ---------------------------------------------------------------------------
 // agent:
 
+// A list of uids or gids: integers from 0 to 4294967294 (-1 is "no id").
+void read_id_list(Reporter& r, const Entry& e, std::vector<uint32_t>& out) {
+  if (e.node.IsNull()) return;
+  if (!e.node.IsSequence()) {
+    r.error(e.mark, e.path + ": " + expected("a list of numeric ids, e.g. [0, 1000]", e.node));
+    return;
+  }
+  std::vector<uint32_t> ids;
+  for (const YAML::Node& item : e.node) {
+    int64_t v = 0;
+    std::string problem = to_int(item, {0, 4294967294LL}, v);
+    if (!problem.empty()) {
+      r.error(mark_of(item), e.path + ": " + problem);
+      return;
+    }
+    ids.push_back(static_cast<uint32_t>(v));
+  }
+  out = std::move(ids);
+}
+
 void parse_agent(Reporter& r, const Entry& section, AgentSection& a) {
   static const std::vector<std::string> keys = {
       "control_socket", "control_mode", "control_max_connections", "control_max_line",
       "plugin_dir",     "threadpool",   "log_level",               "event_queue",
       "event_batch",    "lag_warn",     "shutdown_timeout",        "reload_timeout",
-      "action_timeout", "control_max_write_buffer", "control_idle_timeout", "action_wait"};
+      "action_timeout", "control_max_write_buffer", "control_idle_timeout", "action_wait",
+      "control_group",  "control_admin_uids", "control_admin_gids", "control_read_uids", "control_read_gids"};
   static const std::vector<std::string> levels = {"error", "warn", "info", "debug"};
   a.mark = section.mark;
   if (section.node.IsNull()) return;
@@ -54,6 +75,16 @@ void parse_agent(Reporter& r, const Entry& section, AgentSection& a) {
         a.control_socket = s;
     } else if (e.key == "control_mode") {
       check(r, e, to_mode(e.node, a.control_mode));
+    } else if (e.key == "control_group") {
+      check(r, e, to_nonempty_string(e.node, a.control_group));
+    } else if (e.key == "control_admin_uids") {
+      read_id_list(r, e, a.control_admin_uids);
+    } else if (e.key == "control_admin_gids") {
+      read_id_list(r, e, a.control_admin_gids);
+    } else if (e.key == "control_read_uids") {
+      read_id_list(r, e, a.control_read_uids);
+    } else if (e.key == "control_read_gids") {
+      read_id_list(r, e, a.control_read_gids);
     } else if (e.key == "control_max_connections") {
       read_int(r, e, 1, 65536, a.control_max_connections);
     } else if (e.key == "control_max_line") {

@@ -34,6 +34,14 @@ namespace hostlet {
 struct AgentSection {
   std::string control_socket = "/run/hostlet/control.sock";  // < 108 bytes (sun_path)
   unsigned control_mode = 0600;          // octal in YAML as a string "0600" or an int; 0..0777
+  std::string control_group;             // group of the socket file, a name or a gid; empty: the agent's
+  // Who may do what on the control socket, by SO_PEERCRED (the peer's uid
+  // and effective gid). All four empty: whoever can open the socket may do
+  // everything (the file mode decides). Otherwise root and the agent's own
+  // uid are admin, a peer in an admin list is admin, one in a read list may
+  // use status, plugins, describe, stats and events, and others are refused.
+  std::vector<uint32_t> control_admin_uids, control_admin_gids;
+  std::vector<uint32_t> control_read_uids, control_read_gids;
   size_t control_max_connections = 64;   // 1..65536
   size_t control_max_line = 1 << 20;     // a size (parse_size), 64 bytes..1GiB
   size_t control_max_write_buffer = 4 << 20;  // unsent replies one connection may have before its reading pauses, 4KiB..1GiB

@@ -5,6 +5,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <grp.h>
+
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
@@ -102,6 +105,8 @@ struct ControlServer::Conn : std::enable_shared_from_this<ControlServer::Conn> {
   bool scheduled = false; // on the server's ready list (drained on the next iteration)
   unsigned outstanding = 0;  // answers still to come (call, reload, notify with ack done)
   uint64_t last_input_ms = 0, last_output_ms = 0;
+  uint32_t uid = 0, gid = 0;  // the peer's, from SO_PEERCRED at accept
+  int32_t pid = 0;
   EventBus::Sub* stream = nullptr;
   uint64_t dropped = 0;
   std::list<std::shared_ptr<Conn>>::iterator it;
@@ -169,13 +174,64 @@ bool ControlServer::can_listen(const std::string& path, std::string& err) {
   return true;
 }
 
-bool ControlServer::listen(const std::string& path, unsigned mode, std::string& err) {
+namespace {
+
+// A group name or a decimal gid; false with `err` when there is no such group.
+bool group_id(const std::string& group, gid_t& out, std::string& err) {
+  if (!group.empty() && std::all_of(group.begin(), group.end(), [](char ch) { return ch >= '0' && ch <= '9'; })) {
+    unsigned long v = std::stoul(group);
+    if (v > 4294967294UL) {
+      err = "agent.control_group: gid " + group + " is out of range";
+      return false;
+    }
+    out = static_cast<gid_t>(v);
+    return true;
+  }
+  std::vector<char> buf(16384);
+  struct group gr {};
+  struct group* res = nullptr;
+  if (getgrnam_r(group.c_str(), &gr, buf.data(), buf.size(), &res) != 0 || !res) {
+    err = "agent.control_group: no group '" + group + "'";
+    return false;
+  }
+  out = res->gr_gid;
+  return true;
+}
+
+bool listed(const std::vector<uint32_t>& ids, uint32_t id) { return std::find(ids.begin(), ids.end(), id) != ids.end(); }
+
+}  // namespace
+
+const char* ControlServer::access_name(Access a) {
+  switch (a) {
+    case Access::admin: return "admin";
+    case Access::read: return "read";
+    case Access::none: break;
+  }
+  return "none";
+}
+
+ControlServer::Access ControlServer::access_of(uint32_t uid, uint32_t gid) const {
+  const AgentSection& a = agent_.config().agent;
+  if (a.control_admin_uids.empty() && a.control_admin_gids.empty() && a.control_read_uids.empty() &&
+      a.control_read_gids.empty())
+    return Access::admin;  // no lists: the socket file's mode decides who connects
+  if (uid == 0 || uid == geteuid() || listed(a.control_admin_uids, uid) || listed(a.control_admin_gids, gid))
+    return Access::admin;
+  if (listed(a.control_read_uids, uid) || listed(a.control_read_gids, gid)) return Access::read;
+  return Access::none;
+}
+
+bool ControlServer::listen(const std::string& path, unsigned mode, const std::string& group, std::string& err) {
   if (!can_listen(path, err)) return false;
+  gid_t gid = static_cast<gid_t>(-1);
+  if (!group.empty() && !group_id(group, gid, err)) return false;
   uv_loop_t* loop = agent_.core().loop;
   uv_pipe_init(loop, &server_, 0);
   server_.data = this;
   listening_ = true;
   int r = uv_pipe_bind(&server_, path.c_str());
+  if (r == 0 && !group.empty()) r = chown(path.c_str(), static_cast<uid_t>(-1), gid) == 0 ? 0 : -errno;
   if (r == 0) r = chmod(path.c_str(), mode) == 0 ? 0 : -errno;
   if (r == 0) r = uv_listen(reinterpret_cast<uv_stream_t*>(&server_), 128, &ControlServer::on_connection);
   if (r != 0) {
@@ -245,6 +301,29 @@ void ControlServer::on_connection(uv_stream_t* server, int status) {
   self->conns_.push_back(c);
   c->it = std::prev(self->conns_.end());
   if (uv_accept(server, reinterpret_cast<uv_stream_t*>(&c->pipe)) != 0) {
+    self->close_conn(c);
+    return;
+  }
+  uv_os_fd_t fd = -1;
+  struct ucred cred {};
+  socklen_t len = sizeof cred;
+  if (uv_fileno(reinterpret_cast<uv_handle_t*>(&c->pipe), &fd) != 0 ||
+      getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+    log(Level::Warn, "hostlet", "control socket: cannot read the peer's credentials: %s", strerror(errno));
+    self->close_conn(c);
+    return;
+  }
+  c->uid = cred.uid;
+  c->gid = cred.gid;
+  c->pid = cred.pid;
+  if (self->access_of(c->uid, c->gid) == Access::none) {
+    self->refused_++;
+    log(Level::Warn, "hostlet", "control socket: refused a connection from uid %u gid %u (pid %d): not in agent.control_*_uids/gids",
+        c->uid, c->gid, c->pid);
+    c->send(json{{"ok", false},
+                 {"error", "uid " + std::to_string(c->uid) + " (gid " + std::to_string(c->gid) +
+                               ") may not use this control socket (agent.control_admin_uids/gids, "
+                               "control_read_uids/gids)"}});
     self->close_conn(c);
     return;
   }
@@ -389,19 +468,30 @@ void ControlServer::handle_line(const ConnPtr& c, std::string_view line) {
 // request's "cmd" gives (control_protocol.hpp), the member that answers it,
 // and one line of help (the "unknown command" error lists the names).
 const ControlServer::Command ControlServer::kCommands[] = {
-    {control::cmd::status, &ControlServer::cmd_status, "version, pid, uptime, instances and their state"},
-    {control::cmd::plugins, &ControlServer::cmd_plugins, "instances and the actions each registered"},
-    {control::cmd::describe, &ControlServer::cmd_describe, "one plugin's config schema, actions and events (name)"},
-    {control::cmd::stats, &ControlServer::cmd_stats, "loop lag, bus, lanes, instances, rules, control connections"},
-    {control::cmd::call, &ControlServer::cmd_call, "run an action (action, attrs) and answer what it answered"},
-    {control::cmd::notify, &ControlServer::cmd_notify, "publish an event (type, source, attrs, ack)"},
-    {control::cmd::events, &ControlServer::cmd_events, "stream events whose type matches (type: a glob)"},
-    {control::cmd::reload, &ControlServer::cmd_reload, "reload one instance (name), or the whole config file"},
+    {control::cmd::hello, &ControlServer::cmd_hello, Access::read, "who answers: server, version, protocol, the peer's access level"},
+    {control::cmd::status, &ControlServer::cmd_status, Access::read, "version, pid, uptime, instances and their state"},
+    {control::cmd::plugins, &ControlServer::cmd_plugins, Access::read, "instances and the actions each registered"},
+    {control::cmd::describe, &ControlServer::cmd_describe, Access::read, "one plugin's config schema, actions and events (name)"},
+    {control::cmd::stats, &ControlServer::cmd_stats, Access::read, "loop lag, bus, lanes, instances, rules, control connections"},
+    {control::cmd::call, &ControlServer::cmd_call, Access::admin, "run an action (action, attrs) and answer what it answered"},
+    {control::cmd::notify, &ControlServer::cmd_notify, Access::admin, "publish an event (type, source, attrs, ack)"},
+    {control::cmd::events, &ControlServer::cmd_events, Access::read, "stream events whose type matches (type: a glob)"},
+    {control::cmd::reload, &ControlServer::cmd_reload, Access::admin, "reload one instance (name), or the whole config file"},
 };
 
 void ControlServer::dispatch(const ConnPtr& c, const control::Request& req) {
-  for (const Command& command : kCommands)
-    if (command.name == req.cmd) return (this->*command.run)(c, req);
+  for (const Command& command : kCommands) {
+    if (command.name != req.cmd) continue;
+    Access has = access_of(c->uid, c->gid);  // the lists as they are now: a reload applies at once
+    if (command.needs == Access::admin && has != Access::admin)
+      return fail(c, req.id,
+                  "'" + req.cmd + "' needs the admin level; uid " + std::to_string(c->uid) + " (gid " +
+                      std::to_string(c->gid) + ") has " + access_name(has) +
+                      " (agent.control_admin_uids, control_admin_gids)");
+    if (has == Access::none)
+      return fail(c, req.id, "uid " + std::to_string(c->uid) + " may no longer use this control socket");
+    return (this->*command.run)(c, req);
+  }
   std::string names;
   for (const Command& command : kCommands) names += (names.empty() ? "" : ", ") + std::string(command.name);
   fail(c, req.id, "unknown command '" + req.cmd + "' (" + names + ")");
@@ -410,6 +500,15 @@ void ControlServer::dispatch(const ConnPtr& c, const control::Request& req) {
 void ControlServer::fail(const ConnPtr& c, const json& id, const std::string& msg) {
   errors_++;
   c->send(json{{"id", id}, {"ok", false}, {"error", msg}});
+}
+
+void ControlServer::cmd_hello(const ConnPtr& c, const control::Request& req) {
+  c->send(json{{"id", req.id},
+               {"ok", true},
+               {"server", "hostlet"},
+               {"version", HOSTLET_VERSION},
+               {"protocol", control::kProtocolVersion},
+               {"access", access_name(access_of(c->uid, c->gid))}});
 }
 
 void ControlServer::cmd_status(const ConnPtr& c, const control::Request& req) {
@@ -712,6 +811,7 @@ json ControlServer::stats_json() {
                            {"wait_expired", ws.expired},
                            {"wait_refused", ws.refused}}},
               {"control", {{"connections", conns_.size()},
+                           {"refused", refused_},
                            {"requests", requests_},
                            {"errors", errors_},
                            {"backpressure_pauses", backpressure_pauses_},

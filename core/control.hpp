@@ -1,7 +1,7 @@
 // The control socket: newline-delimited JSON requests from hostlet-ctl (or
 // any client) on a Unix stream socket, mode 0600 by default.
 //
-// Request:  {"id": STRING|INTEGER, "cmd": "status"|"plugins"|"describe"|"stats"|
+// Request:  {"id": STRING|INTEGER, "cmd": "hello"|"status"|"plugins"|"describe"|"stats"|
 //            "call"|"notify"|"events"|"reload", ...arguments}
 //           (what makes a line a valid request: control_protocol.hpp)
 // Reply:    {"id": ..., "ok": true, ...} or {"id": ..., "ok": false, "error": "..."}
@@ -37,8 +37,13 @@ class ControlServer {
   // Checks the path: too long, not a socket, or another agent answering on it
   // are errors; a stale socket file is removed.
   bool can_listen(const std::string& path, std::string& err);
-  // Binds and listens (after can_listen's checks).
-  bool listen(const std::string& path, unsigned mode, std::string& err);
+  // Binds and listens (after can_listen's checks); `group` (a name or a
+  // gid, may be empty) becomes the socket file's group.
+  bool listen(const std::string& path, unsigned mode, const std::string& group, std::string& err);
+
+  // What a peer may do (agent.control_*_uids/gids; see config.hpp).
+  enum class Access { none, read, admin };
+  static const char* access_name(Access a);
   // Closes the listener and every connection (asynchronously).
   void close();
 
@@ -64,12 +69,15 @@ class ControlServer {
   struct Command {
     std::string_view name;
     void (ControlServer::*run)(const ConnPtr& c, const control::Request& req);
+    Access needs;  // read: looks only; admin: changes or acts (call, notify, reload)
     std::string_view help;
   };
+  Access access_of(uint32_t uid, uint32_t gid) const;
   static const Command kCommands[];
 
   void dispatch(const ConnPtr& c, const control::Request& req);
   void fail(const ConnPtr& c, const nlohmann::json& id, const std::string& msg);
+  void cmd_hello(const ConnPtr& c, const control::Request& req);
   void cmd_status(const ConnPtr& c, const control::Request& req);
   void cmd_plugins(const ConnPtr& c, const control::Request& req);
   void cmd_describe(const ConnPtr& c, const control::Request& req);
@@ -94,7 +102,7 @@ class ControlServer {
   uv_timer_t sweep_{};  // closes idle and stuck connections
   bool ready_open_ = false, sweep_open_ = false;
   std::vector<std::weak_ptr<Conn>> ready_list_;
-  uint64_t requests_ = 0, errors_ = 0, backpressure_pauses_ = 0, idle_closed_ = 0, stuck_closed_ = 0;
+  uint64_t requests_ = 0, errors_ = 0, backpressure_pauses_ = 0, idle_closed_ = 0, stuck_closed_ = 0, refused_ = 0;
 };
 
 // JSON form of an event, as `events` streams it and tests read it.

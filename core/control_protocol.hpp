@@ -26,7 +26,13 @@
 namespace hostlet::control {
 
 // The "cmd" of each request the agent answers.
+// The version of this protocol, exchanged by `hello` (hostlet-ctl sends it
+// first on every connection). Raised when a command or argument changes
+// meaning; additions that old agents refuse cleanly do not need it.
+inline constexpr int kProtocolVersion = 1;
+
 namespace cmd {
+inline constexpr std::string_view hello = "hello";
 inline constexpr std::string_view status = "status";
 inline constexpr std::string_view plugins = "plugins";
 inline constexpr std::string_view describe = "describe";

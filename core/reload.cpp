@@ -465,6 +465,7 @@ void Reloader::apply_agent_section(const AgentSection& fresh) {
   std::vector<std::string> fixed;
   if (fresh.control_socket != cur.control_socket) fixed.push_back("control_socket");
   if (fresh.control_mode != cur.control_mode) fixed.push_back("control_mode");
+  if (fresh.control_group != cur.control_group) fixed.push_back("control_group");
   if (fresh.control_max_connections != cur.control_max_connections) fixed.push_back("control_max_connections");
   if (fresh.control_max_line != cur.control_max_line) fixed.push_back("control_max_line");
   if (fresh.threadpool != cur.threadpool) fixed.push_back("threadpool");
@@ -489,6 +490,10 @@ void Reloader::apply_agent_section(const AgentSection& fresh) {
   cur.action_timeout_ms = fresh.action_timeout_ms;
   t_.core.actions->set_timeout(cur.action_timeout_ms);
   cur.action_wait_ms = fresh.action_wait_ms;
+  cur.control_admin_uids = fresh.control_admin_uids;  // applied to the next request of every connection
+  cur.control_admin_gids = fresh.control_admin_gids;
+  cur.control_read_uids = fresh.control_read_uids;
+  cur.control_read_gids = fresh.control_read_gids;
   t_.core.actions->set_wait(cur.action_wait_ms, cur.event_queue);
 }
 

@@ -16,6 +16,7 @@
 
 #include "client.hpp"
 #include "control_protocol.hpp"
+#include "hello.hpp"
 #include "print.hpp"
 #include "version.h"
 
@@ -335,12 +336,32 @@ int main(int argc, char** argv) {
     return kExitUnreachable;
   }
   signal(SIGPIPE, SIG_IGN);
+  std::string line;
+  int wait_ms = timeout_s > 0 ? static_cast<int>(timeout_s * 1000) : -1;
+  // Who is there? Asked before the command is sent, so that another kind of
+  // socket never receives a request it would take for something else.
+  if (!conn.send(hostlet::ctl::hello_request(HOSTLET_VERSION)) || !conn.line(line, wait_ms)) {
+    if (conn.closed()) fprintf(stderr, "hostlet-ctl: %s closed the connection without answering\n", socket_path.c_str());
+    else fprintf(stderr, "hostlet-ctl: no answer from the agent%s\n", timeout_s > 0 ? " (timed out)" : "");
+    return kExitUnreachable;
+  }
+  hostlet::ctl::Hello hello = hostlet::ctl::read_hello(line);
+  if (hello.kind == hostlet::ctl::Hello::refused) {
+    fprintf(stderr, "error: %s\n", hello.message.c_str());
+    return kExitError;
+  }
+  if (hello.kind == hostlet::ctl::Hello::not_control) {
+    std::string said = hello.message.size() > 200 ? hello.message.substr(0, 200) + "..." : hello.message;
+    fprintf(stderr, "hostlet-ctl: %s is not a hostlet control socket (it answered: %s)\n", socket_path.c_str(),
+            said.c_str());
+    return kExitUnreachable;
+  }
+  if (std::string note = hostlet::ctl::protocol_note(hello, hostlet::control::kProtocolVersion); !note.empty())
+    fprintf(stderr, "hostlet-ctl: note: %s\n", note.c_str());
   if (!conn.send(req)) {
     fprintf(stderr, "hostlet-ctl: the agent closed the connection\n");
     return kExitUnreachable;
   }
-  std::string line;
-  int wait_ms = timeout_s > 0 ? static_cast<int>(timeout_s * 1000) : -1;
   // `ack: none` has no answer but an error: the agent answers what it owes a
   // half-closed connection and closes it, so EOF without a line means published.
   const bool no_answer = req.value("ack", "") == "none";

@@ -687,3 +687,17 @@ TEST_CASE("config: keys with control characters are echoed escaped, never raw") 
         "test.yaml:1:20: agent.log_level: expected one of error, warn, info, debug, got 'info\\r'; did you "
         "mean 'info'?");
 }
+
+TEST_CASE("config: control access lists are numeric ids; control_group is a name or a gid") {
+  const Parsed p = parse("agent: {control_group: hostlet, control_admin_uids: [1000, 0], control_read_gids: [115]}\n");
+  CAPTURE(p.lines());
+  REQUIRE(p.ok);
+  CHECK(p.cfg.agent.control_group == "hostlet");
+  CHECK(p.cfg.agent.control_admin_uids == std::vector<uint32_t>{1000, 0});
+  CHECK(p.cfg.agent.control_read_gids == std::vector<uint32_t>{115});
+  CHECK(p.cfg.agent.control_read_uids.empty());
+  CHECK(only_error("agent: {control_read_uids: 1000}\n") ==
+        "test.yaml:1:28: agent.control_read_uids: expected a list of numeric ids, e.g. [0, 1000], got '1000'");
+  CHECK(only_error("agent: {control_admin_gids: [1, -1]}\n") ==
+        "test.yaml:1:33: agent.control_admin_gids: must be between 0 and 4294967294, got -1");
+}

@@ -360,7 +360,7 @@ TEST_CASE("agent: the control socket answers bad requests with errors and keeps 
   CHECK(ask(R"({"id":7})")["error"] == "missing string 'cmd'");
   json unk = ask(R"({"id":8,"cmd":"dance"})");
   CHECK(unk["id"] == 8);
-  CHECK(unk["error"] == "unknown command 'dance' (status, plugins, describe, stats, call, notify, events, reload)");
+  CHECK(unk["error"] == "unknown command 'dance' (hello, status, plugins, describe, stats, call, notify, events, reload)");
   CHECK(ask(R"({"cmd":"call","action":"w.echo","attrs":{"a":1}})")["error"] == "attribute 'a' must be a string, not a number");
   CHECK(ask(R"({"cmd":"notify","type":"bad type!"})")["ok"] == false);
   CHECK(ask(R"({"cmd":"notify","type":"t","ack":"sometimes"})")["ok"] == false);

@@ -3,6 +3,8 @@
 // and that the agent stays up and answers the next request.
 #include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -230,4 +232,66 @@ TEST_CASE("control: an idle client is closed after control_idle_timeout with a l
   CHECK(ask(stream, R"({"id":2,"cmd":"status"})")["ok"] == true);
   LineClient probe(a.control_socket());
   CHECK(ask(probe, R"({"id":3,"cmd":"stats"})")["data"]["control"]["idle_closed"].get<long>() >= 1);
+}
+
+namespace {
+
+// hostlet-ctl ARGS run as uid/gid `id` (setpriv), against the agent's socket.
+Run ctl_as(Agent& a, unsigned id, std::vector<std::string> args) {
+  std::vector<std::string> argv = {"setpriv", "--reuid=" + std::to_string(id), "--regid=" + std::to_string(id),
+                                   "--clear-groups", env_path("HOSTLET_CTL"), "-s", a.control_socket()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run(argv);
+}
+
+}  // namespace
+
+TEST_CASE("control: read and admin levels by peer uid; others are refused at connect; root is admin") {
+  if (geteuid() != 0) {
+    WARN("needs root to run hostlet-ctl as other uids");
+    return;
+  }
+  TempDir dir;
+  // 65534 (nobody) may read, 65533 may act, anyone else is refused. The socket's group is 65534.
+  Agent a(dir, base_config("", "",
+                           ", control_mode: \"0666\", control_group: \"65534\", control_read_uids: [65534], "
+                           "control_admin_uids: [65533]"));
+  REQUIRE(a.start());
+  struct stat st {};
+  REQUIRE(stat(a.control_socket().c_str(), &st) == 0);
+  CHECK(st.st_gid == 65534u);
+  Run status = ctl_as(a, 65534, {"status"});
+  INFO(status.err);
+  CHECK(status.exit_code == 0);
+  Run call = ctl_as(a, 65534, {"call", "w.echo", "a=1"});
+  CHECK(call.exit_code == 1);
+  CHECK(call.err ==
+        "error: 'call' needs the admin level; uid 65534 (gid 65534) has read (agent.control_admin_uids, "
+        "control_admin_gids)\n");
+  Run reload = ctl_as(a, 65534, {"reload"});
+  CHECK(reload.exit_code == 1);
+  CHECK_THAT(reload.err, Catch::Contains("'reload' needs the admin level"));
+  Run admin = ctl_as(a, 65533, {"call", "w.echo", "a=1"});
+  INFO(admin.err);
+  CHECK(admin.exit_code == 0);
+  Run stranger = ctl_as(a, 65532, {"status"});
+  CHECK(stranger.exit_code != 0);
+  CHECK_THAT(stranger.err, Catch::Contains("uid 65532 (gid 65532) may not use this control socket"));
+  CHECK(a.log().find("control socket: refused a connection from uid 65532 gid 65532") != std::string::npos);
+  CHECK(a.ctl({"call", "w.echo", "a=1"}).exit_code == 0);  // root
+  json s = ctl_json(a, {"stats"});
+  CHECK(s["data"]["control"]["refused"] == 1);
+}
+
+TEST_CASE("control: without access lists whoever can open the socket may do everything") {
+  if (geteuid() != 0) {
+    WARN("needs root to run hostlet-ctl as another uid");
+    return;
+  }
+  TempDir dir;
+  Agent a(dir, base_config("", "", ", control_mode: \"0666\""));
+  REQUIRE(a.start());
+  Run call = ctl_as(a, 65534, {"call", "w.echo", "a=1"});
+  INFO(call.err);
+  CHECK(call.exit_code == 0);
 }

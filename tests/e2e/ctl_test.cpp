@@ -11,6 +11,7 @@
 #include "support.hpp"
 
 using namespace hostlet::test;
+using json = nlohmann::json;
 
 namespace {
 
@@ -103,4 +104,29 @@ TEST_CASE("ctl: options go before or after the command, as --opt VALUE or --opt=
   CHECK(bad.exit_code == 64);
   CHECK(bad.err == "hostlet-ctl: notify: unknown option '--bogus' (usage: notify [--source S] [--ack "
                    "none|accepted|done] TYPE [KEY=VALUE...])\n(hostlet-ctl --help lists the commands and options)\n");
+}
+
+TEST_CASE("ctl: pointed at the notification socket it says so, and the socket gets no request") {
+  TempDir dir;
+  Agent a(dir, base_config("  - {name: notify, plugin: unixsock, config: {socket: \"@DIR@/notify.sock\"}}\n",
+                           "  - {on: {source: notify}, do: w.echo}\n"));
+  REQUIRE(a.start());
+  Run r = run({env_path("HOSTLET_CTL"), "-s", dir / "notify.sock", "notify", "vm.start"});
+  INFO(r.out << r.err);
+  CHECK(r.exit_code == 2);
+  CHECK(r.err == "hostlet-ctl: " + (dir / "notify.sock") +
+                     " is not a hostlet control socket (it answered: {\"id\":0,\"ok\":false,\"error\":\"missing "
+                     "\\\"type\\\"\"})\n");
+  // Nothing reached the rules: the notify command was never sent there.
+  json s = ctl_json(a, {"stats"});
+  CHECK(s["data"]["rules"][0]["matched"] == 0);
+  // The control socket says who it is.
+  LineClient c(a.control_socket());
+  REQUIRE(c.send_line(R"({"id":0,"cmd":"hello"})"));
+  auto line = c.recv_line();
+  REQUIRE(line);
+  json h = json::parse(*line);
+  CHECK(h["server"] == "hostlet");
+  CHECK(h["protocol"] == 1);
+  CHECK(h["access"] == "admin");
 }
