@@ -449,19 +449,27 @@ def main():
 
 # ------------------------------------------------------------- report
 
+class Med(float):
+    """A median over rounds that remembers the range it was taken from; fmt()
+    prints it as "median (min–max)". Arithmetic on it gives a plain float."""
+
+    def __new__(cls, vals):
+        m = super().__new__(cls, statistics.median(vals))
+        m.lo, m.hi, m.n = min(vals), max(vals), len(vals)
+        return m
+
+
 def med(rounds, key, field):
     vals = [r[key][field] for r in rounds if key in r and field in r[key]]
-    return statistics.median(vals) if vals else None
+    return Med(vals) if vals else None
 
 
 def med_ratio(rounds, a, b, field):
     vals = [r[a][field] / r[b][field] for r in rounds if a in r and b in r and r[b][field]]
-    return statistics.median(vals) if vals else None
+    return Med(vals) if vals else None
 
 
-def fmt(v, unit):
-    if v is None:
-        return "–"
+def fmt1(v, unit):
     if unit == "us":
         return f"{v:.1f} µs"
     if unit == "ms":
@@ -471,6 +479,25 @@ def fmt(v, unit):
     if unit == "ops":
         return f"{v / 1e6:.2f}M/s" if v >= 1e6 else f"{v / 1e3:.0f}k/s" if v >= 1e4 else f"{v:.0f}/s"
     return f"{v:.2f}×"
+
+
+def fmt(v, unit):
+    if v is None:
+        return "–"
+    if isinstance(v, Med) and v.n > 1 and v.lo != v.hi:
+        return f"{fmt1(v, unit)} ({fmt1(v.lo, unit)}–{fmt1(v.hi, unit)})"
+    return fmt1(v, unit)
+
+
+def modes(rounds, key, field):
+    """Rounds of a figure split at the geometric middle of its range when the
+    range is wider than 1.5x (raw libuv's pool is bimodal on this VM): returns
+    (rounds in the low mode, rounds in the high mode), or None."""
+    vals = [r[key][field] for r in rounds if key in r and field in r[key] and r[key][field] > 0]
+    if len(vals) < 2 or max(vals) < 1.5 * min(vals):
+        return None
+    mid = (min(vals) * max(vals)) ** 0.5
+    return sum(v < mid for v in vals), sum(v >= mid for v in vals)
 
 
 def yes(ok):
@@ -565,14 +592,14 @@ def report(rounds, memory):
     if split:
         in_hand = statistics.median(x["in_hand_us"] for x in split)
         freeing = statistics.median(x["free_us"] for x in split)
-        r_in_hand = statistics.median(r["virt.lat.hostlet"]["mean_us"] / r["virt.lat.direct"]["in_hand_us"]
-                                      for r in rounds if "in_hand_us" in r["virt.lat.direct"])
+        r_in_hand = Med([r["virt.lat.hostlet"]["mean_us"] / r["virt.lat.direct"]["in_hand_us"]
+                     for r in rounds if "in_hand_us" in r["virt.lat.direct"]])
         lines.append(f"| direct's mean split: until the data is in hand / freeing libvirt's records (hostlet "
                      f"answers first and frees them on a pool thread, overlapped with the next call) | – | "
                      f"{fmt(in_hand, 'us')} / {fmt(freeing, 'us')} | – | – | {fmt(r_in_hand, 'x')} of in hand | – |  |  |")
     d, h, p = (med(rounds, f"virt.tp.{x}", k) for x, k in (("direct", "ops_s"), ("hostlet", "events_s"),
                                                            ("python", "events_s")))
-    rd = statistics.median([r["virt.tp.hostlet"]["events_s"] / r["virt.tp.direct"]["ops_s"] for r in rounds]) if rounds else None
+    rd = Med([r["virt.tp.hostlet"]["events_s"] / r["virt.tp.direct"]["ops_s"] for r in rounds]) if rounds else None
     rp = med_ratio(rounds, "virt.tp.hostlet", "virt.tp.python", "events_s")
     lines.append(f"| throughput (direct: 4 threads on one connection; hostlet and Python: 8 clients pipelining, "
                  f"4 calls at a time) | – | {fmt(d, 'ops')} | {fmt(h, 'ops')} | {fmt(p, 'ops')} | {fmt(rd, 'x')} | "
@@ -591,7 +618,7 @@ def report(rounds, memory):
         p_ok = ok_range([x["flood.python"] for x in fr])
         h, p, d = (med(fr, f"flood.{x}", k) for x, k in (("hostlet", "events_s"), ("python", "events_s"),
                                                           ("direct", "ops_s")))
-        rd = statistics.median(x["flood.hostlet"]["events_s"] / x["flood.direct"]["ops_s"] for x in fr)
+        rd = Med([x["flood.hostlet"]["events_s"] / x["flood.direct"]["ops_s"] for x in fr])
         rp = med_ratio(fr, "flood.hostlet", "flood.python", "events_s")
         lines += ["", f"| flood: 8 connections × {FLOOD_PER_CONN} pipelined ack-done → rule → virt.domain.list "
                   "(1 domain; instance max_inflight 8, default max_queue) | hostlet | Python asyncio.to_thread | "
@@ -639,8 +666,18 @@ def report(rounds, memory):
                   f"{fmt(memory.get('hostlet.clients'), 'mib')} | {fmt(memory.get('python.clients'), 'mib')} | – | – |"]
 
     errors = sum(int(v.get("errors", 0)) for r in rounds for v in r.values() if isinstance(v, dict))
-    lines += ["", f"{len(rounds)} round(s), medians of rounds; ratios are computed within each round, then the median "
-              f"taken. Errors reported by any run: {errors}. Pool: 4 threads for the offload and ingest figures "
+    bimodal = []
+    for k in INFLIGHT:
+        for peer in ("raw", "hostlet"):
+            m = modes(rounds, f"tp{k}.{peer}", "ops_s")
+            if m:
+                bimodal.append(f"offload throughput at {k} in flight, {peer}: {m[0]} round(s) in the low mode, "
+                               f"{m[1]} in the high one")
+    if bimodal:
+        lines += ["", "Bimodal figures (range wider than 1.5×, split at its geometric middle): " + "; ".join(bimodal) + "."]
+    lines += ["", f"Run on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {len(rounds)} round(s): each cell is "
+              f"the median over rounds with the range (min–max) in brackets; ratios are computed within each round, "
+              f"then the median and range taken. Errors reported by any run: {errors}. Pool: 4 threads for the offload and ingest figures "
               f"(UV_THREADPOOL_SIZE=4, agent threadpool 4, ThreadPoolExecutor(4)). uvloop: "
               f"{'python3-uvloop' if UVLOOP else 'not installed'}. Node: {'yes' if NODE else 'not installed'}."]
     table = "\n".join(lines)
