@@ -2,11 +2,11 @@
 # `meson install` into a staging directory: each file where Debian's layout
 # puts it (the agent in sbindir, hostlet-ctl in bindir, plugins in
 # <libdir>/hostlet, the host's config, not the demo, in <sysconfdir>/hostlet,
-# then the staged agent's --check on the
+# the unit in systemd's unit dir), then the staged agent's --check on the
 # staged config with the staged plugins.
-#   install_layout.sh BUILD PREFIX BINDIR SBINDIR LIBDIR SYSCONFDIR DEMO_YAML
+#   install_layout.sh BUILD PREFIX BINDIR SBINDIR LIBDIR SYSCONFDIR UNITDIR DEMO_YAML
 set -euo pipefail
-build=$1 prefix=$2 bindir=$3 sbindir=$4 libdir=$5 sysconfdir=$6 demo=$7
+build=$1 prefix=$2 bindir=$3 sbindir=$4 libdir=$5 sysconfdir=$6 unitdir=$7 demo=$8
 under_prefix() { case $1 in /*) echo "$1" ;; *) echo "$prefix/$1" ;; esac; }
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
@@ -20,6 +20,7 @@ agent=$stage$(under_prefix "$sbindir")/hostlet
 ctl=$stage$(under_prefix "$bindir")/hostlet-ctl
 plugins=$stage$(under_prefix "$libdir")/hostlet
 config=$stage$(under_prefix "$sysconfdir")/hostlet/hostlet.yaml
+unit=$stage$unitdir/hostlet.service
 
 [ -x "$agent" ] || fail "no agent at $agent"
 [ -x "$ctl" ] || fail "no hostlet-ctl at $ctl"
@@ -34,6 +35,9 @@ fi
 cmp -s "$config" "$demo" && fail "the installed config is the embedded demo"
 grep -q 'uri: "qemu:///system"' "$config" || fail "the installed config does not use qemu:///system"
 grep -q 'socket: /run/hostlet/notify.sock' "$config" || fail "the notification socket is not under /run/hostlet"
+[ -f "$unit" ] || fail "no unit at $unit"
+grep -qx "ExecStart=$(under_prefix "$sbindir")/hostlet -c $(under_prefix "$sysconfdir")/hostlet/hostlet.yaml" "$unit" ||
+  fail "the unit's ExecStart= does not name the installed agent and config: $(grep ExecStart= "$unit")"
 [ -f "$stage$(under_prefix "$libdir")/pkgconfig/hostlet-sdk.pc" ] || fail "no hostlet-sdk.pc"
 
 # The staged agent on the staged config: libvirt needs no daemon for --check.
