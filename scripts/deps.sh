@@ -7,10 +7,12 @@ set -euo pipefail
 PACKAGES=(
   g++ meson ninja-build pkg-config python3
   libuv1-dev libyaml-cpp-dev nlohmann-json3-dev libvirt-dev   # build
+  scdoc                                                       # man pages (man/*.scd)
   catch2                                                      # unit and end-to-end tests
   libvirt-daemon libvirt-clients python3-libvirt              # private libvirtd for tests, virsh, bench peer
   iproute2 util-linux                                         # veth pairs and setpriv in tests
   netcat-openbsd                                              # the README's raw-socket example
+  man-db systemd                                              # man -l and systemd-analyze verify in tests
   "$@"
 )
 
