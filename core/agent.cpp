@@ -20,6 +20,12 @@ namespace hostlet {
 
 namespace {
 constexpr const char* kEmbeddedName = "<embedded hostlet.yaml>";
+
+std::string joined_names(const std::vector<std::string>& names) {
+  std::string out;
+  for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
+  return out;
+}
 }  // namespace
 
 Agent::Agent(AgentOptions opts) : opts_(std::move(opts)) {}
@@ -123,9 +129,7 @@ void Agent::setup_core() {
       if (inst->uses_loop()) names.push_back("'" + inst->name() + "'");
     std::sort(names.begin(), names.end());
     names.erase(std::unique(names.begin(), names.end()), names.end());  // old and new during a reload
-    std::string out;
-    for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
-    return out;
+    return joined_names(names);
   });
   core_.agent = &config_.agent;
   uv_async_init(&loop_, &core_.post_async, [](uv_async_t* h) { run_posted(*static_cast<Core*>(h->data)); });
@@ -152,8 +156,11 @@ bool Agent::create_instances(ConfigErrors& errs, bool strict) {
     if (!mine.empty()) {
       all_ok = false;
       failed_instances_++;
+      if (!sec.optional) required_failed_.push_back(sec.name);
       for (auto& e : mine) {
-        if (!strict) log(Level::Error, sec.name, "%s (instance skipped; the others run)", e.str().c_str());
+        if (!strict)
+          log(Level::Error, sec.name, "%s (%s)", e.str().c_str(),
+              sec.optional ? "optional instance skipped; the others run" : "a required instance: the agent will not start");
         errs.push_back(std::move(e));
       }
     }
@@ -168,10 +175,13 @@ void Agent::start_instances() {
       log(Level::Info, inst->name(), "started");
       continue;
     }
-    log(Level::Error, inst->name(), "failed to start; instance skipped, the others run");
+    const bool optional = inst->section().optional;
+    log(Level::Error, inst->name(), "failed to start; %s",
+        optional ? "optional instance skipped, the others run" : "a required instance: the agent stops");
     instances_.set_info(inst->name(), false, "failed: start failed");
     failed.push_back(inst.get());
     failed_instances_++;
+    if (!optional) required_failed_.push_back(inst->name());
   }
   for (Instance* inst : failed) instances_.retire(instances_.take(inst), config_.agent.shutdown_timeout_ms);
 }
@@ -302,6 +312,15 @@ int Agent::run() {
 
   ConfigErrors inst_errs;
   create_instances(inst_errs, false);
+  if (!required_failed_.empty()) {
+    // As systemd should see it: the start failed, exit 1 (a unit's Restart=on-failure applies).
+    log(Level::Error, "hostlet", "not starting: required instance(s) failed to load: %s (`optional: true` lets an instance fail)",
+        joined_names(required_failed_).c_str());
+    request_shutdown();
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    uv_loop_close(&loop_);
+    return kExitConfig;
+  }
 
   ConfigErrors rule_errs;
   if (!rules_->compile(config_.rules, config_.file, rule_errs)) {
@@ -364,7 +383,13 @@ int Agent::run() {
     lag_->start();
     start_instances();
     reloader_->update_watches();
-    if (!control_->listen(config_.agent.control_socket, config_.agent.control_mode, cerr)) {
+    if (!required_failed_.empty()) {
+      log(Level::Error, "hostlet", "stopping: required instance(s) failed to start: %s (`optional: true` lets an instance fail)",
+          joined_names(required_failed_).c_str());
+      control_.reset();
+      exit_code_ = kExitConfig;
+      request_shutdown();
+    } else if (!control_->listen(config_.agent.control_socket, config_.agent.control_mode, cerr)) {
       log(Level::Error, "hostlet", "control socket: %s", cerr.c_str());
       control_.reset();
       exit_code_ = kExitConfig;

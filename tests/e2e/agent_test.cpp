@@ -123,12 +123,13 @@ TEST_CASE("agent: --check reports YAML syntax errors and duplicate instance name
   CHECK(missing.err.find("nope.yaml") != std::string::npos);
 }
 
-TEST_CASE("agent: bad plugins are reported and skipped while the others run") {
+TEST_CASE("agent: optional instances that fail are reported and skipped while the others run") {
   TempDir dir;
-  Agent a(dir, base_config("  - {name: abi, plugin: " + fixture("bad_abi") + "}\n"
-                           "  - {name: noentry, plugin: " + fixture("no_entry") + "}\n"
-                           "  - {name: initf, plugin: " + fixture("init_fails") + "}\n"
-                           "  - {name: nostart, plugin: " + fixture("worker_v2") + ", config: {fail_start: true}}\n"));
+  Agent a(dir, base_config("  - {name: abi, optional: true, plugin: " + fixture("bad_abi") + "}\n"
+                           "  - {name: noentry, optional: true, plugin: " + fixture("no_entry") + "}\n"
+                           "  - {name: initf, optional: true, plugin: " + fixture("init_fails") + "}\n"
+                           "  - {name: nostart, optional: true, plugin: " + fixture("worker_v2") +
+                           ", config: {fail_start: true}}\n"));
   REQUIRE(a.start());
   json st = ctl_json(a, {"status"});
   REQUIRE(st["ok"] == true);
@@ -152,6 +153,40 @@ TEST_CASE("agent: bad plugins are reported and skipped while the others run") {
   CHECK(WIFEXITED(*st_code));
   CHECK(WEXITSTATUS(*st_code) == 0);
   CHECK(a.log().find("loop did not close cleanly") == std::string::npos);
+}
+
+namespace {
+
+// Starts an agent on base_config(plugins) that must fail its start: exit 1,
+// no "ready" line, each of `expected` in its log, and a clean loop close.
+void check_start_fails(const std::string& plugins, const std::vector<std::string>& expected) {
+  TempDir dir;
+  Agent a(dir, base_config(plugins));
+  CHECK_FALSE(a.start(5s));
+  auto st = a.process().wait(10s);
+  REQUIRE(st);
+  REQUIRE(WIFEXITED(*st));
+  CHECK(WEXITSTATUS(*st) == 1);
+  std::string log = a.log();
+  INFO(log);
+  for (const auto& line : expected) CHECK(log.find(line) != std::string::npos);
+  CHECK(log.find("ready:") == std::string::npos);
+  CHECK(log.find("loop did not close cleanly") == std::string::npos);
+}
+
+}  // namespace
+
+TEST_CASE("agent: a required instance that fails to load fails the start with exit 1, naming it") {
+  check_start_fails("  - {name: opt, optional: true, plugin: " + fixture("no_entry") + "}\n"
+                    "  - {name: initf, plugin: " + fixture("init_fails") + "}\n",
+                    {"[opt]", "optional instance skipped",
+                     "not starting: required instance(s) failed to load: initf ("});
+}
+
+TEST_CASE("agent: a required instance that fails to start stops the agent with exit 1, naming it") {
+  check_start_fails("  - {name: nostart, plugin: " + fixture("worker_v2") + ", config: {fail_start: true}}\n",
+                    {"[nostart] failed to start; a required instance: the agent stops",
+                     "stopping: required instance(s) failed to start: nostart ("});
 }
 
 TEST_CASE("agent: actions answer ok, errors, throws, drops and invalid JSON with clear messages") {
