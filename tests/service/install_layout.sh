@@ -39,6 +39,7 @@ grep -q 'socket: /run/hostlet/notify.sock' "$config" || fail "the notification s
 grep -qx "ExecStart=$(under_prefix "$sbindir")/hostlet -c $(under_prefix "$sysconfdir")/hostlet/hostlet.yaml" "$unit" ||
   fail "the unit's ExecStart= does not name the installed agent and config: $(grep ExecStart= "$unit")"
 [ -f "$stage$(under_prefix "$libdir")/pkgconfig/hostlet-sdk.pc" ] || fail "no hostlet-sdk.pc"
+[ -f "$stage$prefix/share/bash-completion/completions/hostlet-ctl" ] || fail "no bash completion for hostlet-ctl"
 
 # The staged agent on the staged config: libvirt needs no daemon for --check.
 # Without the libvirt plugin in this build, its section goes.
