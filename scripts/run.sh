@@ -6,4 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
 BUILD_DIR=${BUILD_DIR:-build} scripts/build.sh
-exec "${BUILD_DIR:-build}/core/hostlet" "$@"
+# The demo, also on a host where /etc/hostlet/hostlet.yaml exists, unless -c names a file.
+demo=(--demo)
+for a in "$@"; do case $a in -c | --config | --config=*) demo=() ;; esac; done
+exec "${BUILD_DIR:-build}/core/hostlet" "${demo[@]}" "$@"

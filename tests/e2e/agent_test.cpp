@@ -50,6 +50,29 @@ TEST_CASE("agent: --check accepts a good config and prints a summary") {
   CHECK(r.out.find("ok (1 instance, 1 rule)") != std::string::npos);
 }
 
+TEST_CASE("agent: without -c the default config file is used when it exists, else the embedded demo") {
+  TempDir dir;
+  std::string file = dir.write("hostlet.yaml", "agent: {control_socket: \"" + dir / "control.sock" + "\"}\n");
+  std::string hostlet = env_path("HOSTLET_BIN");
+  Run found = run({hostlet, "--check"}, 60s, {{"HOSTLET_DEFAULT_CONFIG", file}});
+  CHECK(found.exit_code == 0);
+  CHECK(found.out == file + ": ok (0 instances, 0 rules)\n");
+  Run missing = run({hostlet, "--check"}, 60s, {{"HOSTLET_DEFAULT_CONFIG", dir / "absent.yaml"}});
+  CHECK(missing.exit_code == 0);
+  CHECK(missing.out.rfind("<embedded hostlet.yaml>: ok (", 0) == 0);
+  Run demo = run({hostlet, "--check", "--demo"}, 60s, {{"HOSTLET_DEFAULT_CONFIG", file}});
+  CHECK(demo.exit_code == 0);
+  CHECK(demo.out.rfind("<embedded hostlet.yaml>: ok (", 0) == 0);
+  Run both = run({hostlet, "--demo", "-c", file});
+  CHECK(both.exit_code == 64);
+  CHECK(both.err == "hostlet: -c and --demo exclude each other\n");
+  // The running agent says which file it reads, in its log and in status.
+  Agent a(dir, "agent: {control_socket: \"@DIR@/control.sock\"}\n", {"--log-level", "info"});
+  REQUIRE(a.start());
+  CHECK(ctl_json(a, {"status"})["data"]["config"] == a.config_path());
+  CHECK(a.log().find("(config " + a.config_path() + ",") != std::string::npos);
+}
+
 TEST_CASE("agent: --check reports every loader failure with file, line and column") {
   TempDir dir;
   std::string yaml = base_config(
