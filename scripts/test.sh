@@ -14,8 +14,8 @@
 # leaves out step 4.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-# The packaging tools are for step 4 only (scripts/run.sh does not need them).
-scripts/deps.sh dpkg-dev debhelper lintian || exit 1
+# The test-only packages too (scripts/run.sh installs only what the agent needs).
+scripts/deps.sh --tests || exit 1
 
 total_pass=0
 total_fail=0
@@ -84,7 +84,8 @@ for f in sorted(need):
 werror=()
 [ -n "${CI:-}" ] && werror=(-Dwerror=true)
 
-if build build "${werror[@]}"; then run_suite build; fi
+# -Dtests/-Dbench: a tree that scripts/run.sh configured has them off.
+if build build -Dtests=true -Dbench=true "${werror[@]}"; then run_suite build; fi
 
 if [ -z "${SKIP_SANITIZERS:-}" ]; then
   # Benchmarks are not built in sanitizer trees; plugins stay dlopen-able with b_lundef=false.
