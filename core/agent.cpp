@@ -143,6 +143,14 @@ bool Agent::create_instances(ConfigErrors& errs, bool strict) {
     ConfigErrors mine;
     std::string err;
     std::string path = Library::resolve(sec.plugin, config_.agent.plugin_dir, config_dir_, err);
+    if (path.empty() && strict && sec.optional) {
+      // An optional plugin that is not installed (hostlet without the
+      // hostlet-plugin-libvirt package) is not an error of the file: the
+      // agent runs without it. Anything else about it still is.
+      check_warnings_.push_back({config_.file, sec.plugin_mark,
+                                 "warning: optional instance '" + sec.name + "': " + err + "; the agent runs without it"});
+      continue;
+    }
     std::shared_ptr<Library> lib;
     if (!path.empty()) lib = Library::load(path, err);
     if (!lib) {
@@ -281,6 +289,7 @@ int Agent::check() {
   uv_run(&loop_, UV_RUN_DEFAULT);
   int rc = uv_loop_close(&loop_);
   if (rc != 0) fprintf(stderr, "hostlet: internal error: loop not closed cleanly (%s)\n", uv_strerror(rc));
+  print_errors(check_warnings_);
   if (!errs.empty()) return print_errors(errs);
   printf("%s: ok (%zu instance%s, %zu rule%s)\n", config_.file.c_str(), config_.plugins.size(),
          config_.plugins.size() == 1 ? "" : "s", config_.rules.size(), config_.rules.size() == 1 ? "" : "s");

@@ -199,6 +199,24 @@ void check_start_fails(const std::string& plugins, const std::vector<std::string
 
 }  // namespace
 
+TEST_CASE("agent: --check warns, and passes, when an optional instance's plugin is not installed") {
+  TempDir dir;
+  Run r = check(dir,
+                "plugins:\n"
+                "  - {name: virt, optional: true, plugin: no_such_plugin_anywhere}\n"   // line 2
+                "  - {name: bad, optional: true, plugin: " + fixture("init_fails") + "}\n");  // line 3
+  const std::string f = dir / "check.yaml";
+  CHECK(r.exit_code == 1);  // the optional instance whose plugin exists and refuses its config: still an error
+  CHECK(r.err.find(f + ":2:42: warning: optional instance 'virt': plugin 'no_such_plugin_anywhere' not found") !=
+        std::string::npos);
+  CHECK(r.err.find(f + ":3:") != std::string::npos);
+  Run ok = check(dir, "plugins:\n  - {name: virt, optional: true, plugin: no_such_plugin_anywhere}\n");
+  CHECK(ok.exit_code == 0);
+  CHECK(ok.err.find("the agent runs without it") != std::string::npos);
+  Run required = check(dir, "plugins:\n  - {name: virt, plugin: no_such_plugin_anywhere}\n");
+  CHECK(required.exit_code == 1);
+}
+
 TEST_CASE("agent: a required instance that fails to load fails the start with exit 1, naming it") {
   check_start_fails("  - {name: opt, optional: true, plugin: " + fixture("no_entry") + "}\n"
                     "  - {name: initf, plugin: " + fixture("init_fails") + "}\n",

@@ -4,8 +4,9 @@
 #
 #   tests/package/install_test.sh DEB_DIR
 #
-#  1. installs hostlet, hostlet-plugin-libvirt and hostlet-dev from DEB_DIR
-#     with apt-get (purging an earlier install first);
+#  1. installs hostlet alone from DEB_DIR with apt-get (purging an earlier
+#     install first): --check passes on its config, warning that the optional
+#     virt instance has no plugin; then hostlet-plugin-libvirt and hostlet-dev;
 #  2. systemd-analyze verify on the installed unit, man -l on the installed
 #     pages without a warning;
 #  3. the installed `hostlet --check` on the installed config, and on a copy
@@ -48,14 +49,21 @@ for p in "${packages[@]}"; do
 done
 snapshot >"$tmp/before.txt"
 
-step "install: ${packages[*]}"
-purge_at_exit=1
 files=()
 for p in "${packages[@]}"; do
   f=$(ls "$debs"/"${p}"_*.deb 2>/dev/null | head -n 1)
   [ -n "$f" ] || fail "no ${p}_*.deb in $debs"
   files+=("$f")
 done
+purge_at_exit=1
+step "install: hostlet alone, then --check on its config without the libvirt plugin"
+apt-get install -y -q --no-install-recommends "${files[0]}" >"$tmp/install.log" 2>&1 ||
+  { cat "$tmp/install.log" >&2; fail "apt-get install hostlet failed"; }
+out=$(/usr/sbin/hostlet --check -c /etc/hostlet/hostlet.yaml 2>&1) ||
+  fail "without hostlet-plugin-libvirt, --check fails on the installed config: $out"
+grep -q "warning: optional instance 'virt': plugin 'libvirt' not found" <<<"$out" ||
+  fail "without hostlet-plugin-libvirt, --check does not warn about the virt instance: $out"
+step "install: ${packages[*]}"
 apt-get install -y -q --no-install-recommends "${files[@]}" >"$tmp/install.log" 2>&1 ||
   { cat "$tmp/install.log" >&2; fail "apt-get install failed"; }
 for p in "${packages[@]}"; do installed "$p" || fail "$p is not installed"; done
