@@ -11,7 +11,7 @@
 # against simdjson) runs last, in the same invocation.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/deps.sh python3-uvloop libsimdjson-dev
+scripts/deps.sh --tests python3-uvloop libsimdjson-dev
 BUILD_DIR=${BUILD_DIR:-build}
 export BUILD_DIR
 if [ ! -f "$BUILD_DIR/build.ninja" ]; then

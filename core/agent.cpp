@@ -20,6 +20,12 @@ namespace hostlet {
 
 namespace {
 constexpr const char* kEmbeddedName = "<embedded hostlet.yaml>";
+
+std::string joined_names(const std::vector<std::string>& names) {
+  std::string out;
+  for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
+  return out;
+}
 }  // namespace
 
 Agent::Agent(AgentOptions opts) : opts_(std::move(opts)) {}
@@ -124,9 +130,7 @@ void Agent::setup_core() {
       if (inst->uses_loop()) names.push_back("'" + inst->name() + "'");
     std::sort(names.begin(), names.end());
     names.erase(std::unique(names.begin(), names.end()), names.end());  // old and new during a reload
-    std::string out;
-    for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
-    return out;
+    return joined_names(names);
   });
   core_.agent = &config_.agent;
   uv_async_init(&loop_, &core_.post_async, [](uv_async_t* h) { run_posted(*static_cast<Core*>(h->data)); });
@@ -140,6 +144,14 @@ bool Agent::create_instances(ConfigErrors& errs, bool strict) {
     ConfigErrors mine;
     std::string err;
     std::string path = Library::resolve(sec.plugin, config_.agent.plugin_dir, config_dir_, err);
+    if (path.empty() && strict && sec.optional) {
+      // An optional plugin that is not installed (hostlet without the
+      // hostlet-plugin-libvirt package) is not an error of the file: the
+      // agent runs without it. Anything else about it still is.
+      check_warnings_.push_back({config_.file, sec.plugin_mark,
+                                 "warning: optional instance '" + sec.name + "': " + err + "; the agent runs without it"});
+      continue;
+    }
     std::shared_ptr<Library> lib;
     if (!path.empty()) lib = Library::load(path, err);
     if (!lib) {
@@ -153,8 +165,11 @@ bool Agent::create_instances(ConfigErrors& errs, bool strict) {
     if (!mine.empty()) {
       all_ok = false;
       failed_instances_++;
+      if (!sec.optional) required_failed_.push_back(sec.name);
       for (auto& e : mine) {
-        if (!strict) log(Level::Error, sec.name, "%s (instance skipped; the others run)", e.str().c_str());
+        if (!strict)
+          log(Level::Error, sec.name, "%s (%s)", e.str().c_str(),
+              sec.optional ? "optional instance skipped; the others run" : "a required instance: the agent will not start");
         errs.push_back(std::move(e));
       }
     }
@@ -169,10 +184,13 @@ void Agent::start_instances() {
       log(Level::Info, inst->name(), "started");
       continue;
     }
-    log(Level::Error, inst->name(), "failed to start; instance skipped, the others run");
+    const bool optional = inst->section().optional;
+    log(Level::Error, inst->name(), "failed to start; %s",
+        optional ? "optional instance skipped, the others run" : "a required instance: the agent stops");
     instances_.set_info(inst->name(), false, "failed: start failed");
     failed.push_back(inst.get());
     failed_instances_++;
+    if (!optional) required_failed_.push_back(inst->name());
   }
   for (Instance* inst : failed) instances_.retire(instances_.take(inst), config_.agent.shutdown_timeout_ms);
 }
@@ -272,6 +290,7 @@ int Agent::check() {
   uv_run(&loop_, UV_RUN_DEFAULT);
   int rc = uv_loop_close(&loop_);
   if (rc != 0) fprintf(stderr, "hostlet: internal error: loop not closed cleanly (%s)\n", uv_strerror(rc));
+  print_errors(check_warnings_);
   if (!errs.empty()) return print_errors(errs);
   printf("%s: ok (%zu instance%s, %zu rule%s)\n", config_.file.c_str(), config_.plugins.size(),
          config_.plugins.size() == 1 ? "" : "s", config_.rules.size(), config_.rules.size() == 1 ? "" : "s");
@@ -303,6 +322,15 @@ int Agent::run() {
 
   ConfigErrors inst_errs;
   create_instances(inst_errs, false);
+  if (!required_failed_.empty()) {
+    // As systemd should see it: the start failed, exit 1 (a unit's Restart=on-failure applies).
+    log(Level::Error, "hostlet", "not starting: required instance(s) failed to load: %s (`optional: true` lets an instance fail)",
+        joined_names(required_failed_).c_str());
+    request_shutdown();
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    uv_loop_close(&loop_);
+    return kExitConfig;
+  }
 
   ConfigErrors rule_errs;
   if (!rules_->compile(config_.rules, config_.file, rule_errs)) {
@@ -365,7 +393,14 @@ int Agent::run() {
     lag_->start();
     start_instances();
     reloader_->update_watches();
-    if (!control_->listen(config_.agent.control_socket, config_.agent.control_mode, config_.agent.control_group, cerr)) {
+    if (!required_failed_.empty()) {
+      log(Level::Error, "hostlet", "stopping: required instance(s) failed to start: %s (`optional: true` lets an instance fail)",
+          joined_names(required_failed_).c_str());
+      control_.reset();
+      exit_code_ = kExitConfig;
+      request_shutdown();
+    } else if (!control_->listen(config_.agent.control_socket, config_.agent.control_mode, config_.agent.control_group,
+                                 cerr)) {
       log(Level::Error, "hostlet", "control socket: %s", cerr.c_str());
       control_.reset();
       exit_code_ = kExitConfig;

@@ -104,6 +104,8 @@ class Agent {
   uint64_t status_events_ = 0;      // bus events published at the last STATUS
   uint64_t status_at_ns_ = 0;
   size_t failed_instances_ = 0;     // failed to load, init or start
+  std::vector<std::string> required_failed_;  // of those, the ones without `optional: true`
+  ConfigErrors check_warnings_;     // --check: optional instances whose plugin is not installed
   uv_work_t pool_warmup_{};
   bool shutting_down_ = false;
   bool shutdown_deferred_ = false;  // waiting for a reload in progress

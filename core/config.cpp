@@ -142,8 +142,8 @@ bool valid_instance_name(std::string_view s) {
 constexpr std::string_view kReservedInstance = "hostlet";
 
 void parse_plugins(Reporter& r, const Entry& section, std::vector<InstanceSection>& out) {
-  static const std::vector<std::string> keys = {"name",           "plugin", "max_inflight", "max_queue",
-                                                "offload_timeout", "watch",  "config"};
+  static const std::vector<std::string> keys = {"name",  "plugin", "max_inflight", "max_queue", "offload_timeout",
+                                                "watch", "optional", "config"};
   if (section.node.IsNull()) return;
   if (!section.node.IsSequence()) {
     r.error(section.mark, "plugins: " + expected("a sequence of instances ('- name: ...')", section.node));
@@ -189,6 +189,8 @@ void parse_plugins(Reporter& r, const Entry& section, std::vector<InstanceSectio
         read_duration(r, e, 0, kDay, inst.offload_timeout_ms);
       } else if (e.key == "watch") {
         check(r, e, to_bool(e.node, inst.watch));
+      } else if (e.key == "optional") {
+        check(r, e, to_bool(e.node, inst.optional));
       } else if (e.key == "config") {
         has_config = true;
         inst.config_mark = e.mark;

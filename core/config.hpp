@@ -66,6 +66,7 @@ struct InstanceSection {
   size_t max_queue = 1024;          // 0..1000000
   uint64_t offload_timeout_ms = 0;  // `offload_timeout`, 0..24h: default deadline of its offloads, 0 = none
   bool watch = false;               // reload when the .so file changes
+  bool optional = false;            // false: failing to load, init or start fails the agent's start
   YAML::Node config{YAML::NodeType::Undefined};  // the `config:` mapping (or null), undefined when absent
   Mark mark, name_mark, plugin_mark, config_mark;
 };

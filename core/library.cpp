@@ -19,6 +19,9 @@
 #ifndef HOSTLET_PLUGIN_DIR
 #define HOSTLET_PLUGIN_DIR "/usr/local/lib/hostlet"
 #endif
+#ifndef HOSTLET_SBINDIR
+#define HOSTLET_SBINDIR "/usr/local/sbin"
+#endif
 
 namespace fs = std::filesystem;
 
@@ -122,6 +125,14 @@ std::string exe_dir() {
   auto p = fs::read_symlink("/proc/self/exe", ec);
   return ec ? std::string() : p.parent_path().string();
 }
+
+// Whether this binary is the installed agent (it runs from the sbindir it was
+// configured with): then only the install dir holds its plugins, and
+// <exe>/../plugins (/usr/plugins) is nobody's.
+bool running_installed(const std::string& here) {
+  std::error_code ec;
+  return !here.empty() && fs::equivalent(here, HOSTLET_SBINDIR, ec);
+}
 }  // namespace
 
 std::string Library::resolve(const std::string& plugin, const std::string& plugin_dir,
@@ -148,7 +159,8 @@ std::string Library::resolve(const std::string& plugin, const std::string& plugi
     const char* env = getenv("HOSTLET_PLUGIN_DIR");
     if (env && *env && candidate(std::string(env) + "/" + file)) return tried.back();
     std::string here = exe_dir();
-    if (!here.empty() && candidate(here + "/../plugins/" + plugin + "/" + file)) return tried.back();
+    if (!here.empty() && !running_installed(here) && candidate(here + "/../plugins/" + plugin + "/" + file))
+      return tried.back();
     if (candidate(std::string(HOSTLET_PLUGIN_DIR) + "/" + file)) return tried.back();
   }
   err = "plugin '" + plugin + "' not found (looked for";

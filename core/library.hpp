@@ -38,7 +38,8 @@ class Library {
   static std::shared_ptr<Library> load(const std::string& path, std::string& err);
   // Where `plugin` (a name or a path containing '/') resolves: the configured
   // plugin_dir, else $HOSTLET_PLUGIN_DIR, else next to the binary in a build
-  // tree (<exe>/../plugins/<name>/<name>.so), else the install dir.
+  // tree (<exe>/../plugins/<name>/<name>.so), else the install dir; an
+  // installed agent (run from its sbindir) skips the build tree.
   // `config_dir` anchors relative paths. Empty with err set when not found.
   static std::string resolve(const std::string& plugin, const std::string& plugin_dir,
                              const std::string& config_dir, std::string& err);

@@ -1,5 +1,8 @@
 // hostlet: the agent daemon. See README.md for the command line and config.
+#include <sys/stat.h>
+
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -7,15 +10,31 @@
 #include "log.hpp"
 #include "version.h"
 
+#ifndef HOSTLET_SYSCONFDIR
+#define HOSTLET_SYSCONFDIR "/usr/local/etc"
+#endif
+
 namespace {
+// The file read without -c: $HOSTLET_DEFAULT_CONFIG (for tests and unusual
+// layouts), else <sysconfdir>/hostlet/hostlet.yaml. Empty when it does not
+// exist: then the embedded demo runs.
+std::string default_config_file() {
+  const char* env = getenv("HOSTLET_DEFAULT_CONFIG");
+  std::string path = env && *env ? env : HOSTLET_SYSCONFDIR "/hostlet/hostlet.yaml";
+  struct stat st;
+  return stat(path.c_str(), &st) == 0 ? path : std::string();
+}
+
 void usage(FILE* f) {
   fprintf(f,
-          "usage: hostlet [-c FILE] [--check] [--log-level LEVEL]\n"
+          "usage: hostlet [-c FILE | --demo] [--check] [--log-level LEVEL]\n"
           "       hostlet --version | --help\n"
           "\n"
           "Runs the hostlet agent in the foreground until SIGINT or SIGTERM.\n"
           "\n"
-          "  -c, --config FILE     the YAML config (default: the embedded etc/hostlet.yaml)\n"
+          "  -c, --config FILE     the YAML config (default: " HOSTLET_SYSCONFDIR "/hostlet/hostlet.yaml\n"
+          "                        when it exists, else the embedded demo)\n"
+          "      --demo            run the embedded demo config even when that file exists\n"
           "      --check           validate the config, load every plugin and let it check its\n"
           "                        section, then exit: 0 when valid, 1 with FILE:LINE:COLUMN errors\n"
           "      --log-level LEVEL error, warn, info or debug (overrides agent.log_level)\n"
@@ -30,6 +49,7 @@ void usage(FILE* f) {
 
 int main(int argc, char** argv) {
   hostlet::AgentOptions opts;
+  bool config_given = false, demo = false;
   for (int i = 1; i < argc; i++) {
     std::string a = argv[i];
     auto value = [&](const char* what) -> const char* {
@@ -41,8 +61,12 @@ int main(int argc, char** argv) {
     };
     if (a == "-c" || a == "--config") {
       opts.config_path = value("-c");
+      config_given = true;
     } else if (a.rfind("--config=", 0) == 0) {
       opts.config_path = a.substr(9);
+      config_given = true;
+    } else if (a == "--demo") {
+      demo = true;
     } else if (a == "--check") {
       opts.check_only = true;
     } else if (a == "--log-level" || a.rfind("--log-level=", 0) == 0) {
@@ -65,6 +89,11 @@ int main(int argc, char** argv) {
       return hostlet::kExitUsage;
     }
   }
+  if (config_given && demo) {
+    fprintf(stderr, "hostlet: -c and --demo exclude each other\n");
+    return hostlet::kExitUsage;
+  }
+  if (!config_given && !demo) opts.config_path = default_config_file();  // empty: the demo
   hostlet::detect_journal();
   int status;
   {

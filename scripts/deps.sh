@@ -1,18 +1,30 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages hostlet needs to build, run and test, and any
-# more named as arguments (bench/run.sh names the benchmark's own peers).
+# Installs the Debian 12 packages hostlet needs to build and run (what
+# scripts/run.sh needs), with --tests also those its tests, packaging and
+# benchmarks use, and any more named as arguments (bench/run.sh names the
+# benchmark's own peers, scripts/fuzz.sh clang).
+#   scripts/deps.sh [--tests] [PACKAGE...]
 # Only missing packages are installed; nothing is touched when all are there.
 set -euo pipefail
 
 PACKAGES=(
   g++ meson ninja-build pkg-config python3
   libuv1-dev libyaml-cpp-dev nlohmann-json3-dev libvirt-dev   # build
+  scdoc                                                       # man pages (man/*.scd)
+  netcat-openbsd                                              # the README's raw-socket example
+)
+TEST_PACKAGES=(
   catch2                                                      # unit and end-to-end tests
   libvirt-daemon libvirt-clients python3-libvirt              # private libvirtd for tests, virsh, bench peer
   iproute2 util-linux                                         # veth pairs and setpriv in tests
-  netcat-openbsd                                              # the README's raw-socket example
-  "$@"
+  man-db systemd                                              # man -l and systemd-analyze verify in tests
+  dpkg-dev debhelper lintian                                  # scripts/package.sh and its install test
 )
+if [ "${1:-}" = --tests ]; then
+  shift
+  PACKAGES+=("${TEST_PACKAGES[@]}")
+fi
+PACKAGES+=("$@")
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -32,7 +32,7 @@ else
 fi
 case $seconds in '' | *[!0-9]*) echo "fuzz.sh: SECONDS must be a number, got '$seconds'" >&2; exit 2 ;; esac
 
-scripts/deps.sh clang-14 libfuzzer-14-dev || exit 1
+scripts/deps.sh --tests clang-14 libfuzzer-14-dev || exit 1
 
 # -O1 as in the sanitizer trees of scripts/test.sh; no libvirt and no
 # benchmarks, which no fuzz target needs.

@@ -4,13 +4,18 @@
 #   2. ASan+UBSan (build-asan/): all tests;
 #   3. TSan (build-tsan/): the offload, reload and libvirt bridge tests (suite
 #      'tsan'), building only what they need.
-#   4. with CI or FUZZ_SECONDS set: scripts/fuzz.sh all ${FUZZ_SECONDS:-60}
+#   4. as root: the Debian packages, built by scripts/package.sh into
+#      build-deb/ (one plain build, no tests, lintian without errors) and
+#      installed, run, stopped and purged by tests/package/install_test.sh;
+#   5. with CI or FUZZ_SECONDS set: scripts/fuzz.sh all ${FUZZ_SECONDS:-60}
 #      (every libFuzzer target under ASan+UBSan in build-fuzz/).
 # Prints "N passed, N failed" at the end and exits non-zero if any failed.
-# SKIP_SANITIZERS=1 runs only step 1 (for a quick local loop).
+# SKIP_SANITIZERS=1 runs only step 1 (for a quick local loop); SKIP_PACKAGE=1
+# leaves out step 4.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-scripts/deps.sh || exit 1
+# The test-only packages too (scripts/run.sh installs only what the agent needs).
+scripts/deps.sh --tests || exit 1
 
 total_pass=0
 total_fail=0
@@ -79,7 +84,8 @@ for f in sorted(need):
 werror=()
 [ -n "${CI:-}" ] && werror=(-Dwerror=true)
 
-if build build "${werror[@]}"; then run_suite build; fi
+# -Dtests/-Dbench: a tree that scripts/run.sh configured has them off.
+if build build -Dtests=true -Dbench=true "${werror[@]}"; then run_suite build; fi
 
 if [ -z "${SKIP_SANITIZERS:-}" ]; then
   # Benchmarks are not built in sanitizer trees; plugins stay dlopen-able with b_lundef=false.
@@ -107,6 +113,21 @@ if [ -z "${SKIP_SANITIZERS:-}" ]; then
     echo "build of build-tsan failed"
     failed_runs+=("build-tsan (build)")
     total_fail=$((total_fail + 1))
+  fi
+fi
+
+# The packages: built from a copy of the tree, then installed on this machine.
+if [ -z "${SKIP_PACKAGE:-}" ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "=== packages: skipped (installing them needs root)"
+  else
+    echo "=== packages: scripts/package.sh build-deb, tests/package/install_test.sh build-deb"
+    if scripts/package.sh build-deb && tests/package/install_test.sh build-deb; then
+      total_pass=$((total_pass + 1))
+    else
+      failed_runs+=("packages")
+      total_fail=$((total_fail + 1))
+    fi
   fi
 fi
 

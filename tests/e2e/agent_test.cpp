@@ -50,6 +50,29 @@ TEST_CASE("agent: --check accepts a good config and prints a summary") {
   CHECK(r.out.find("ok (1 instance, 1 rule)") != std::string::npos);
 }
 
+TEST_CASE("agent: without -c the default config file is used when it exists, else the embedded demo") {
+  TempDir dir;
+  std::string file = dir.write("hostlet.yaml", "agent: {control_socket: \"" + dir / "control.sock" + "\"}\n");
+  std::string hostlet = env_path("HOSTLET_BIN");
+  Run found = run({hostlet, "--check"}, 60s, {{"HOSTLET_DEFAULT_CONFIG", file}});
+  CHECK(found.exit_code == 0);
+  CHECK(found.out == file + ": ok (0 instances, 0 rules)\n");
+  Run missing = run({hostlet, "--check"}, 60s, {{"HOSTLET_DEFAULT_CONFIG", dir / "absent.yaml"}});
+  CHECK(missing.exit_code == 0);
+  CHECK(missing.out.rfind("<embedded hostlet.yaml>: ok (", 0) == 0);
+  Run demo = run({hostlet, "--check", "--demo"}, 60s, {{"HOSTLET_DEFAULT_CONFIG", file}});
+  CHECK(demo.exit_code == 0);
+  CHECK(demo.out.rfind("<embedded hostlet.yaml>: ok (", 0) == 0);
+  Run both = run({hostlet, "--demo", "-c", file});
+  CHECK(both.exit_code == 64);
+  CHECK(both.err == "hostlet: -c and --demo exclude each other\n");
+  // The running agent says which file it reads, in its log and in status.
+  Agent a(dir, "agent: {control_socket: \"@DIR@/control.sock\"}\n", {"--log-level", "info"});
+  REQUIRE(a.start());
+  CHECK(ctl_json(a, {"status"})["data"]["config"] == a.config_path());
+  CHECK(a.log().find("(config " + a.config_path() + ",") != std::string::npos);
+}
+
 TEST_CASE("agent: --check reports every loader failure with file, line and column") {
   TempDir dir;
   std::string yaml = base_config(
@@ -123,12 +146,13 @@ TEST_CASE("agent: --check reports YAML syntax errors and duplicate instance name
   CHECK(missing.err.find("nope.yaml") != std::string::npos);
 }
 
-TEST_CASE("agent: bad plugins are reported and skipped while the others run") {
+TEST_CASE("agent: optional instances that fail are reported and skipped while the others run") {
   TempDir dir;
-  Agent a(dir, base_config("  - {name: abi, plugin: " + fixture("bad_abi") + "}\n"
-                           "  - {name: noentry, plugin: " + fixture("no_entry") + "}\n"
-                           "  - {name: initf, plugin: " + fixture("init_fails") + "}\n"
-                           "  - {name: nostart, plugin: " + fixture("worker_v2") + ", config: {fail_start: true}}\n"));
+  Agent a(dir, base_config("  - {name: abi, optional: true, plugin: " + fixture("bad_abi") + "}\n"
+                           "  - {name: noentry, optional: true, plugin: " + fixture("no_entry") + "}\n"
+                           "  - {name: initf, optional: true, plugin: " + fixture("init_fails") + "}\n"
+                           "  - {name: nostart, optional: true, plugin: " + fixture("worker_v2") +
+                           ", config: {fail_start: true}}\n"));
   REQUIRE(a.start());
   json st = ctl_json(a, {"status"});
   REQUIRE(st["ok"] == true);
@@ -152,6 +176,58 @@ TEST_CASE("agent: bad plugins are reported and skipped while the others run") {
   CHECK(WIFEXITED(*st_code));
   CHECK(WEXITSTATUS(*st_code) == 0);
   CHECK(a.log().find("loop did not close cleanly") == std::string::npos);
+}
+
+namespace {
+
+// Starts an agent on base_config(plugins) that must fail its start: exit 1,
+// no "ready" line, each of `expected` in its log, and a clean loop close.
+void check_start_fails(const std::string& plugins, const std::vector<std::string>& expected) {
+  TempDir dir;
+  Agent a(dir, base_config(plugins));
+  CHECK_FALSE(a.start(5s));
+  auto st = a.process().wait(10s);
+  REQUIRE(st);
+  REQUIRE(WIFEXITED(*st));
+  CHECK(WEXITSTATUS(*st) == 1);
+  std::string log = a.log();
+  INFO(log);
+  for (const auto& line : expected) CHECK(log.find(line) != std::string::npos);
+  CHECK(log.find("ready:") == std::string::npos);
+  CHECK(log.find("loop did not close cleanly") == std::string::npos);
+}
+
+}  // namespace
+
+TEST_CASE("agent: --check warns, and passes, when an optional instance's plugin is not installed") {
+  TempDir dir;
+  Run r = check(dir,
+                "plugins:\n"
+                "  - {name: virt, optional: true, plugin: no_such_plugin_anywhere}\n"   // line 2
+                "  - {name: bad, optional: true, plugin: " + fixture("init_fails") + "}\n");  // line 3
+  const std::string f = dir / "check.yaml";
+  CHECK(r.exit_code == 1);  // the optional instance whose plugin exists and refuses its config: still an error
+  CHECK(r.err.find(f + ":2:42: warning: optional instance 'virt': plugin 'no_such_plugin_anywhere' not found") !=
+        std::string::npos);
+  CHECK(r.err.find(f + ":3:") != std::string::npos);
+  Run ok = check(dir, "plugins:\n  - {name: virt, optional: true, plugin: no_such_plugin_anywhere}\n");
+  CHECK(ok.exit_code == 0);
+  CHECK(ok.err.find("the agent runs without it") != std::string::npos);
+  Run required = check(dir, "plugins:\n  - {name: virt, plugin: no_such_plugin_anywhere}\n");
+  CHECK(required.exit_code == 1);
+}
+
+TEST_CASE("agent: a required instance that fails to load fails the start with exit 1, naming it") {
+  check_start_fails("  - {name: opt, optional: true, plugin: " + fixture("no_entry") + "}\n"
+                    "  - {name: initf, plugin: " + fixture("init_fails") + "}\n",
+                    {"[opt]", "optional instance skipped",
+                     "not starting: required instance(s) failed to load: initf ("});
+}
+
+TEST_CASE("agent: a required instance that fails to start stops the agent with exit 1, naming it") {
+  check_start_fails("  - {name: nostart, plugin: " + fixture("worker_v2") + ", config: {fail_start: true}}\n",
+                    {"[nostart] failed to start; a required instance: the agent stops",
+                     "stopping: required instance(s) failed to start: nostart ("});
 }
 
 TEST_CASE("agent: actions answer ok, errors, throws, drops and invalid JSON with clear messages") {

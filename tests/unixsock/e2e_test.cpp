@@ -341,11 +341,20 @@ TEST_CASE("unixsock e2e: a stale socket file is replaced, and removed at stop", 
   CHECK(lstat(path.c_str(), &sb) != 0);
 }
 
-TEST_CASE("unixsock e2e: a live socket: the second agent reports the instance and runs without it", "[unixsock][e2e]") {
+TEST_CASE("unixsock e2e: a live socket: a second agent exits 1 naming the instance, or runs without it if optional",
+          "[unixsock][e2e]") {
   TempDir dir;
   Agent first(dir, config());
   REQUIRE(start(first));
-  Agent second(dir, config("", "control2.sock"));
+  Agent required(dir, config("", "control3.sock"));
+  CHECK_FALSE(required.start(5s));
+  auto required_status = required.process().wait(10s);
+  REQUIRE(required_status);
+  CHECK(WEXITSTATUS(*required_status) == 1);
+  CHECK(required.log().find("required instance(s) failed to start: notify") != std::string::npos);
+  std::string optional_config = config("", "control2.sock");
+  optional_config.replace(optional_config.find("{name: notify,"), 14, "{name: notify, optional: true,");
+  Agent second(dir, optional_config);
   REQUIRE(start(second));
   CHECK(wait_until([&] { return second.log().find("another process is listening") != std::string::npos; }));
   CHECK(second.log().find(dir / "notify.sock") != std::string::npos);
