@@ -340,7 +340,10 @@ int main(int argc, char** argv) {
   int wait_ms = timeout_s > 0 ? static_cast<int>(timeout_s * 1000) : -1;
   // Who is there? Asked before the command is sent, so that another kind of
   // socket never receives a request it would take for something else.
-  if (!conn.send(hostlet::ctl::hello_request(HOSTLET_VERSION)) || !conn.line(line, wait_ms)) {
+  // (A refused peer gets its answer and the close at once: the send may fail
+  // while that answer still waits to be read.)
+  conn.send(hostlet::ctl::hello_request(HOSTLET_VERSION));
+  if (!conn.line(line, wait_ms)) {
     if (conn.closed()) fprintf(stderr, "hostlet-ctl: %s closed the connection without answering\n", socket_path.c_str());
     else fprintf(stderr, "hostlet-ctl: no answer from the agent%s\n", timeout_s > 0 ? " (timed out)" : "");
     return kExitUnreachable;
