@@ -148,15 +148,15 @@ bool Agent::create_instances(ConfigErrors& errs, bool strict) {
       // An optional plugin that is not installed (hostlet without the
       // hostlet-plugin-libvirt package) is not an error of the file: the
       // agent runs without it. Anything else about it still is.
-      check_warnings_.push_back({config_.file, sec.plugin_mark,
+      check_warnings_.push_back({sec.file, sec.plugin_mark,
                                  "warning: optional instance '" + sec.name + "': " + err + "; the agent runs without it"});
       continue;
     }
     std::shared_ptr<Library> lib;
     if (!path.empty()) lib = Library::load(path, err);
     if (!lib) {
-      mine.push_back({config_.file, sec.plugin_mark, "instance '" + sec.name + "': " + err});
-    } else if (auto inst = instances_.make(sec, lib, config_.file, false, mine)) {
+      mine.push_back({sec.file, sec.plugin_mark, "instance '" + sec.name + "': " + err});
+    } else if (auto inst = instances_.make(sec, lib, sec.file, false, mine)) {
       log(Level::Info, sec.name, "loaded %s %s from %s", lib->desc()->name,
           lib->desc()->version ? lib->desc()->version : "", path.c_str());
       instances_.set_info(sec.name, true, "ok");
@@ -292,8 +292,11 @@ int Agent::check() {
   if (rc != 0) fprintf(stderr, "hostlet: internal error: loop not closed cleanly (%s)\n", uv_strerror(rc));
   print_errors(check_warnings_);
   if (!errs.empty()) return print_errors(errs);
-  printf("%s: ok (%zu instance%s, %zu rule%s)\n", config_.file.c_str(), config_.plugins.size(),
+  printf("%s: ok (%zu instance%s, %zu rule%s", config_.file.c_str(), config_.plugins.size(),
          config_.plugins.size() == 1 ? "" : "s", config_.rules.size(), config_.rules.size() == 1 ? "" : "s");
+  if (!config_.fragments.empty())
+    printf(", with %zu conf.d fragment%s", config_.fragments.size(), config_.fragments.size() == 1 ? "" : "s");
+  printf(")\n");
   return 0;
 }
 
@@ -312,8 +315,13 @@ int Agent::run() {
   signal(SIGPIPE, SIG_IGN);
 
   setup_core();
-  log(Level::Info, "hostlet", "hostlet %s starting (config %s, pool %u threads)", HOSTLET_VERSION,
-      config_.file.c_str(), config_.agent.threadpool);
+  std::string fragments;
+  if (!config_.fragments.empty())
+    fragments = " + " + std::to_string(config_.fragments.size()) + " fragment" +
+                (config_.fragments.size() == 1 ? "" : "s") + " from " +
+                std::filesystem::path(config_.fragments[0]).parent_path().string();
+  log(Level::Info, "hostlet", "hostlet %s starting (config %s%s, pool %u threads)", HOSTLET_VERSION,
+      config_.file.c_str(), fragments.c_str(), config_.agent.threadpool);
   // libuv creates its pool threads inside the first uv_queue_work, on the
   // calling thread: do it now rather than inside some plugin's first offload,
   // where a large pool (tens of ms for 1024 threads) would stall the loop and

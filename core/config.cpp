@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <map>
 
 #include "config_node.hpp"
@@ -399,21 +400,32 @@ bool parse_config(const std::string& text, const std::string& file, Config& out,
     return false;
   }
   for (const Entry& e : known_entries(r, root, "", keys)) {
-    if (e.key == "agent") parse_agent(r, e, out.agent);
-    else if (e.key == "plugins") parse_plugins(r, e, out.plugins);
-    else if (e.key == "rules") parse_rules(r, e, out.rules);
+    if (e.key == "agent") {
+      out.agent_mark = e.key_mark;
+      parse_agent(r, e, out.agent);
+    } else if (e.key == "plugins") {
+      parse_plugins(r, e, out.plugins);
+    } else if (e.key == "rules") {
+      parse_rules(r, e, out.rules);
+    }
   }
+  for (auto& p : out.plugins) p.file = file;
+  for (auto& rule : out.rules) rule.file = file;
   return errs.size() == before;
 }
 
-bool load_config_file(const std::string& path, Config& out, ConfigErrors& errs) {
+namespace {
+
+// Reads a config file into `text`; false with `problem` (strerror text or
+// "not a regular file").
+bool read_config_text(const std::string& path, std::string& text, std::string& problem) {
   // POSIX I/O rather than ifstream: a directory or an EIO must be an error with
   // its errno, not an empty (and therefore valid) config. O_NONBLOCK so that a
   // FIFO without a writer is refused at once instead of blocking a reload
   // forever; reading stops past the size limit (-c /dev/zero ends too).
   const size_t limit = YamlLimits{}.max_bytes;
-  std::string text;
-  std::string problem;
+  text.clear();
+  problem.clear();
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
   struct stat st {};
   if (fd < 0 || ::fstat(fd, &st) != 0) {
@@ -437,13 +449,78 @@ bool load_config_file(const std::string& path, Config& out, ConfigErrors& errs) 
     }
   }
   if (fd >= 0) ::close(fd);
-  if (!problem.empty()) {
+  return problem.empty();
+}
+
+// Appends `from`'s sections to `to`, except one whose name (when it has one)
+// is taken: that one is an error naming both places. `mark` picks the place.
+template <class Section, class MarkOf>
+void append_unique(std::vector<Section>& from, std::vector<Section>& to, const char* what, MarkOf mark,
+                   ConfigErrors& errs) {
+  for (auto& sec : from) {
+    auto same = std::find_if(to.begin(), to.end(), [&](const Section& q) { return !sec.name.empty() && q.name == sec.name; });
+    if (same == to.end()) {
+      to.push_back(std::move(sec));
+      continue;
+    }
+    errs.push_back({sec.file, mark(sec),
+                    std::string(what) + " '" + sec.name + "' (first at " + same->file + ":" +
+                        std::to_string(mark(*same).line) + ")"});
+  }
+}
+
+// Appends what fragment `frag` adds to `out`, refusing names taken.
+void merge_fragment(Config& frag, Config& out, ConfigErrors& errs) {
+  append_unique(frag.plugins, out.plugins, "plugins: duplicate instance name",
+                [](const InstanceSection& s) { return s.name_mark; }, errs);
+  append_unique(frag.rules, out.rules, "rules: duplicate rule name", [](const RuleSection& s) { return s.mark; }, errs);
+}
+
+}  // namespace
+
+bool load_config_file(const std::string& path, Config& out, ConfigErrors& errs) {
+  const size_t before = errs.size();
+  std::string text, problem;
+  if (!read_config_text(path, text, problem)) {
     out = Config{};
     out.file = path;
     errs.push_back(ConfigError{path, {}, "cannot read the file: " + problem});
     return false;
   }
-  return parse_config(text, path, out, errs);
+  parse_config(text, path, out, errs);
+
+  // Drop-in fragments: <dir of path>/conf.d/*.yaml, in name order.
+  std::error_code ec;
+  const std::filesystem::path dir = std::filesystem::path(path).parent_path() / "conf.d";
+  if (!std::filesystem::is_directory(dir, ec)) return errs.size() == before;
+  std::vector<std::string> files;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.size() > 5 && name.compare(name.size() - 5, 5, ".yaml") == 0 && name[0] != '.') files.push_back(entry.path().string());
+  }
+  if (ec) {
+    errs.push_back(ConfigError{dir.string(), {}, "cannot read the directory: " + ec.message()});
+    return false;
+  }
+  std::sort(files.begin(), files.end());
+  if (files.size() > kMaxFragments) {
+    errs.push_back(ConfigError{dir.string(), {}, "more than " + std::to_string(kMaxFragments) + " fragments (" +
+                                                     std::to_string(files.size()) + ")"});
+    return false;
+  }
+  for (const auto& file : files) {
+    if (!read_config_text(file, text, problem)) {
+      errs.push_back(ConfigError{file, {}, "cannot read the file: " + problem});
+      continue;
+    }
+    Config frag;
+    parse_config(text, file, frag, errs);
+    if (frag.agent_mark.line != 0)
+      errs.push_back(ConfigError{file, frag.agent_mark, "agent: belongs in " + path + ", not in a conf.d fragment"});
+    merge_fragment(frag, out, errs);
+    out.fragments.push_back(file);
+  }
+  return errs.size() == before;
 }
 
 }  // namespace hostlet

@@ -69,6 +69,7 @@ struct InstanceSection {
   bool optional = false;            // false: failing to load, init or start fails the agent's start
   YAML::Node config{YAML::NodeType::Undefined};  // the `config:` mapping (or null), undefined when absent
   Mark mark, name_mark, plugin_mark, config_mark;
+  std::string file;                 // the file it was read from: the main config or a conf.d fragment
 };
 
 struct RuleSection {
@@ -83,10 +84,13 @@ struct RuleSection {
   int64_t action_wait_ms = -1;       // `action_wait`, 0..24h: overrides agent.action_wait for this rule's calls; -1 = not set
   double rate_limit = 0;             // max firings per second ("10", "10/s", "30/m", "100/h"), 0 = unlimited
   std::string name;                  // optional, unique among rules; empty = unnamed
+  std::string file;                  // the file it was read from: the main config or a conf.d fragment
 };
 
 struct Config {
   std::string file;  // path or a label such as "<embedded>"
+  std::vector<std::string> fragments;  // conf.d files merged in, in the order read
+  Mark agent_mark;                     // of the `agent:` key; line 0 when absent
   AgentSection agent;
   std::vector<InstanceSection> plugins;
   std::vector<RuleSection> rules;
@@ -96,7 +100,14 @@ struct Config {
 // mean 'x'?" when one is close), types, ranges, required keys, duplicate
 // instance names. Returns true when errs gained nothing.
 bool parse_config(const std::string& text, const std::string& file, Config& out, ConfigErrors& errs);
-// Reads the file (an unreadable file is one error with no mark) then parse_config.
+// Reads the file (an unreadable file is one error with no mark) then
+// parse_config; then the drop-in fragments: every `*.yaml` in the `conf.d`
+// directory next to it, in name order (at most kMaxFragments), each of which
+// may hold `plugins:` and `rules:` (not `agent:`). Their instances and rules
+// are appended to the main file's, each remembering its file; an instance or
+// rule name used twice is an error naming both places. Every file is parsed
+// even when an earlier one has errors.
+inline constexpr size_t kMaxFragments = 256;
 bool load_config_file(const std::string& path, Config& out, ConfigErrors& errs);
 
 }  // namespace hostlet

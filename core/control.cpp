@@ -689,6 +689,7 @@ json ControlServer::status_json() {
   return json{{"version", HOSTLET_VERSION},
               {"pid", getpid()},
               {"config", agent_.config().file},
+              {"config_fragments", agent_.config().fragments},
               {"uptime_s", static_cast<double>(realtime_ms() - agent_.start_time_ms()) / 1000.0},
               {"threadpool", agent_.config().agent.threadpool},
               {"instances", inst},

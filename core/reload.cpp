@@ -322,7 +322,7 @@ void Reloader::op_add(Op& op) {
   op.item.action = "added";
   if (!op.error.empty()) return op_done(op, false, op.error);
   ConfigErrors errs;
-  auto inst = t_.instances.make(op.section, op.lib, job_->config.file, false, errs);
+  auto inst = t_.instances.make(op.section, op.lib, op.section.file, false, errs);
   if (!inst) return op_done(op, false, joined(errs));
   op.item.version = version_of(*op.lib);
   if (int r = inst->start(); r != 0) {
@@ -362,7 +362,7 @@ void Reloader::op_reload(Op& op) {
   if (!op.error.empty()) return op_done(op, false, op.error + keeps);
   op.item.attempted = version_of(*op.lib);
   ConfigErrors errs;
-  op.next = t_.instances.make(op.section, op.lib, job_->config.file, true, errs);
+  op.next = t_.instances.make(op.section, op.lib, op.section.file, true, errs);
   if (!op.next) return op_done(op, false, joined(errs) + keeps);
   op.old = old;
   // Pause: from here calls to the instance wait and its events are kept.

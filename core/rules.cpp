@@ -10,6 +10,7 @@
 namespace hostlet {
 
 struct RuleEngine::Rule {
+  std::string file;   // where it was read from
   std::string where;  // FILE:LINE
   std::string id;     // name, or where when unnamed: in events and ack replies
   std::string label;  // for logs: "FILE:LINE", or "'name' (FILE:LINE)"
@@ -132,7 +133,9 @@ bool RuleEngine::compile(const std::vector<RuleSection>& rules, const std::strin
   compiled_.clear();
   for (const auto& rs : rules) {
     auto r = std::make_shared<Rule>();
-    r->where = file + ":" + std::to_string(rs.mark.line);
+    const std::string& from = rs.file.empty() ? file : rs.file;  // a conf.d fragment's rules name their file
+    r->file = from;
+    r->where = from + ":" + std::to_string(rs.mark.line);
     r->id = rs.name.empty() ? r->where : rs.name;
     r->label = rs.name.empty() ? r->where : "'" + rs.name + "' (" + r->where + ")";
     r->definition = definition_of(rs);
@@ -140,7 +143,7 @@ bool RuleEngine::compile(const std::vector<RuleSection>& rules, const std::strin
     r->stats.id = r->id;
     auto glob_ok = [&](const std::string& g, const char* what) {
       if (valid_glob(g)) return true;
-      errs.push_back({file, rs.mark, std::string("rule: bad glob in ") + what + ": '" + g + "' (unbalanced '[')"});
+      errs.push_back({from, rs.mark, std::string("rule: bad glob in ") + what + ": '" + g + "' (unbalanced '[')"});
       return false;
     };
     r->source = rs.source;
@@ -159,7 +162,7 @@ bool RuleEngine::compile(const std::vector<RuleSection>& rules, const std::strin
     }
     for (const auto& [k, t] : rs.with) {
       std::string e;
-      if (!check_template(t, e)) errs.push_back({file, rs.with_mark, "rule: with." + k + ": " + e});
+      if (!check_template(t, e)) errs.push_back({from, rs.with_mark, "rule: with." + k + ": " + e});
       r->with.emplace_back(k, t);
     }
     r->debounce_ns = rs.debounce_ms * 1000000ull;
@@ -181,7 +184,7 @@ bool RuleEngine::check_actions(ConfigErrors& errs) const {
       std::string msg = "rule: unknown action '" + name + "'";
       std::string close = did_you_mean(name, known);
       if (!close.empty()) msg += " (did you mean '" + close + "'?)";
-      errs.push_back({file_, r->action_marks[i], msg});
+      errs.push_back({r->file, r->action_marks[i], msg});
     }
   return errs.size() == before;
 }

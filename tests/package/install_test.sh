@@ -5,13 +5,14 @@
 #   tests/package/install_test.sh DEB_DIR
 #
 #  1. installs hostlet alone from DEB_DIR with apt-get (purging an earlier
-#     install first): --check passes on its config, warning that the optional
-#     virt instance has no plugin; then hostlet-plugin-libvirt and hostlet-dev;
+#     install first): --check passes on its config (3 instances, no virt);
+#     then hostlet-plugin-libvirt (which adds virt in conf.d/50-libvirt.yaml)
+#     and hostlet-dev;
 #  2. systemd-analyze verify on the installed unit, man -l on the installed
 #     pages without a warning;
 #  3. the installed `hostlet --check` on the installed config, and on a copy
-#     with libvirt's URI switched to the test driver and the sockets moved to
-#     a temporary runtime directory;
+#     (with its conf.d) with libvirt's URI switched to the test driver and the
+#     sockets moved to a temporary runtime directory;
 #  4. starts the installed agent on that copy the way the unit does (its
 #     ExecStartPre= then its ExecStart=, with no HOSTLET_PLUGIN_DIR and a decoy
 #     plugin in /usr/plugins, where a build tree's would be), checks that
@@ -61,14 +62,19 @@ apt-get install -y -q --no-install-recommends "${files[0]}" >"$tmp/install.log" 
   { cat "$tmp/install.log" >&2; fail "apt-get install hostlet failed"; }
 out=$(/usr/sbin/hostlet --check -c /etc/hostlet/hostlet.yaml 2>&1) ||
   fail "without hostlet-plugin-libvirt, --check fails on the installed config: $out"
-grep -q "warning: optional instance 'virt': plugin 'libvirt' not found" <<<"$out" ||
-  fail "without hostlet-plugin-libvirt, --check does not warn about the virt instance: $out"
+grep -q "^/etc/hostlet/hostlet.yaml: ok (3 instances, 0 rules)$" <<<"$out" ||
+  fail "without hostlet-plugin-libvirt, the installed config is not the 3 instances without virt: $out"
 step "install: ${packages[*]}"
 apt-get install -y -q --no-install-recommends "${files[@]}" >"$tmp/install.log" 2>&1 ||
   { cat "$tmp/install.log" >&2; fail "apt-get install failed"; }
 for p in "${packages[@]}"; do installed "$p" || fail "$p is not installed"; done
 dpkg-query -W -f='${Conffiles}\n' hostlet | grep -q ' /etc/hostlet/hostlet.yaml ' ||
   fail "/etc/hostlet/hostlet.yaml is not a conffile of hostlet"
+dpkg-query -W -f='${Conffiles}\n' hostlet-plugin-libvirt | grep -q ' /etc/hostlet/conf.d/50-libvirt.yaml ' ||
+  fail "/etc/hostlet/conf.d/50-libvirt.yaml is not a conffile of hostlet-plugin-libvirt"
+out=$(/usr/sbin/hostlet --check -c /etc/hostlet/hostlet.yaml 2>&1) || fail "--check with the libvirt fragment: $out"
+grep -q "ok (4 instances, 0 rules, with 1 conf.d fragment)" <<<"$out" ||
+  fail "with hostlet-plugin-libvirt, --check does not see its conf.d fragment: $out"
 if [ ! -d /run/systemd/system ] && systemctl is-active --quiet hostlet 2>/dev/null; then
   fail "postinst started the service on a machine without systemd"
 fi
@@ -96,9 +102,14 @@ step "hostlet --check on /etc/hostlet/hostlet.yaml"
 run=$tmp/run
 mkdir -m 0755 "$run"
 config=$tmp/hostlet.yaml
-sed -e 's|qemu:///system|test:///default|' -e "s|/run/hostlet/|$run/|g" /etc/hostlet/hostlet.yaml >"$config"
-grep -q 'test:///default' "$config" || fail "the installed config names no libvirt URI to switch"
-! grep -v '^ *#' "$config" | grep -q '/run/hostlet' || fail "a socket is still under /run/hostlet in the copy"
+mkdir "$tmp/conf.d"
+for f in /etc/hostlet/hostlet.yaml /etc/hostlet/conf.d/*.yaml; do
+  case $f in /etc/hostlet/hostlet.yaml) out=$config ;; *) out=$tmp/conf.d/${f##*/} ;; esac
+  sed -e 's|qemu:///system|test:///default|' -e "s|/run/hostlet/|$run/|g" "$f" >"$out"
+done
+grep -q 'test:///default' "$tmp/conf.d/50-libvirt.yaml" || fail "the libvirt fragment names no libvirt URI to switch"
+! cat "$config" "$tmp"/conf.d/*.yaml | grep -v '^ *#' | grep -q '/run/hostlet' ||
+  fail "a socket is still under /run/hostlet in the copy"
 
 # The unit's commands, with the copy for the config it names.
 exec_line() { sed -n "s|^$1=||p" "$unit" | sed "s|/etc/hostlet/hostlet.yaml|$config|"; }

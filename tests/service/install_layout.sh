@@ -33,7 +33,10 @@ if [ -f "$build/plugins/libvirt/libvirt.so" ]; then
 fi
 [ -f "$config" ] || fail "no config at $config"
 cmp -s "$config" "$demo" && fail "the installed config is the embedded demo"
-grep -q 'uri: "qemu:///system"' "$config" || fail "the installed config does not use qemu:///system"
+fragment=$(dirname "$config")/conf.d/50-libvirt.yaml
+[ -f "$fragment" ] || fail "no libvirt fragment at $fragment"
+grep -q 'uri: "qemu:///system"' "$fragment" || fail "the installed libvirt fragment does not use qemu:///system"
+grep -q 'plugin: libvirt' "$config" && fail "the main config still has the libvirt instance (it belongs in conf.d)"
 grep -q 'socket: /run/hostlet/notify.sock' "$config" || fail "the notification socket is not under /run/hostlet"
 [ -f "$unit" ] || fail "no unit at $unit"
 grep -qx "ExecStart=$(under_prefix "$sbindir")/hostlet -c $(under_prefix "$sysconfdir")/hostlet/hostlet.yaml" "$unit" ||
@@ -41,17 +44,18 @@ grep -qx "ExecStart=$(under_prefix "$sbindir")/hostlet -c $(under_prefix "$sysco
 [ -f "$stage$(under_prefix "$libdir")/pkgconfig/hostlet-sdk.pc" ] || fail "no hostlet-sdk.pc"
 [ -f "$stage$prefix/share/bash-completion/completions/hostlet-ctl" ] || fail "no bash completion for hostlet-ctl"
 
-# The staged agent on the staged config: libvirt needs no daemon for --check.
-# Without the libvirt plugin in this build, its section goes.
+# The staged agent on the staged config and its conf.d: libvirt needs no
+# daemon for --check. Without the libvirt plugin in this build, the main file
+# alone (as on a host with only the hostlet package).
 check_config=$config
 if [ ! -f "$plugins/libvirt.so" ]; then
-  check_config=$stage/no-libvirt.yaml
-  python3 - "$config" "$check_config" <<'PY'
-import re, sys
-text = open(sys.argv[1]).read()
-open(sys.argv[2], "w").write(re.sub(r"\n  - name: virt\n(    .*\n|\n)*?(?=\n  #|\n  - )", "\n", text))
-PY
+  check_config=$stage/alone/hostlet.yaml
+  mkdir -p "$stage/alone"
+  cp "$config" "$check_config"
 fi
 out=$(HOSTLET_PLUGIN_DIR=$plugins LD_LIBRARY_PATH=$plugins "$agent" --check -c "$check_config" 2>&1) ||
   fail "hostlet --check on the installed config: $out"
+if [ "$check_config" = "$config" ]; then
+  grep -q "with 1 conf.d fragment" <<<"$out" || fail "--check did not read the libvirt fragment: $out"
+fi
 echo "installed layout ok; --check: $out"
