@@ -547,7 +547,7 @@ void ControlServer::cmd_call(const ConnPtr& c, const control::Request& req) {
     if (!conn) return;
     conn->outstanding--;
     if (!res.ok) {
-      conn->server->errors_++;
+      conn->server->calls_failed_++;  // the action's failure, not a bad request
       json reply{{"id", id}, {"ok", false}, {"error", res.error}};
       if (res.code == -EAGAIN) reply["errno"] = "EAGAIN";  // busy, not broken: the client may retry
       conn->send(reply);
@@ -813,6 +813,7 @@ json ControlServer::stats_json() {
                            {"wait_refused", ws.refused}}},
               {"control", {{"connections", conns_.size()},
                            {"refused", refused_},
+                           {"calls_failed", calls_failed_},
                            {"requests", requests_},
                            {"errors", errors_},
                            {"backpressure_pauses", backpressure_pauses_},

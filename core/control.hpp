@@ -102,7 +102,8 @@ class ControlServer {
   uv_timer_t sweep_{};  // closes idle and stuck connections
   bool ready_open_ = false, sweep_open_ = false;
   std::vector<std::weak_ptr<Conn>> ready_list_;
-  uint64_t requests_ = 0, errors_ = 0, backpressure_pauses_ = 0, idle_closed_ = 0, stuck_closed_ = 0, refused_ = 0;
+  uint64_t requests_ = 0, errors_ = 0, backpressure_pauses_ = 0, idle_closed_ = 0, stuck_closed_ = 0, refused_ = 0,
+           calls_failed_ = 0;
 };
 
 // JSON form of an event, as `events` streams it and tests read it.

@@ -194,7 +194,7 @@ const Command kCommands[] = {
 };
 
 void usage(FILE* f) {
-  fprintf(f, "usage: hostlet-ctl [-s SOCKET] [--json] [--timeout SECONDS] COMMAND [ARGS]\n\ncommands:\n");
+  fprintf(f, "usage: hostlet-ctl [-s SOCKET] [--json] [--no-headers] [--timeout SECONDS] COMMAND [ARGS]\n\ncommands:\n");
   constexpr int kColumn = 29;
   for (const Command& c : kCommands) {
     std::string text(c.help);
@@ -207,6 +207,7 @@ void usage(FILE* f) {
           "\n"
           "  -s, --socket SOCKET   control socket (default $HOSTLET_SOCKET or %s)\n"
           "  --json                print the agent's replies as received\n"
+          "  --no-headers          print tables without their header line\n"
           "  --timeout SECONDS     give up waiting for a reply (default 60; 0 = wait forever)\n"
           "\n"
           "exit status: 0 ok, 1 error reply, 2 agent unreachable, 64 usage\n",
@@ -306,6 +307,8 @@ int main(int argc, char** argv) {
       socket_path = args[i];
     } else if (a == "--json") {
       raw = true;
+    } else if (a == "--no-headers") {
+      hostlet::ctl::set_headers(false);
     } else if (a == "--timeout") {
       if (++i >= args.size()) usage_error("--timeout needs a number of seconds");
       if (!parse_number(args[i], INT_MAX / 1000, timeout_s))

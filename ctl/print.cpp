@@ -13,22 +13,31 @@ using json = nlohmann::json;
 
 namespace {
 
-void print_table(const std::vector<std::vector<std::string>>& rows) {
+bool g_headers = true;  // --no-headers: tables without their first row
+
+// Columns two spaces apart; rows[0] is the header (one token per column, so
+// that awk's fields match the columns), left out with --no-headers.
+std::string table_text(const std::vector<std::vector<std::string>>& rows) {
   std::vector<size_t> w;
   for (const auto& r : rows)
     for (size_t i = 0; i < r.size(); i++) {
       if (w.size() <= i) w.push_back(0);
       w[i] = std::max(w[i], r[i].size());
     }
-  for (const auto& r : rows) {
+  std::string out;
+  for (size_t n = g_headers ? 0 : 1; n < rows.size(); n++) {
+    const auto& r = rows[n];
     std::string line;
     for (size_t i = 0; i < r.size(); i++) {
       line += r[i];
       if (i + 1 < r.size()) line += std::string(w[i] - r[i].size() + 2, ' ');
     }
-    printf("%s\n", line.c_str());
+    out += line + "\n";
   }
+  return out;
 }
+
+void print_table(const std::vector<std::vector<std::string>>& rows) { fputs(table_text(rows).c_str(), stdout); }
 
 std::string fmt(double v, int prec = 1) {
   char b[64];
@@ -63,7 +72,7 @@ void print_status(const json& d) {
   if (d.contains("reload") && (d["reload"].value("running", false) || d["reload"].value("queued", 0) > 0))
     printf("reload in progress, %s queued\n", scalar(d["reload"]["queued"]).c_str());
   std::vector<std::vector<std::string>> rows{
-      {"INSTANCE", "PLUGIN", "VERSION", "STATE", "LOADS", "LAST LOAD (UTC)", "LAST RESULT"}};
+      {"INSTANCE", "PLUGIN", "VERSION", "STATE", "LOADS", "LAST_LOAD_UTC", "LAST_RESULT"}};
   for (const auto& i : d["instances"]) {
     std::string when = "-";
     if (i.contains("last_time") && i["last_time"].is_number()) {
@@ -113,45 +122,69 @@ void print_describe(const json& d) {
   print_table(rows);
 }
 
-void print_stats(const json& d) {
+void set_headers(bool on) { g_headers = on; }
+
+std::string stats_text(const json& d) {
+  std::string out;
+  auto line = [&out](const char* f, auto... a) {
+    char b[512];
+    snprintf(b, sizeof b, f, a...);
+    out += b;
+  };
+  auto num = [](const json& v) { return v.is_number() ? v.get<double>() : 0.0; };
   const json& l = d["loop"];
-  printf("loop lag: p50 %s ms  p99 %s ms  max %s ms  (%s samples)  slow callbacks %s",
-         fmt(l["lag_p50_ms"].get<double>(), 2).c_str(), fmt(l["lag_p99_ms"].get<double>(), 2).c_str(),
-         fmt(l["lag_max_ms"].get<double>(), 2).c_str(), scalar(l["samples"]).c_str(), scalar(l["slow_callbacks"]).c_str());
-  if (!l["worst_instance"].get<std::string>().empty())
-    printf("  worst %s ms (%s)", fmt(l["worst_callback_ms"].get<double>(), 2).c_str(), scalar(l["worst_instance"]).c_str());
-  printf("\n");
+  line("loop lag p50/p99/max: %s/%s/%s ms (%s samples)  slow callbacks %s", fmt(num(l["lag_p50_ms"]), 2).c_str(),
+       fmt(num(l["lag_p99_ms"]), 2).c_str(), fmt(num(l["lag_max_ms"]), 2).c_str(), scalar(l["samples"]).c_str(),
+       scalar(l["slow_callbacks"]).c_str());
+  if (l.contains("worst_instance") && !scalar(l["worst_instance"]).empty())
+    line("  worst %s ms (%s)", fmt(num(l["worst_callback_ms"]), 2).c_str(), scalar(l["worst_instance"]).c_str());
+  out += "\n";
   const json& b = d["bus"];
-  printf("bus: published %s  dispatched %s  dropped %s  depth %s/%s (max %s)  subscriptions %s\n",
-         scalar(b["published"]).c_str(), scalar(b["dispatched"]).c_str(), scalar(b["dropped"]).c_str(),
-         scalar(b["depth"]).c_str(), scalar(b["capacity"]).c_str(), scalar(b["max_depth"]).c_str(),
-         scalar(b["subscriptions"]).c_str());
-  printf("actions pending: %s  control: %s connection(s), %s request(s), %s error(s)\n",
-         scalar(d["actions"]["pending"]).c_str(), scalar(d["control"]["connections"]).c_str(),
-         scalar(d["control"]["requests"]).c_str(), scalar(d["control"]["errors"]).c_str());
-  printf("\nlanes:\n");
-  std::vector<std::vector<std::string>> rows{{"  INSTANCE", "INFLIGHT", "RUNNING", "QUEUED", "SUBMITTED", "DONE",
-                                              "REJECTED", "CANCELLED", "TIMED OUT", "SHUTDOWN", "WAIT p50/p99 us",
-                                              "RUN p50/p99 us"}};
+  line("bus: published %s  dispatched %s  refused %s  depth %s/%s (max %s)  subscriptions %s\n",
+       scalar(b["published"]).c_str(), scalar(b["dispatched"]).c_str(), scalar(b["dropped"]).c_str(),
+       scalar(b["depth"]).c_str(), scalar(b["capacity"]).c_str(), scalar(b["max_depth"]).c_str(),
+       scalar(b["subscriptions"]).c_str());
+  const json& a = d["actions"];
+  line("actions: pending %s  waiting for a lane %s (max %s)  waited %s  wait expired %s  refused %s\n",
+       scalar(a["pending"]).c_str(), scalar(a.value("waiting", json(0))).c_str(),
+       scalar(a.value("max_waiting", json(0))).c_str(), scalar(a.value("waited", json(0))).c_str(),
+       scalar(a.value("wait_expired", json(0))).c_str(), scalar(a.value("wait_refused", json(0))).c_str());
+  const json& c = d["control"];
+  line("control: connections %s  requests %s  refused requests %s  failed calls %s  refused peers %s\n",
+       scalar(c["connections"]).c_str(), scalar(c["requests"]).c_str(), scalar(c["errors"]).c_str(),
+       scalar(c.value("calls_failed", json(0))).c_str(), scalar(c.value("refused", json(0))).c_str());
+  // Lanes in three tables that each fit 100 columns: now, totals, latencies.
+  out += "\nlanes:\n";
+  std::vector<std::vector<std::string>> rows{{"  INSTANCE", "RUNNING/MAX", "QUEUED/MAX", "REJECTED", "TIMED_OUT"}};
+  std::vector<std::vector<std::string>> totals{{"  INSTANCE", "SUBMITTED", "DONE", "CANCELLED", "SHUTDOWN"}};
+  std::vector<std::vector<std::string>> lat{{"  INSTANCE", "WAIT_P50_US", "WAIT_P99_US", "RUN_P50_US", "RUN_P99_US"}};
   for (auto it = d["lanes"].begin(); it != d["lanes"].end(); ++it) {
     const json& s = it.value();
-    rows.push_back({"  " + it.key(), scalar(s["max_inflight"]), scalar(s["running"]), scalar(s["queued"]),
-                    scalar(s["submitted"]), scalar(s["done"]), scalar(s["rejected"]), scalar(s["cancelled"]),
-                    scalar(s["timed_out"]), scalar(s["shutdown"]),
-                    fmt(s["queue_wait_us"]["p50"].get<double>(), 0) + "/" + fmt(s["queue_wait_us"]["p99"].get<double>(), 0),
-                    fmt(s["run_time_us"]["p50"].get<double>(), 0) + "/" + fmt(s["run_time_us"]["p99"].get<double>(), 0)});
+    rows.push_back({"  " + it.key(), scalar(s["running"]) + "/" + scalar(s["max_inflight"]),
+                    scalar(s["queued"]) + "/" + scalar(s["max_queue"]), scalar(s["rejected"]), scalar(s["timed_out"])});
+    totals.push_back({"  " + it.key(), scalar(s["submitted"]), scalar(s["done"]), scalar(s["cancelled"]),
+                      scalar(s["shutdown"])});
+    lat.push_back({"  " + it.key(), fmt(num(s["queue_wait_us"]["p50"]), 0), fmt(num(s["queue_wait_us"]["p99"]), 0),
+                   fmt(num(s["run_time_us"]["p50"]), 0), fmt(num(s["run_time_us"]["p99"]), 0)});
   }
-  print_table(rows);
-  if (!d["rules"].empty()) {
-    printf("\nrules:\n");
-    rows = {{"  RULE", "MATCHED", "FIRED", "DEBOUNCED", "RATE LIMITED", "TEMPLATE ERRORS", "OK", "FAILED"}};
+  out += table_text(rows);
+  out += "\nlane totals:\n";
+  out += table_text(totals);
+  out += "\nlane latency since start (wait: submit to start on a pool thread; run: the work):\n";
+  out += table_text(lat);
+  if (d.contains("rules") && !d["rules"].empty()) {
+    out += "\nrules:\n";
+    rows = {{"  RULE", "MATCHED", "FIRED", "DEBOUNCED", "RATE_LIMITED", "TEMPLATE_ERRORS", "OK", "FAILED"}};
     for (const auto& r : d["rules"])
       rows.push_back({"  " + scalar(r["rule"]), scalar(r["matched"]), scalar(r["fired"]), scalar(r["debounced"]),
                       scalar(r["rate_limited"]), scalar(r["template_errors"]), scalar(r["actions_ok"]),
                       scalar(r["actions_failed"])});
-    print_table(rows);
+    out += table_text(rows);
   }
+  return out;
 }
+
+void print_stats(const json& d) { fputs(stats_text(d).c_str(), stdout); }
 
 std::string attr_value_text(const std::string& v) {
   bool plain = !v.empty();

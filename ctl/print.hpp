@@ -11,6 +11,10 @@ void print_status(const nlohmann::json& data);
 void print_plugins(const nlohmann::json& data);
 void print_describe(const nlohmann::json& data);
 void print_stats(const nlohmann::json& data);
+// What print_stats prints: sections that fit 100 columns, one-token headers.
+std::string stats_text(const nlohmann::json& data);
+// --no-headers: tables without their header row.
+void set_headers(bool on);
 void print_event(const nlohmann::json& event);
 // One streamed event as a line, times in UTC as in the agent's log:
 // 2026-12-02T18:26:25.123Z SOURCE TYPE KEY=VALUE..., where a value that is

@@ -34,3 +34,41 @@ TEST_CASE("ctl print: an event line has a UTC date and time, and values that wou
   CHECK(hostlet::ctl::attr_value_text("vm-1/é") == "vm-1/é");
   CHECK(hostlet::ctl::attr_value_text("a\\b") == "\"a\\\\b\"");
 }
+
+TEST_CASE("ctl print: stats come in sections under 100 columns, one-token headers, in-flight beside its limit") {
+  nlohmann::json d = nlohmann::json::parse(R"({
+    "loop": {"lag_p50_ms": 0.01, "lag_p99_ms": 0.2, "lag_max_ms": 3.5, "samples": 1200, "slow_callbacks": 0,
+             "worst_callback_ms": 0.4, "worst_instance": "virt"},
+    "bus": {"published": 100, "dispatched": 100, "dropped": 0, "depth": 0, "capacity": 65536, "max_depth": 12,
+            "backlog": 0, "subscriptions": 3},
+    "actions": {"pending": 2, "waiting": 5, "max_waiting": 40, "waited": 77, "wait_expired": 1, "wait_refused": 0},
+    "control": {"connections": 1, "requests": 9, "errors": 1, "calls_failed": 2, "refused": 0},
+    "lanes": {"a-rather-long-instance-name": {"max_inflight": 1024, "max_queue": 1000000, "running": 1024,
+               "queued": 999999, "submitted": 123456789012, "done": 123456789012, "rejected": 123456789,
+               "cancelled": 12345678, "timed_out": 1234567, "shutdown": 123456,
+               "queue_wait_us": {"p50": 123456.0, "p99": 1234567.0}, "run_time_us": {"p50": 98765.0, "p99": 987654.0}}},
+    "rules": [{"rule": "restart-vm", "matched": 5, "fired": 4, "debounced": 1, "rate_limited": 0, "template_errors": 0,
+               "actions_ok": 4, "actions_failed": 0}]})");
+  std::string text = hostlet::ctl::stats_text(d);
+  INFO(text);
+  size_t from = 0;
+  while (from < text.size()) {
+    size_t nl = text.find('\n', from);
+    CHECK(nl - from <= 100);
+    from = nl + 1;
+  }
+  CHECK(text.find("  INSTANCE                     RUNNING/MAX  QUEUED/MAX      REJECTED   TIMED_OUT\n") !=
+        std::string::npos);
+  CHECK(text.find("1024/1024    999999/1000000  123456789  1234567\n") != std::string::npos);
+  CHECK(text.find("TIMED_OUT") != std::string::npos);
+  CHECK(text.find("RATE_LIMITED  TEMPLATE_ERRORS") != std::string::npos);
+  CHECK(text.find("actions: pending 2  waiting for a lane 5 (max 40)  waited 77  wait expired 1  refused 0\n") !=
+        std::string::npos);
+  CHECK(text.find("control: connections 1  requests 9  refused requests 1  failed calls 2  refused peers 0\n") !=
+        std::string::npos);
+  hostlet::ctl::set_headers(false);
+  std::string bare = hostlet::ctl::stats_text(d);
+  hostlet::ctl::set_headers(true);
+  CHECK(bare.find("INSTANCE") == std::string::npos);
+  CHECK(bare.find("  restart-vm  5") != std::string::npos);
+}

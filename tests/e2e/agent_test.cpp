@@ -584,7 +584,7 @@ TEST_CASE("agent: hostlet-ctl status prints each instance's version, loads, last
   Run r = a.ctl({"status"});
   INFO(r.out << r.err);
   CHECK(r.exit_code == 0);
-  CHECK(r.out.find("INSTANCE  PLUGIN  VERSION  STATE    LOADS  LAST LOAD (UTC)      LAST RESULT") != std::string::npos);
+  CHECK(r.out.find("INSTANCE  PLUGIN  VERSION  STATE    LOADS  LAST_LOAD_UTC        LAST_RESULT") != std::string::npos);
   CHECK_THAT(r.out.substr(0, r.out.find('\n')), Catch::Matches("hostlet \\S+  pid \\d+  up \\d+s  config .*"));
   size_t at = r.out.find("\nw ");
   REQUIRE(at != std::string::npos);
