@@ -177,11 +177,14 @@ bool ActionRegistry::start(const Entry& e, WaitingCall&& w) {
 }
 
 void ActionRegistry::enqueue(ActionOwner* owner, WaitingCall&& w, bool front) {
+  // A timer armed for an earlier deadline already covers this call: no scan
+  // of every waiting call on each enqueue of a flood.
+  const bool covered = wait_armed_ns_ != 0 && wait_armed_ns_ <= w.deadline_ns;
   auto& q = waiting_[owner];
   if (front) q.push_front(std::move(w));
   else q.push_back(std::move(w));
   if (++wait_stats_.waiting > wait_stats_.max_waiting) wait_stats_.max_waiting = wait_stats_.waiting;
-  arm_wait_timer();
+  if (!covered) arm_wait_timer();
 }
 
 void ActionRegistry::room_available(ActionOwner* owner) {
