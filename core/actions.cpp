@@ -198,11 +198,10 @@ void ActionRegistry::room_available(ActionOwner* owner) {
     wait_stats_.waiting--;
     auto e = entries_.find(w.name);
     if (e == entries_.end() || e->second.owner != owner) {
-      // The action went away while the call waited (its instance was replaced).
-      std::string name = w.name;
-      auto cb = std::move(w.cb);
-      if (call(name, std::move(w.attrs), std::move(cb), CallOptions{w.wait_ms}) == -ENOENT && cb)
-        cb(ActionResult::failure("no such action '" + name + "'"));
+      // Not reached today: an owner's entries go only through remove_owner,
+      // which answers its waiting calls, and a reload moves them to the held
+      // calls first. Should it happen, the caller still gets its one answer.
+      w.cb(ActionResult::failure("no such action '" + w.name + "' for the calls that waited for '" + owner->name() + "'"));
     } else if (!start(e->second, std::move(w))) {
       return;  // busy again: it asked for room
     }
