@@ -277,7 +277,7 @@ const hostlet_action_info kActions[] = {
 const hostlet_plugin kPlugin = {
     HOSTLET_ABI_MAJOR, HOSTLET_ABI_MINOR, sizeof(hostlet_plugin),
     "bench", "0.1", "offload benchmark", nullptr, kActions, nullptr,
-    init, start, stop, destroy,
+    init, start, stop, destroy, nullptr, nullptr,
 };
 
 }  // namespace

@@ -1,5 +1,5 @@
 /*
- * hostlet plugin ABI, version 1.
+ * hostlet plugin ABI, version 1.1 (1.0 plus the entries marked "since 1.1").
  *
  * A plugin is a shared object that exports exactly one symbol,
  * `hostlet_plugin_entry` (see HOSTLET_PLUGIN_ENTRY), returning a pointer to a
@@ -55,7 +55,7 @@ extern "C" {
 #endif
 
 #define HOSTLET_ABI_MAJOR 1
-#define HOSTLET_ABI_MINOR 0
+#define HOSTLET_ABI_MINOR 1
 
 /** The name of the one symbol a plugin exports. */
 #define HOSTLET_PLUGIN_ENTRY_SYMBOL "hostlet_plugin_entry"
@@ -301,6 +301,54 @@ typedef struct hostlet_offload_opts {
 } hostlet_offload_opts;
 
 /* ------------------------------------------------------------------------ */
+/* Health and metrics (since 1.1).                                           */
+
+/** What an instance says of itself (set_health); "ok" until it says otherwise. */
+typedef enum hostlet_health {
+  HOSTLET_HEALTH_OK = 0,       /* doing its job */
+  HOSTLET_HEALTH_DEGRADED = 1, /* running, but part of its job cannot be done (e.g. its peer is unreachable) */
+  HOSTLET_HEALTH_FAILED = 2    /* running, but cannot do its job at all */
+} hostlet_health;
+
+/**
+ * The metrics writer handed to a plugin's collect (opaque, owned by the
+ * host, valid during that call only). A family is opened with metric_family
+ * and its samples follow with metric_sample / metric_histogram; the next
+ * metric_family closes it.
+ */
+typedef struct hostlet_metrics hostlet_metrics;
+
+typedef enum hostlet_metric_type {
+  HOSTLET_METRIC_COUNTER = 1,   /* the family name ends in "_total" */
+  HOSTLET_METRIC_GAUGE = 2,
+  HOSTLET_METRIC_HISTOGRAM = 3  /* samples only through metric_histogram */
+} hostlet_metric_type;
+
+/** Exposition formats of metrics_scrape. */
+typedef enum hostlet_metrics_format {
+  HOSTLET_METRICS_TEXT = 0,        /* Prometheus text format 0.0.4 */
+  HOSTLET_METRICS_OPENMETRICS = 1  /* OpenMetrics 1.0.0 text, ends with "# EOF" */
+} hostlet_metrics_format;
+
+/** Options for metrics_scrape; NULL means all defaults. */
+typedef struct hostlet_scrape_opts {
+  size_t struct_size;             /* sizeof(hostlet_scrape_opts) */
+  hostlet_metrics_format format;
+  /** How long to wait for instances whose refresh() started a collection
+   *  (0: do not wait); after it their collect serves the data they have. */
+  uint64_t timeout_ms;
+} hostlet_scrape_opts;
+
+/**
+ * The exposition text of a scrape: `text` holds `len` bytes (NUL-terminated
+ * too), valid during the callback only. `text` is NULL (len 0) when the
+ * scraping instance is destroyed before the scrape is over.
+ */
+typedef void (*hostlet_scrape_fn)(void *arg, const char *text, size_t len);
+/** The agent's health: healthy 1 or 0 and a one-line JSON object, valid during the callback only. */
+typedef void (*hostlet_health_fn)(void *arg, int healthy, const char *json);
+
+/* ------------------------------------------------------------------------ */
 /* The host function table.                                                  */
 
 /**
@@ -460,7 +508,84 @@ typedef struct hostlet_host_api {
    */
   void *(*uv_loop)(hostlet_host *host);
 
-  /* later minors append here, each group under a "since 1.N" comment */
+  /* --- since 1.1: error messages, event ids --- */
+
+  /**
+   * Sets the message for the error the running callback is about to return:
+   * init's (shown verbatim by `hostlet --check`, the reload reply and
+   * `status` as the last result) or an action handler's non-zero return
+   * (the caller's error message). Formatted like log(). The host clears it
+   * when the callback returns; a message set with nothing failing is
+   * ignored. Loop thread.
+   */
+  void (*set_error)(hostlet_host *host, const char *fmt, ...) HOSTLET_PRINTF(2, 3);
+  /** publish() that also gives the event's id in *id_out (may be NULL). Returns as publish. */
+  int (*publish_id)(hostlet_host *host, const char *type, const hostlet_attr *attrs, size_t n_attrs,
+                    uint64_t *id_out);
+
+  /* --- since 1.1: health --- */
+
+  /**
+   * Reports the instance's health, with a short reason (may be NULL for
+   * none). `hostlet-ctl status`, the hostlet_instance_health metric and
+   * the agent's health show it; a change publishes the event
+   * "instance.health" from source "hostlet" (attrs instance, health,
+   * previous, reason). An instance starts as ok; a reload starts the new
+   * instance as ok. \return 0; -EINVAL bad health value.
+   */
+  int (*set_health)(hostlet_host *host, hostlet_health health, const char *reason);
+
+  /* --- since 1.1: metrics --- */
+
+  /**
+   * Opens a metric family in a collect(): `name` matches
+   * [a-zA-Z_:][a-zA-Z0-9_:]* (a counter's ends in "_total", which the host
+   * strips in OpenMetrics' TYPE line), `help` is one line of text (may be
+   * NULL), `unit` (may be NULL or "") is a suffix of the name, e.g.
+   * "bytes" for "..._bytes_total". The host prefixes nothing.
+   * \return 0; -EINVAL bad name, type or unit; -EEXIST the family was
+   *         already written in this scrape (its samples are then refused).
+   */
+  int (*metric_family)(hostlet_metrics *m, const char *name, hostlet_metric_type type, const char *help,
+                       const char *unit);
+  /**
+   * One sample of the open counter or gauge family. Label names match
+   * [a-zA-Z_][a-zA-Z0-9_]* and do not start with "__"; label values are any
+   * UTF-8 and escaped by the host. \return 0; -EINVAL bad label name, no
+   * open family or a histogram family; -EEXIST same label set twice.
+   */
+  int (*metric_sample)(hostlet_metrics *m, const hostlet_attr *labels, size_t n_labels, double value);
+  /**
+   * One histogram of the open histogram family: `n_buckets` increasing
+   * upper bounds (without +Inf) and the cumulative count of each, the sum
+   * and the total count (the +Inf bucket). \return 0; -EINVAL as
+   * metric_sample, bounds not increasing or counts decreasing; -EEXIST.
+   */
+  int (*metric_histogram)(hostlet_metrics *m, const hostlet_attr *labels, size_t n_labels,
+                          const double *upper_bounds, const uint64_t *cumulative_counts, size_t n_buckets,
+                          double sum, uint64_t count);
+  /** Ends the collection a refresh() returning 1 started (see hostlet_plugin.refresh). */
+  void (*metrics_refreshed)(hostlet_host *host);
+  /**
+   * For a plugin that serves metrics (e.g. over HTTP): asks every running
+   * instance that has refresh() to refresh, waits for them up to the
+   * timeout, then renders the agent's own metrics and every running
+   * instance's collect() into one exposition. Scrapes that overlap share
+   * the refreshes in flight. cb(arg, text, len) runs exactly once on the
+   * loop thread, never before metrics_scrape returns (text NULL if this
+   * instance is destroyed first). \return 0 (cb will run); -EINVAL.
+   */
+  int (*metrics_scrape)(hostlet_host *host, const hostlet_scrape_opts *opts, hostlet_scrape_fn cb, void *arg);
+  /**
+   * The agent's health, now, synchronously: healthy (1) while the loop's
+   * lateness over the last 10 s stays under max_lag_ms and every instance
+   * runs and reports no "failed" health; cb gets it and a JSON object
+   * {"status":"ok"|"unhealthy","loop_lag_ms":N,"instances":{NAME:{"state":..,"health":..,"reason":..}}}
+   * before health returns. \return 0; -EINVAL.
+   */
+  int (*agent_health)(hostlet_host *host, uint64_t max_lag_ms, hostlet_health_fn cb, void *arg);
+
+  /* later additions of 1.1 and later minors append here */
 } hostlet_host_api;
 
 /* ------------------------------------------------------------------------ */
@@ -502,6 +627,22 @@ typedef struct hostlet_plugin {
   int (*start)(void *state);
   void (*stop)(void *state);
   void (*destroy)(void *state);
+
+  /* --- since 1.1 (the host reads them only when struct_size covers them) --- */
+
+  /**
+   * Writes the instance's metrics with the writer entries of the host API
+   * (metric_family, metric_sample, metric_histogram), from data it already
+   * has: it must not block or wait. May be NULL. Loop thread, while started.
+   */
+  void (*collect)(void *state, hostlet_metrics *out);
+  /**
+   * Before a scrape: 0 when the data collect would write is fresh enough
+   * (the plugin's own rule, e.g. a max age), 1 when the plugin has started
+   * to collect fresher data and will call api->metrics_refreshed(host) when
+   * it has (the host calls refresh again only after that). May be NULL.
+   */
+  int (*refresh)(void *state);
 } hostlet_plugin;
 
 /** Fills the version fields of a hostlet_plugin initializer. */
