@@ -5,6 +5,9 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include <fstream>
+#include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 
@@ -152,6 +155,8 @@ TEST_CASE("health: status, the metric and an instance.health event; agent_health
   CHECK(line.find("health=degraded") != std::string::npos);
   CHECK(line.find("previous=ok") != std::string::npos);
   CHECK(line.find("reason=\"peer unreachable\"") != std::string::npos);
+  Run table = a.ctl({"status"});
+  CHECK(table.out.find("m: degraded: peer unreachable\n") != std::string::npos);
   // Only the reason changes: no second event.
   REQUIRE(a.ctl({"call", "m.health", "health=degraded", "reason=still down"}).exit_code == 0);
   CHECK(instance(a, "m")["health_reason"] == "still down");
@@ -221,4 +226,30 @@ TEST_CASE("a plugin built against the frozen 1.0 header loads, works and reloads
   CHECK(wait_until([&] { return events.out().find(" old abi10.tick count=") != std::string::npos; }));
   events.stop(15);
   a.stop();
+}
+
+TEST_CASE("the README's list of the agent's families is the list a scrape has") {
+  TempDir dir;
+  Agent a(dir, config());
+  REQUIRE(start(a));
+  std::string text = metrics(a);
+  CHECK(a.log().find("[hostlet] metrics:") == std::string::npos);  // the core's own families are all accepted
+  a.stop();
+  std::set<std::string> scraped;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("# TYPE ", 0) != 0) continue;
+    std::string name = line.substr(7, line.find(' ', 7) - 7);
+    if (name.rfind("hostlet_", 0) == 0 || name.rfind("process_", 0) == 0) scraped.insert(name);
+  }
+  std::ifstream readme(env_path("HOSTLET_SOURCE_ROOT") + "/README.md");
+  REQUIRE(readme);
+  std::set<std::string> listed;
+  bool in_section = false;
+  for (std::string line; std::getline(readme, line);) {
+    if (line.rfind("## ", 0) == 0) in_section = line == "## Metrics and health";
+    if (!in_section || line.rfind("| `", 0) != 0) continue;
+    listed.insert(line.substr(3, line.find('`', 3) - 3));
+  }
+  CHECK(listed == scraped);
 }
