@@ -81,21 +81,25 @@ TEST_CASE("agent: --check reports every loader failure with file, line and colum
       "  - name: initf\n"                                                 // line 6
       "    plugin: " + fixture("init_fails") + "\n"
       "  - {name: missing, plugin: /nonexistent/x.so}\n"                  // line 8
-      "  - {name: byname, plugin: no_such_plugin_anywhere}\n",            // line 9
-      "  - on: {type: go}\n    do: w.ech\n");                             // lines 11..12
+      "  - {name: byname, plugin: no_such_plugin_anywhere}\n"             // line 9
+      "  - {name: newer, plugin: " + fixture("future_minor") + "}\n",     // line 10
+      "  - on: {type: go}\n    do: w.ech\n");                             // lines 12..13
   Run r = check(dir, yaml);
   std::string f = dir / "check.yaml";
   INFO(r.err);
   CHECK(r.exit_code == 1);
   CHECK(r.err.find(f + ":4:25: instance 'abi'") != std::string::npos);
   CHECK(r.err.find("built for plugin ABI 2.0, this agent speaks 1.1") != std::string::npos);
+  CHECK(r.err.find(f + ":10:27: instance 'newer'") != std::string::npos);
+  CHECK(r.err.find("built for plugin ABI 1.2, this agent speaks 1.1 (same major and a minor up to 1 are loadable)") !=
+        std::string::npos);
   CHECK(r.err.find(f + ":5:29: instance 'noentry'") != std::string::npos);
   CHECK(r.err.find("no entry symbol 'hostlet_plugin_entry'") != std::string::npos);
   CHECK(r.err.find(f + ":6:5: instance 'initf': plugin 'init_fails' rejected its config") != std::string::npos);
   CHECK(r.err.find("refusing to start: always") != std::string::npos);  // the plugin's own words
   CHECK(r.err.find(f + ":8:29: instance 'missing': plugin file /nonexistent/x.so not found") != std::string::npos);
   CHECK(r.err.find(f + ":9:28: instance 'byname': plugin 'no_such_plugin_anywhere' not found") != std::string::npos);
-  CHECK(r.err.find(f + ":12:9: rule: unknown action 'w.ech' (did you mean 'w.echo'?)") != std::string::npos);
+  CHECK(r.err.find(f + ":13:9: rule: unknown action 'w.ech' (did you mean 'w.echo'?)") != std::string::npos);
 }
 
 TEST_CASE("agent: a truncated or non-ELF .so is refused with a reason, not a crash") {
