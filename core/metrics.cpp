@@ -5,6 +5,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstring>
+#include <functional>
 
 #include "offload.hpp"  // Histogram
 
@@ -66,13 +67,13 @@ void append_escaped(std::string& out, std::string_view v, bool quote) {
 
 }  // namespace
 
-MetricsWriter::MetricsWriter(hostlet_metrics_format format) : format_(format) { out_.reserve(16 * 1024); }
+MetricsWriter::MetricsWriter(hostlet_metrics_format format) : format_(format) {}
 
 void MetricsWriter::set_owner(std::string_view owner) {
   owner_ = owner;
   refusal_.clear();
   refusals_ = 0;
-  open_ = false;  // an owner's open family does not carry over to the next one
+  cur_ = nullptr;  // an owner's open family does not carry over to the next one
 }
 
 bool MetricsWriter::valid_metric_name(std::string_view name) {
@@ -112,7 +113,7 @@ int MetricsWriter::refuse(int err, std::string why) {
 
 int MetricsWriter::family(std::string_view name, hostlet_metric_type type, std::string_view help,
                           std::string_view unit) {
-  open_ = false;
+  cur_ = nullptr;
   std::string quoted = "metric family '" + std::string(name) + "'";
   if (!valid_metric_name(name)) return refuse(-EINVAL, quoted + ": not a valid metric name");
   if (type != HOSTLET_METRIC_COUNTER && type != HOSTLET_METRIC_GAUGE && type != HOSTLET_METRIC_HISTOGRAM)
@@ -130,30 +131,49 @@ int MetricsWriter::family(std::string_view name, hostlet_metric_type type, std::
     if (!valid_label_name(unit) || !ends_with(base, "_" + std::string(unit)))
       return refuse(-EINVAL, quoted + ": unit '" + std::string(unit) + "' is not a suffix of the name");
   }
-  if (!families_.emplace(base).second) return refuse(-EEXIST, quoted + ": written twice in one scrape");
+  // A family is known by its name and by its base (the name without a
+  // counter's _total): text format names a counter by the one, OpenMetrics by
+  // the other, so a gauge "x_total" and a counter "x_total", or a gauge "x"
+  // and a counter "x_total", would collide in one of them.
+  auto known = by_base_.find(std::string(name));
+  if (known == by_base_.end()) known = by_base_.find(std::string(base));
+  if (known != by_base_.end()) {
+    // Another writer (a second instance of a plugin) or the same one again:
+    // its samples join the family, which is written once, where it began.
+    Family* f = known->second;
+    if (f->type != type || f->name != name)
+      return refuse(-EEXIST, quoted + ": already written in this scrape as another type or name");
+    cur_ = f;
+    return 0;
+  }
+  auto owned = std::make_unique<Family>();
+  Family* f = owned.get();
+  f->name = std::string(name);
+  f->type = type;
   const bool om = format_ == HOSTLET_METRICS_OPENMETRICS;
   std::string_view shown = om ? base : name;
+  std::string& out = f->text;
   if (!help.empty()) {
-    out_ += "# HELP ";
-    out_.append(shown);
-    out_ += ' ';
-    append_escaped(out_, help, om);
-    out_ += '\n';
+    out += "# HELP ";
+    out.append(shown);
+    out += ' ';
+    append_escaped(out, help, om);
+    out += '\n';
   }
-  out_ += "# TYPE ";
-  out_.append(shown);
-  out_ += type == HOSTLET_METRIC_COUNTER ? " counter\n" : type == HOSTLET_METRIC_GAUGE ? " gauge\n" : " histogram\n";
+  out += "# TYPE ";
+  out.append(shown);
+  out += type == HOSTLET_METRIC_COUNTER ? " counter\n" : type == HOSTLET_METRIC_GAUGE ? " gauge\n" : " histogram\n";
   if (om && !unit.empty()) {
-    out_ += "# UNIT ";
-    out_.append(shown);
-    out_ += ' ';
-    out_.append(unit);
-    out_ += '\n';
+    out += "# UNIT ";
+    out.append(shown);
+    out += ' ';
+    out.append(unit);
+    out += '\n';
   }
-  open_ = true;
-  type_ = type;
-  name_ = std::string(name);
-  series_.clear();
+  by_base_.emplace(std::string(name), f);
+  if (base != name) by_base_.emplace(std::string(base), f);
+  families_.push_back(std::move(owned));
+  cur_ = f;
   return 0;
 }
 
@@ -183,56 +203,63 @@ bool MetricsWriter::append_labels(std::string& out, const hostlet_attr* labels, 
   return true;
 }
 
-bool MetricsWriter::new_series(std::string_view labels) { return series_.emplace(labels).second; }
+// A 64-bit hash stands for the label set: no allocation per sample, and a
+// false "written twice" needs a collision among one family's series.
+bool MetricsWriter::new_series(std::string_view labels) {
+  return cur_->series.insert(std::hash<std::string_view>{}(labels)).second;
+}
 
 int MetricsWriter::sample(const hostlet_attr* labels, size_t n_labels, double value) {
-  if (!open_) return refuse(-EINVAL, "metric sample without an open family");
-  std::string quoted = "metric '" + name_ + "'";
-  if (type_ == HOSTLET_METRIC_HISTOGRAM) return refuse(-EINVAL, quoted + ": a histogram takes metric_histogram");
-  if (n_labels && !labels) return refuse(-EINVAL, quoted + ": labels NULL");
-  if (type_ == HOSTLET_METRIC_COUNTER && !(value >= 0 && std::isfinite(value)))
-    return refuse(-EINVAL, quoted + ": a counter's value is a number >= 0");
+  if (!cur_) return refuse(-EINVAL, "metric sample without an open family");
+  auto quoted = [&] { return "metric '" + cur_->name + "'"; };
+  if (cur_->type == HOSTLET_METRIC_HISTOGRAM) return refuse(-EINVAL, quoted() + ": a histogram takes metric_histogram");
+  if (n_labels && !labels) return refuse(-EINVAL, quoted() + ": labels NULL");
+  if (cur_->type == HOSTLET_METRIC_COUNTER && !(value >= 0 && std::isfinite(value)))
+    return refuse(-EINVAL, quoted() + ": a counter's value is a number >= 0");
   scratch_.clear();
   if (!append_labels(scratch_, labels, n_labels, {}, {}))
-    return refuse(-EINVAL, quoted + ": a label name is not valid or repeated");
-  if (!new_series(scratch_)) return refuse(-EEXIST, quoted + ": label set " + scratch_ + " written twice");
-  out_ += name_;
-  out_ += scratch_;
-  out_ += ' ';
-  append_number(out_, value);
-  out_ += '\n';
+    return refuse(-EINVAL, quoted() + ": a label name is not valid or repeated");
+  if (!new_series(scratch_)) return refuse(-EEXIST, quoted() + ": label set " + scratch_ + " written twice");
+  std::string& out = cur_->text;
+  out += cur_->name;
+  out += scratch_;
+  out += ' ';
+  append_number(out, value);
+  out += '\n';
   return 0;
 }
 
 int MetricsWriter::histogram(const hostlet_attr* labels, size_t n_labels, const double* upper_bounds,
                              const uint64_t* cumulative, size_t n_buckets, double sum, uint64_t count) {
-  if (!open_) return refuse(-EINVAL, "metric histogram without an open family");
-  std::string quoted = "metric '" + name_ + "'";
-  if (type_ != HOSTLET_METRIC_HISTOGRAM) return refuse(-EINVAL, quoted + ": not a histogram family");
+  if (!cur_) return refuse(-EINVAL, "metric histogram without an open family");
+  auto quoted = [&] { return "metric '" + cur_->name + "'"; };
+  if (cur_->type != HOSTLET_METRIC_HISTOGRAM) return refuse(-EINVAL, quoted() + ": not a histogram family");
   if ((n_labels && !labels) || (n_buckets && (!upper_bounds || !cumulative)))
-    return refuse(-EINVAL, quoted + ": NULL labels or buckets");
+    return refuse(-EINVAL, quoted() + ": NULL labels or buckets");
   for (size_t i = 0; i < n_buckets; ++i) {
     if (!std::isfinite(upper_bounds[i]) || (i && !(upper_bounds[i] > upper_bounds[i - 1])))
-      return refuse(-EINVAL, quoted + ": bucket bounds are finite and increasing");
+      return refuse(-EINVAL, quoted() + ": bucket bounds are finite and increasing");
     if ((i && cumulative[i] < cumulative[i - 1]) || cumulative[i] > count)
-      return refuse(-EINVAL, quoted + ": bucket counts are cumulative and at most the count");
+      return refuse(-EINVAL, quoted() + ": bucket counts are cumulative and at most the count");
   }
-  if (std::isnan(sum)) return refuse(-EINVAL, quoted + ": sum is NaN");
+  if (std::isnan(sum)) return refuse(-EINVAL, quoted() + ": sum is NaN");
   for (size_t i = 0; i < n_labels; ++i)
     if (labels[i].key && std::strcmp(labels[i].key, "le") == 0)
-      return refuse(-EINVAL, quoted + ": the label le is the host's, for the buckets");
+      return refuse(-EINVAL, quoted() + ": the label le is the host's, for the buckets");
   scratch_.clear();
   if (!append_labels(scratch_, labels, n_labels, {}, {}))
-    return refuse(-EINVAL, quoted + ": a label name is not valid or repeated");
-  if (!new_series(scratch_)) return refuse(-EEXIST, quoted + ": label set " + scratch_ + " written twice");
+    return refuse(-EINVAL, quoted() + ": a label name is not valid or repeated");
+  if (!new_series(scratch_)) return refuse(-EEXIST, quoted() + ": label set " + scratch_ + " written twice");
+  std::string& out = cur_->text;
+  const std::string& name = cur_->name;
   std::string le;
   auto bucket = [&](std::string_view bound, uint64_t c) {
-    out_ += name_;
-    out_ += "_bucket";
-    append_labels(out_, labels, n_labels, "le", bound);
-    out_ += ' ';
-    append_number(out_, static_cast<double>(c));
-    out_ += '\n';
+    out += name;
+    out += "_bucket";
+    append_labels(out, labels, n_labels, "le", bound);
+    out += ' ';
+    append_number(out, static_cast<double>(c));
+    out += '\n';
   };
   for (size_t i = 0; i < n_buckets; ++i) {
     le.clear();
@@ -241,12 +268,12 @@ int MetricsWriter::histogram(const hostlet_attr* labels, size_t n_labels, const 
   }
   bucket("+Inf", count);
   for (const char* part : {"_sum", "_count"}) {
-    out_ += name_;
-    out_ += part;
-    out_ += scratch_;
-    out_ += ' ';
-    append_number(out_, part[1] == 's' ? sum : static_cast<double>(count));
-    out_ += '\n';
+    out += name;
+    out += part;
+    out += scratch_;
+    out += ' ';
+    append_number(out, part[1] == 's' ? sum : static_cast<double>(count));
+    out += '\n';
   }
   return 0;
 }
@@ -276,7 +303,7 @@ struct CLabels {
 
 int MetricsWriter::sample(Labels labels, double value) {
   CLabels c(labels);
-  if (!c.ok) return refuse(-EINVAL, "metric '" + name_ + "': more than 16 labels");
+  if (!c.ok) return refuse(-EINVAL, "a metric sample with more than 16 labels");
   return sample(c.a, c.n, value);
 }
 
@@ -292,14 +319,21 @@ int MetricsWriter::histogram(Labels labels, const Histogram& h) {
     cum[i - kFirst] = acc;
   }
   CLabels c(labels);
-  if (!c.ok) return refuse(-EINVAL, "metric '" + name_ + "': more than 16 labels");
+  if (!c.ok) return refuse(-EINVAL, "a metric histogram with more than 16 labels");
   return histogram(c.a, c.n, bounds, cum, kLast - kFirst + 1, static_cast<double>(h.sum()) / 1e9, h.count());
 }
 
 std::string MetricsWriter::finish() {
-  open_ = false;
-  if (format_ == HOSTLET_METRICS_OPENMETRICS) out_ += "# EOF\n";
-  return std::move(out_);
+  cur_ = nullptr;
+  size_t total = 6;
+  for (const auto& f : families_) total += f->text.size();
+  std::string out;
+  out.reserve(total);
+  for (const auto& f : families_) out += f->text;
+  if (format_ == HOSTLET_METRICS_OPENMETRICS) out += "# EOF\n";
+  families_.clear();
+  by_base_.clear();
+  return out;
 }
 
 }  // namespace hostlet

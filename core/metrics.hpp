@@ -6,7 +6,7 @@
 // The host's rules, so that no exposition it serves is refused by a scraper:
 // family and label names are validated, label values and help text escaped
 // (invalid UTF-8 replaced), a family is written once per scrape, a label set
-// once per family, a counter's name ends in "_total" (stripped in
+// once per family (writers taking turns add to one family of one type), a counter's name ends in "_total" (stripped in
 // OpenMetrics' TYPE/HELP/UNIT lines) and its value is a finite number >= 0, a
 // unit is a suffix of the name. A refused call returns a negative errno and
 // writes nothing; the first refusal of each writer (owner) is kept for the
@@ -19,6 +19,8 @@
 #include <initializer_list>
 #include <string>
 #include <string_view>
+#include <memory>
+#include <unordered_map>
 #include <unordered_set>
 #include <utility>
 #include <vector>
@@ -69,14 +71,19 @@ class MetricsWriter {
   bool new_series(std::string_view labels);
 
   hostlet_metrics_format format_;
-  std::string out_;
   std::string owner_;
-  // the open family
-  bool open_ = false;
-  hostlet_metric_type type_ = HOSTLET_METRIC_GAUGE;
-  std::string name_;
-  std::unordered_set<std::string> families_;
-  std::unordered_set<std::string> series_;
+  // Families in the order they were first written; each holds its own text
+  // (header and samples), so that writers taking turns (two instances of one
+  // plugin) add to one family and the exposition lists it once.
+  struct Family {
+    std::string name;
+    hostlet_metric_type type = HOSTLET_METRIC_GAUGE;
+    std::string text;
+    std::unordered_set<uint64_t> series;  // hashes of the label sets written
+  };
+  std::vector<std::unique_ptr<Family>> families_;
+  std::unordered_map<std::string, Family*> by_base_;
+  Family* cur_ = nullptr;  // the open family
   std::string scratch_;
   std::string refusal_;
   size_t refusals_ = 0;

@@ -89,21 +89,41 @@ TEST_CASE("bad labels, duplicates and counter values are refused") {
   CHECK(w.sample(ok, 1, NAN) == -EINVAL);
   CHECK(w.sample(ok, 1, 3) == 0);
   CHECK(w.sample(ok, 1, 4) == -EEXIST);  // same series twice
-  CHECK(w.family("x_total", HOSTLET_METRIC_COUNTER, "") == -EEXIST);
-  CHECK(w.sample(ok, 1, 5) == -EINVAL);  // the refused family is not open
+  CHECK(w.family("x_total", HOSTLET_METRIC_GAUGE, "") == -EEXIST);  // the counter's name, as a gauge
+  CHECK(w.family("x", HOSTLET_METRIC_GAUGE, "") == -EEXIST);        // the counter's OpenMetrics name
   CHECK(w.finish() == "# TYPE x_total counter\nx_total{a=\"1\"} 3\n");
 }
 
-TEST_CASE("a family is once per scrape across owners; an owner's open family ends with it") {
+TEST_CASE("writers taking turns add to one family; another type for it is refused") {
   MetricsWriter w(HOSTLET_METRICS_TEXT);
   w.set_owner("a");
-  REQUIRE(w.family("shared", HOSTLET_METRIC_GAUGE, "") == 0);
+  REQUIRE(w.family("shared", HOSTLET_METRIC_GAUGE, "Shared.") == 0);
+  hostlet_attr a[] = {{"instance", "a"}};
+  REQUIRE(w.sample(a, 1, 1) == 0);
+  REQUIRE(w.family("other", HOSTLET_METRIC_GAUGE, "") == 0);
+  REQUIRE(w.sample(nullptr, 0, 7) == 0);
   w.set_owner("b");
-  CHECK(w.sample(nullptr, 0, 1) == -EINVAL);
+  CHECK(w.sample(nullptr, 0, 1) == -EINVAL);  // a's open family ended with a
   CHECK(w.first_refusal() == "metric sample without an open family");
+  REQUIRE(w.family("shared", HOSTLET_METRIC_GAUGE, "ignored: the first help stands") == 0);
+  hostlet_attr b[] = {{"instance", "b"}};
+  REQUIRE(w.sample(b, 1, 2) == 0);
+  CHECK(w.sample(a, 1, 3) == -EEXIST);  // a's series, again
   w.set_owner("c");
-  CHECK(w.family("shared", HOSTLET_METRIC_GAUGE, "") == -EEXIST);
-  CHECK(w.first_refusal().find("written twice") != std::string::npos);
+  CHECK(w.family("shared", HOSTLET_METRIC_COUNTER, "") == -EINVAL);  // no _total
+  CHECK(w.family("shared_total", HOSTLET_METRIC_COUNTER, "") == -EEXIST);  // base "shared"
+  w.set_owner("d");
+  CHECK(w.family("shared", HOSTLET_METRIC_HISTOGRAM, "") == -EEXIST);
+  CHECK(w.first_refusal().find("as another type") != std::string::npos);
+  CHECK(w.finish() ==
+        "# HELP shared Shared.\n# TYPE shared gauge\nshared{instance=\"a\"} 1\nshared{instance=\"b\"} 2\n"
+        "# TYPE other gauge\nother 7\n");
+}
+
+TEST_CASE("OpenMetrics: a counter and a gauge that share a base name clash") {
+  MetricsWriter w(HOSTLET_METRICS_OPENMETRICS);
+  REQUIRE(w.family("conns", HOSTLET_METRIC_GAUGE, "") == 0);
+  CHECK(w.family("conns_total", HOSTLET_METRIC_COUNTER, "") == -EEXIST);
 }
 
 TEST_CASE("histograms: cumulative buckets, +Inf, sum and count") {

@@ -543,8 +543,12 @@ typedef struct hostlet_host_api {
    * strips in OpenMetrics' TYPE line), `help` is one line of text (may be
    * NULL), `unit` (may be NULL or "") is a suffix of the name, e.g.
    * "bytes" for "..._bytes_total". The host prefixes nothing.
+   * Families are per scrape, not per instance: when another writer (a
+   * second instance of the plugin) has opened the same family, the samples
+   * join it, and the exposition lists it once.
    * \return 0; -EINVAL bad name, type or unit; -EEXIST the family was
-   *         already written in this scrape (its samples are then refused).
+   *         already written in this scrape with another type (its samples
+   *         are then refused).
    */
   int (*metric_family)(hostlet_metrics *m, const char *name, hostlet_metric_type type, const char *help,
                        const char *unit);
