@@ -7,7 +7,7 @@
 
 #include "stats.hpp"
 
-#include <hostlet/plugin.h>
+#include <hostlet/plugin.hpp>
 
 #include <cstdint>
 #include <span>
@@ -25,20 +25,17 @@ class MetricsOut {
   virtual int sample(const hostlet_attr* labels, size_t n_labels, double value) = 0;
 };
 
-// The host API's writer entries (ABI 1.1) for one collect() call.
+// The C++ wrapper's writer (the host's metric_family / metric_sample) for one collect() call.
 class ApiMetrics final : public MetricsOut {
  public:
-  ApiMetrics(const hostlet_host_api* api, hostlet_metrics* m) : api_(api), m_(m) {}
+  explicit ApiMetrics(hostlet::Metrics& m) : m_(m) {}
   int family(const char* name, hostlet_metric_type type, const char* help, const char* unit) override {
-    return api_->metric_family(m_, name, type, help, unit);
+    return m_.family(name, type, help, unit);
   }
-  int sample(const hostlet_attr* labels, size_t n, double value) override {
-    return api_->metric_sample(m_, labels, n, value);
-  }
+  int sample(const hostlet_attr* labels, size_t n, double value) override { return m_.sample(value, labels, n); }
 
  private:
-  const hostlet_host_api* api_;
-  hostlet_metrics* m_;
+  hostlet::Metrics& m_;
 };
 
 // A domain as the cache serves it: its last sample, and whether the last

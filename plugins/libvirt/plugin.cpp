@@ -96,8 +96,9 @@ class Virt final : public hostlet::Plugin, private Listener {
   int start() override;
   void stop(std::function<void()> stopped) override;
 
-  // ABI 1.1 metrics (see the descriptor's trampolines at the end).
-  bool refresh();
+  // ABI 1.1 metrics.
+  bool refresh() override;
+  void collect(hostlet::Metrics& m) override;
   void collect(MetricsOut& out) const;
 
  private:
@@ -556,6 +557,11 @@ bool Virt::refresh() {
   return true;
 }
 
+void Virt::collect(hostlet::Metrics& m) {
+  ApiMetrics out(m);
+  collect(out);
+}
+
 void Virt::collect(MetricsOut& out) const {
   MetricsView v;
   v.connected = phase_ == Phase::connected;
@@ -696,43 +702,9 @@ const hostlet_action_info* action_table() {
   return table.data();
 }
 
-// ABI 1.1 collect/refresh on top of HOSTLET_CPP_PLUGIN's instance: until the
-// C++ wrapper has them, the descriptor is spelled out here (one place to
-// switch back to the macro).
-Virt* virt_of(void* state) { return static_cast<hostlet::detail::Instance<Virt>*>(state)->plugin.get(); }
-
-void collect_entry(void* state, hostlet_metrics* m) {
-  Virt* v = virt_of(state);
-  v->host().guard("collect", [&] {
-    ApiMetrics out(v->host().api(), m);
-    v->collect(out);
-  });
-}
-
-int refresh_entry(void* state) {
-  Virt* v = virt_of(state);
-  int started = 0;
-  v->host().guard("refresh", [&] { started = v->refresh() ? 1 : 0; });
-  return started;
-}
-
-const hostlet_plugin kDescriptor = {
-    HOSTLET_PLUGIN_HEADER,
-    .name = "libvirt",
-    .version = "0.2.0",
-    .description = "libvirt domains: lifecycle events, offloaded actions, keepalive and reconnect, metrics",
-    .config = kConfig,
-    .actions = action_table(),
-    .events = kEvents,
-    .init = &hostlet::detail::init<Virt>,
-    .start = &hostlet::detail::start<Virt>,
-    .stop = &hostlet::detail::stop<Virt>,
-    .destroy = &hostlet::detail::destroy<Virt>,
-    .collect = &collect_entry,
-    .refresh = &refresh_entry,
-};
-
 }  // namespace
 }  // namespace hostlet_virt
 
-extern "C" HOSTLET_PLUGIN_ENTRY { return &hostlet_virt::kDescriptor; }
+HOSTLET_CPP_PLUGIN(hostlet_virt::Virt, "libvirt", "0.2.0",
+                   "libvirt domains: lifecycle events, offloaded actions, keepalive and reconnect, metrics",
+                   hostlet_virt::kConfig, hostlet_virt::action_table(), hostlet_virt::kEvents)
