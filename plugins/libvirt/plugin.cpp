@@ -14,6 +14,8 @@
 //         reconnect_max: 60s           # doubling up to reconnect_max
 //         stats_interval: 30s          # publish domain.stats per domain; 0 = off
 //         stats_groups: [state, cpu-total, balloon]
+//         metrics_interval: 15s        # refresh the metrics cache; 0 = only when scraped
+//         metrics_max_age: 5s          # a scrape with older data starts a collection
 //   rules:
 //     - on:   {source: notify, type: vm.start, attrs: {name: "vm*"}}
 //       do:   virt.domain.start
@@ -40,7 +42,9 @@
 // closed: no code of this .so runs after stopped(), so the host may unload it.
 #include "connection.hpp"
 #include "event_bridge.hpp"
+#include "metrics.hpp"
 #include "ops.hpp"
+#include "stats.hpp"
 #include "words.hpp"
 
 #include <hostlet/plugin.hpp>
@@ -49,6 +53,8 @@
 
 #include <algorithm>
 #include <cinttypes>
+#include <cstddef>
+#include <map>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -61,12 +67,39 @@ namespace {
 // Dropping a ConnectionPtr detaches its callbacks and closes it on a thread of the bridge.
 using ConnectionPtr = std::unique_ptr<Connection>;
 
+// Sets *flag while alive. Held by a work item and cleared when the item is
+// gone, not when done reports a deadline: a late collection still running
+// must not overlap the next one.
+class RunningFlag {
+ public:
+  explicit RunningFlag(bool* f) : flag_(f) { *flag_ = true; }
+  RunningFlag(RunningFlag&& o) noexcept : flag_(std::exchange(o.flag_, nullptr)) {}
+  RunningFlag(const RunningFlag&) = delete;
+  RunningFlag& operator=(const RunningFlag&) = delete;
+  RunningFlag& operator=(RunningFlag&&) = delete;
+  ~RunningFlag() {
+    if (flag_) *flag_ = false;
+  }
+
+ private:
+  bool* flag_;
+};
+
+// A collection missing a domain this many times in a row forgets it (a
+// domain that stopped while domain events are off).
+constexpr unsigned kForgetAfterMisses = 10;
+
 class Virt final : public hostlet::Plugin, private Listener {
  public:
   explicit Virt(hostlet::Host& host);
   ~Virt() override;
   int start() override;
   void stop(std::function<void()> stopped) override;
+
+  // ABI 1.1 metrics.
+  bool refresh() override;
+  void collect(hostlet::Metrics& m) override;
+  void collect(MetricsOut& out) const;
 
  private:
   enum class Phase { idle, connecting, connected, waiting, stopping };
@@ -108,6 +141,10 @@ class Virt final : public hostlet::Plugin, private Listener {
   void submit(hostlet::Call& call, const Op& op);
   void connection_info(hostlet::Call& call);
   void stats_tick();
+  bool start_metrics_collection();
+  void on_metrics_collected(int status, uint64_t started_ns, Snapshot snap);
+  void metrics_refreshed();
+  void set_health(hostlet_health health, const std::string& reason);
   void publish(const char* type, const hostlet::Attrs& attrs);
 
   // Listener
@@ -137,6 +174,24 @@ class Virt final : public hostlet::Plugin, private Listener {
   hostlet::Timer retry_timer_, stats_timer_;
 
   bool stats_running_ = false;
+
+  // The metrics cache (loop thread).
+  struct KnownDomain {
+    DomainSample sample;
+    unsigned misses = 0;  // consecutive collections that did not return it
+  };
+  uint64_t metrics_interval_ms_, metrics_max_age_ms_;
+  hostlet::Timer metrics_timer_;
+  std::shared_ptr<DeviceCache> devices_ = std::make_shared<DeviceCache>();
+  std::map<std::string, KnownDomain> known_;  // by uuid
+  NodeSample node_;
+  bool have_metrics_ = false;  // a collection succeeded on this connection
+  uint64_t metrics_at_ns_ = 0;
+  double metrics_duration_s_ = 0;
+  bool metrics_running_ = false;
+  bool refresh_owed_ = false;  // refresh() returned 1: call metrics_refreshed when the collection ends
+  uint64_t collections_ok_ = 0, collections_failed_ = 0;
+  hostlet_health health_ = HOSTLET_HEALTH_OK;
   uint64_t stats_skipped_ = 0, events_dropped_ = 0;
 
   size_t tokens_ = 0;
@@ -169,6 +224,8 @@ Virt::Virt(hostlet::Host& host) : Plugin(host), loop_(static_cast<uv_loop_t*>(ho
                                       std::to_string(reconnect_max_ms_) + " ms)");
   backoff_ms_ = reconnect_min_ms_;
   stats_interval_ms_ = static_cast<uint64_t>(host.integer("stats_interval"));
+  metrics_interval_ms_ = static_cast<uint64_t>(host.integer("metrics_interval"));
+  metrics_max_age_ms_ = static_cast<uint64_t>(host.integer("metrics_max_age"));
   if (std::string e = parse_stats_groups(join_commas(host.list("stats_groups")), &stats_groups_); !e.empty())
     throw hostlet::Error(-EINVAL, "stats_groups: " + e);
 
@@ -205,6 +262,7 @@ void Virt::stop(std::function<void()> stopped) {
   stopped_ = std::move(stopped);
   retry_timer_.stop();
   stats_timer_.stop();
+  metrics_timer_.stop();
   // Items still queued in the lane never start; running ones finish (keepalive bounds them).
   std::vector<hostlet_work*> queued;
   for (auto& [id, w] : works_) queued.push_back(w);
@@ -255,11 +313,16 @@ void Virt::use(ConnectionPtr c) {
   }
   if (stats_interval_ms_ > 0)
     stats_timer_ = host().timer(stats_interval_ms_, stats_interval_ms_, [this] { stats_tick(); });
+  set_health(HOSTLET_HEALTH_OK, "");
+  start_metrics_collection();  // data for the first scrape
+  if (metrics_interval_ms_ > 0)
+    metrics_timer_ = host().timer(metrics_interval_ms_, metrics_interval_ms_, [this] { start_metrics_collection(); });
 }
 
 void Virt::connect_failed(const std::string& error) {
   if (phase_ == Phase::stopping) return;
   last_error_ = error;
+  set_health(HOSTLET_HEALTH_DEGRADED, "libvirt connection to " + settings_.uri + " lost: " + error);
   if (!outage_published_) {
     outage_published_ = true;
     lost_at_ns_ = host().now_ns();
@@ -291,9 +354,14 @@ void Virt::on_lost(uint64_t gen, int reason) {
   }
   if (phase_ != Phase::connected || !conn_ || conn_->generation() != gen) return;
   stats_timer_.stop();
+  metrics_timer_.stop();
   conn_.reset();
   const std::string why = close_reason_word(reason);
   last_error_ = "connection closed (" + why + ")";
+  set_health(HOSTLET_HEALTH_DEGRADED, "libvirt connection to " + settings_.uri + " lost: " + last_error_);
+  // The next connection's domains are collected afresh.
+  known_.clear();
+  have_metrics_ = false;
   outage_published_ = true;
   lost_at_ns_ = host().now_ns();
   host().error("lost the connection to %s: %s", settings_.uri.c_str(), why.c_str());
@@ -405,20 +473,9 @@ void Virt::stats_tick() {
     host().debug("stats collection still running; skipping this tick (%" PRIu64 " skipped)", stats_skipped_);
     return;
   }
-  // Cleared when the item is gone, not when done reports a deadline: a late
-  // collection still running must not overlap the next one.
-  struct Running {
-    bool* flag;
-    explicit Running(bool* f) : flag(f) { *flag = true; }
-    Running(Running&& o) noexcept : flag(std::exchange(o.flag, nullptr)) {}
-    Running(const Running&) = delete;
-    ~Running() {
-      if (flag) *flag = false;
-    }
-  };
   int r = offload(
       [ref = ConnRef(conn_->get()), groups = stats_groups_, token = Token(this),
-       running = Running(&stats_running_)]() mutable {
+       running = RunningFlag(&stats_running_)]() mutable {
         StatsResult s = collect_stats(ref.get(), groups, 0);
         ref.reset();
         return s;
@@ -433,6 +490,101 @@ void Virt::stats_tick() {
         }
       });
   if (r != 0) host().warn("stats collection not started: %s", hostlet_strerror(r));
+}
+
+// ---- metrics ----
+
+// Starts a collection unless one runs (a late one included) or there is no
+// connection. True when one is in flight afterwards.
+bool Virt::start_metrics_collection() {
+  if (metrics_running_) return true;
+  if (phase_ != Phase::connected || !conn_) return false;
+  const uint64_t started = host().now_ns();
+  int r = offload(
+      [ref = ConnRef(conn_->get()), devices = devices_, token = Token(this),
+       running = RunningFlag(&metrics_running_)]() mutable {
+        Snapshot s = collect_snapshot(ref.get(), *devices);
+        ref.reset();
+        return s;
+      },
+      [this, started](int status, Snapshot s) { on_metrics_collected(status, started, std::move(s)); });
+  if (r != 0) {
+    host().warn("metrics collection not started: %s", hostlet_strerror(r));
+    return false;
+  }
+  return true;
+}
+
+void Virt::on_metrics_collected(int status, uint64_t started_ns, Snapshot snap) {
+  if (status != 0 || !snap.ok) {
+    collections_failed_++;
+    host().warn("metrics collection: %s", status != 0 ? status_text(status).c_str() : snap.error.c_str());
+  } else if (phase_ == Phase::connected) {
+    collections_ok_++;
+    const uint64_t now = host().now_ns();
+    metrics_at_ns_ = now;
+    metrics_duration_s_ = static_cast<double>(now - started_ns) / 1e9;
+    have_metrics_ = true;
+    for (auto& [uuid, k] : known_) k.misses++;
+    for (DomainSample& d : snap.domains) {
+      KnownDomain& k = known_[d.uuid];
+      k.sample = std::move(d);
+      k.misses = 0;
+    }
+    std::erase_if(known_, [](const auto& kv) { return kv.second.misses > kForgetAfterMisses; });
+    node_ = std::move(snap.node);
+  }
+  metrics_refreshed();
+}
+
+void Virt::metrics_refreshed() {
+  if (!refresh_owed_) return;
+  refresh_owed_ = false;
+  const hostlet_host_api* api = host().api();
+  if (api->struct_size > offsetof(hostlet_host_api, metrics_refreshed) && api->metrics_refreshed)
+    api->metrics_refreshed(host().c());
+}
+
+bool Virt::refresh() {
+  if (!metrics_running_) {
+    const uint64_t now = host().now_ns();
+    if (have_metrics_ && now - metrics_at_ns_ < metrics_max_age_ms_ * 1000000) return false;
+    if (!start_metrics_collection()) return false;
+  }
+  // A collection in flight (a timer's, or one stuck in a hung daemon) is
+  // shared: the host waits at most its scrape timeout, then calls collect.
+  refresh_owed_ = true;
+  return true;
+}
+
+void Virt::collect(hostlet::Metrics& m) {
+  ApiMetrics out(m);
+  collect(out);
+}
+
+void Virt::collect(MetricsOut& out) const {
+  MetricsView v;
+  v.connected = phase_ == Phase::connected;
+  v.have_data = have_metrics_ && v.connected;
+  v.age_seconds = have_metrics_ ? static_cast<double>(host().now_ns() - metrics_at_ns_) / 1e9 : 0;
+  v.duration_seconds = metrics_duration_s_;
+  v.collecting = metrics_running_;
+  v.collections_ok = collections_ok_;
+  v.collections_failed = collections_failed_;
+  if (v.have_data) {
+    v.node = &node_;
+    v.domains.reserve(known_.size());
+    for (auto& [uuid, k] : known_) v.domains.push_back({&k.sample, k.misses > 0});
+  }
+  write_metrics(v, out);
+}
+
+void Virt::set_health(hostlet_health health, const std::string& reason) {
+  if (health == health_) return;
+  const hostlet_host_api* api = host().api();
+  if (api->struct_size <= offsetof(hostlet_host_api, set_health) || !api->set_health) return;
+  health_ = health;
+  api->set_health(host().c(), health, reason.empty() ? nullptr : reason.c_str());
 }
 
 void Virt::publish(const char* type, const hostlet::Attrs& attrs) {
@@ -453,6 +605,8 @@ hostlet::Attrs identity(virDomainPtr dom) {
 
 void Virt::on_lifecycle(Connection&, virDomainPtr dom, int event, int detail) {
   hostlet::Attrs a = identity(dom);
+  // A domain that stopped is gone from the metrics, not stale.
+  if (event == VIR_DOMAIN_EVENT_STOPPED || event == VIR_DOMAIN_EVENT_UNDEFINED) known_.erase(a[1].second);
   a.emplace_back("event", event_word(event));
   a.emplace_back("detail", event_detail_word(event, detail));
   publish("domain.lifecycle", a);
@@ -512,6 +666,13 @@ const hostlet_config_key kConfig[] = {
      "groups for stats_interval: state, cpu-total, balloon, vcpu, interface, block, perf, iothread, "
      "memory, dirtyrate, vm (none = all)",
      0, 0, 0},
+    {"metrics_interval", HOSTLET_CONFIG_DURATION, "15s",
+     "refresh the metrics cache (libvirt_* families) this often; 0 = only when a scrape finds it older "
+     "than metrics_max_age",
+     0, 86400000, 0},
+    {"metrics_max_age", HOSTLET_CONFIG_DURATION, "5s",
+     "a scrape whose cached metrics are older starts a collection (and waits for it up to the scrape timeout)",
+     0, 86400000, 0},
     {"domain_events", HOSTLET_CONFIG_BOOL, "true", "publish domain lifecycle, reboot and watchdog events", 0,
      0, 0},
     {nullptr, HOSTLET_CONFIG_STRING, nullptr, nullptr, 0, 0, 0},
@@ -544,6 +705,6 @@ const hostlet_action_info* action_table() {
 }  // namespace
 }  // namespace hostlet_virt
 
-HOSTLET_CPP_PLUGIN(hostlet_virt::Virt, "libvirt", "0.1.0",
-                   "libvirt domains: lifecycle events, offloaded actions, keepalive and reconnect",
+HOSTLET_CPP_PLUGIN(hostlet_virt::Virt, "libvirt", "0.2.0",
+                   "libvirt domains: lifecycle events, offloaded actions, keepalive and reconnect, metrics",
                    hostlet_virt::kConfig, hostlet_virt::action_table(), hostlet_virt::kEvents)

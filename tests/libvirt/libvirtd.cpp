@@ -85,7 +85,7 @@ std::string domain_uuid(size_t i) {
   return b;
 }
 
-std::string node_xml(size_t n, size_t running) {
+std::string node_xml(size_t n, size_t running, bool devices) {
   std::string x =
       "<node>\n"
       "  <cpu><mhz>2000</mhz><model>x86_64</model><nodes>1</nodes><sockets>1</sockets>"
@@ -95,7 +95,14 @@ std::string node_xml(size_t n, size_t running) {
   for (size_t i = 1; i <= n; i++) {
     x += "  <domain type='test' xmlns:test='http://libvirt.org/schemas/domain/test/1.0'>";
     x += "<name>" + domain_name(i) + "</name><uuid>" + domain_uuid(i) + "</uuid>";
-    x += "<memory>65536</memory><vcpu>1</vcpu><os><type>hvm</type></os>";
+    x += "<memory>65536</memory><vcpu>" + std::to_string(devices ? 1 + i % 4 : 1) + "</vcpu><os><type>hvm</type></os>";
+    if (devices) {
+      char mac[32];
+      std::snprintf(mac, sizeof mac, "52:54:00:%02zx:%02zx:%02zx", (i >> 16) & 255, (i >> 8) & 255, i & 255);
+      x += "<devices><disk type='file' device='disk'><source file='/var/lib/hostlet-test/" + domain_name(i) +
+           ".img'/><target dev='vda' bus='virtio'/></disk><interface type='bridge'><source bridge='br0'/><mac address='" +
+           mac + "'/></interface></devices>";
+    }
     if (i > running) x += "<test:runstate>5</test:runstate>";
     x += "</domain>\n";
   }

@@ -48,8 +48,10 @@ class Libvirtd {
 
 // A test-driver node (`test:///ABS/PATH.xml`) with `n` persistent domains
 // named vm-0001 ... with uuids 00000000-0000-0000-0000-<12 digits of i>;
-// the first `running` are running, the rest shut off.
-std::string node_xml(size_t n, size_t running);
+// the first `running` are running, the rest shut off. With `devices`, each
+// domain has 1 + i % 4 vCPUs, a file disk vda (/var/lib/hostlet-test/NAME.img)
+// and an interface on bridge br0, as prometheus-libvirt-exporter labels them.
+std::string node_xml(size_t n, size_t running, bool devices = false);
 std::string domain_name(size_t i);  // 1-based
 std::string domain_uuid(size_t i);
 

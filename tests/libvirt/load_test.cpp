@@ -3,6 +3,8 @@
 // (libvirt.so.0), which its own name "libvirt.so" must not shadow.
 #include <catch2/catch.hpp>
 
+#include <cstddef>
+
 #include <hostlet/plugin.h>
 
 #include <dlfcn.h>
@@ -59,9 +61,13 @@ TEST_CASE("load: the plugin loads from an absolute path and links the system lib
   for (const hostlet_config_key* k = d->config; k->key; k++) keys++;
   for (const hostlet_action_info* a = d->actions; a->name; a++) actions++;
   for (const hostlet_event_info* e = d->events; e->type; e++) events++;
-  CHECK(keys == 9);
+  CHECK(keys == 11);
   CHECK(actions == 13);
   CHECK(events == 6);
+  // ABI 1.1: metrics through collect and refresh.
+  REQUIRE(d->struct_size >= offsetof(hostlet_plugin, refresh) + sizeof d->refresh);
+  CHECK(d->collect != nullptr);
+  CHECK(d->refresh != nullptr);
   CHECK(dlclose(h) == 0);
   // Unloaded for real (a reload maps new code), while the bridge is marked never to be.
   CHECK(dlopen(path.c_str(), RTLD_NOW | RTLD_NOLOAD) == nullptr);
