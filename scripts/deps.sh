@@ -10,6 +10,7 @@ set -euo pipefail
 PACKAGES=(
   g++ meson ninja-build pkg-config python3
   libuv1-dev libyaml-cpp-dev nlohmann-json3-dev libvirt-dev   # build
+  zlib1g-dev                                                  # gzip of the prometheus plugin
   scdoc                                                       # man pages (man/*.scd)
   netcat-openbsd                                              # the README's raw-socket example
 )
@@ -19,6 +20,8 @@ TEST_PACKAGES=(
   iproute2 util-linux                                         # veth pairs and setpriv in tests
   man-db systemd                                              # man -l and systemd-analyze verify in tests
   dpkg-dev debhelper lintian                                  # scripts/package.sh and its install test
+  prometheus                                                  # promtool and a real server for the metrics tests
+  prometheus-libvirt-exporter                                 # the libvirt metrics' compatibility peer
 )
 if [ "${1:-}" = --tests ]; then
   shift
