@@ -157,14 +157,22 @@ size_t header_end(std::string_view in, size_t& from) {
   return std::string_view::npos;
 }
 
-ParseResult parse_request(std::string_view in, const ParseLimits& limits) {
-  size_t from = 0;
+ParseResult parse_request(std::string_view in, const ParseLimits& limits, size_t* scan_from) {
+  size_t from_here = 0;
+  size_t& from = scan_from ? *scan_from : from_here;
   size_t end = header_end(in, from);
   size_t start = 0;
   while (start < in.size() && (in[start] == '\r' || in[start] == '\n')) start++;
   if (end == std::string_view::npos) {
     if (in.size() > limits.max_header_bytes)  // leading empty lines count too: they are buffered
       return fail(431, "request header block over " + std::to_string(limits.max_header_bytes) + " bytes");
+    // Garbage (a TLS hello, a binary protocol) is refused at once rather than at read_timeout.
+    std::string_view method = in.substr(start, kMaxMethod + 1);
+    method = method.substr(0, method.find(' '));
+    if (method.size() > kMaxMethod || !std::all_of(method.begin(), method.end(), [](char c) {
+          return is_tchar(static_cast<unsigned char>(c));
+        }))
+      return fail(400, "malformed method");
     return ParseResult{};
   }
   if (end - start > limits.max_header_bytes)

@@ -66,8 +66,10 @@ struct ParseResult {
 // at a time costs linear time in all.
 size_t header_end(std::string_view in, size_t& from);
 
-// Parses the request at the start of `in`.
-ParseResult parse_request(std::string_view in, const ParseLimits& limits);
+// Parses the request at the start of `in`. `scan_from` (may be NULL) is
+// header_end's position over a growing buffer; reset it to 0 after a request
+// is taken off the buffer.
+ParseResult parse_request(std::string_view in, const ParseLimits& limits, size_t* scan_from = nullptr);
 
 // Content negotiation. Both take a header value (several joined with ","),
 // honour q-values (q=0 means "not acceptable") and ignore malformed items.

@@ -465,8 +465,7 @@ void Server::process(Connection& c) {
       }
       break;
     }
-    if (header_end(c.in, c.scan_from) == std::string_view::npos && c.in.size() <= limits_.max_header_bytes) break;
-    ParseResult p = parse_request(c.in, limits_);
+    ParseResult p = parse_request(c.in, limits_, &c.scan_from);
     if (p.state == ParseResult::incomplete) break;
     if (p.state == ParseResult::error) {
       host().debug("connection %llu: %d %s", static_cast<unsigned long long>(c.serial), p.status, p.reason.c_str());

@@ -98,6 +98,13 @@ TEST_CASE("http: malformed requests are 400") {
     CHECK(status_of(bad) == 400);
 }
 
+TEST_CASE("http: a request line that cannot become a method is refused before it ends") {
+  CHECK(status_of(std::string("\x16\x03\x01\x00", 4)) == 400);
+  CHECK(status_of("AVERYLONGMETHODNAMEX") == 400);
+  CHECK(parse("GE").state == ParseResult::incomplete);
+  CHECK(parse("GET /metr").state == ParseResult::incomplete);
+}
+
 TEST_CASE("http: versions other than 1.0 and 1.1 are 505") {
   CHECK(status_of("GET / HTTP/2.0\r\nHost: a\r\n\r\n") == 505);
   CHECK(status_of("GET / HTTP/1.2\r\nHost: a\r\n\r\n") == 505);
