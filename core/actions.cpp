@@ -14,6 +14,7 @@ struct PendingCall {
   Attrs attrs;
   ActionRegistry::ResultFn cb;  // empty once the caller has its answer
   uint64_t deadline_ns = 0;     // 0 = none
+  uint64_t started_ns = 0;      // handed to the handler (uv_hrtime)
   std::list<std::unique_ptr<hostlet_call>>::iterator it;  // in pending_ or orphans_
   bool orphan = false;          // in orphans_ rather than pending_
 };
@@ -141,11 +142,15 @@ bool ActionRegistry::start(const Entry& e, WaitingCall&& w) {
   c->owner = e.owner;
   c->attrs = std::move(w.attrs);
   c->cb = std::move(w.cb);
-  if (timeout_ms_ > 0) c->deadline_ns = uv_hrtime() + timeout_ms_ * 1000000ull;
+  c->started_ns = uv_hrtime();
+  if (timeout_ms_ > 0) c->deadline_ns = c->started_ns + timeout_ms_ * 1000000ull;
   arm_timer();
   std::vector<hostlet_attr> cattrs = c_attrs(c->attrs);
   int r = e.owner->invoke_action(e.fn, e.arg, c, cattrs.data(), cattrs.size());
-  if (r == 0) return true;
+  if (r == 0) {
+    e.owner->take_error();  // a message without an error is ignored
+    return true;
+  }
   // Not accepted: the plugin must not answer. -EAGAIN ("busy") with time
   // left to wait puts the call back first in line; otherwise we answer it.
   uint64_t now = uv_hrtime();
@@ -171,7 +176,8 @@ bool ActionRegistry::start(const Entry& e, WaitingCall&& w) {
     w.cb(busy(e.owner, w, now, w.deadline_ns != 0));
     return true;
   }
-  finish(c, ActionResult::failure(std::string("action refused: ") + hostlet_strerror(r)));
+  std::string why = e.owner->take_error();
+  finish(c, ActionResult::failure(why.empty() ? std::string("action refused: ") + hostlet_strerror(r) : why));
   release(c);
   return true;
 }
@@ -298,6 +304,8 @@ void ActionRegistry::finish(PendingCall* c, ActionResult&& r) {
   if (!c->cb) return;
   auto cb = std::move(c->cb);
   c->cb = nullptr;
+  latency_.record(uv_hrtime() - c->started_ns);
+  (r.ok ? answered_ok_ : answered_failed_)++;
   if (!c->orphan) {
     orphans_.splice(orphans_.end(), pending_, c->it);  // iterators stay valid
     c->orphan = true;

@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "attrs.hpp"
+#include "offload.hpp"  // Histogram
 
 namespace hostlet {
 
@@ -45,6 +46,8 @@ class ActionOwner {
                             size_t n) = 0;
   // Logs an error under the owner's name.
   virtual void log_error(const char* message) = 0;
+  // The message the handler that just returned non-zero gave for it (set_error), or "".
+  virtual std::string take_error() { return {}; }
   // Backpressure (see the top of this file): false while a call's work could
   // not be queued now; want_room() then asks for one room_available(owner)
   // once an item of the owner has finished and there is room again.
@@ -124,6 +127,11 @@ class ActionRegistry {
   size_t waiting() const { return wait_stats_.waiting; }
   size_t waiting_for(const ActionOwner* owner) const;
   ActionWaitStats wait_stats() const { return wait_stats_; }
+  // Calls a handler accepted, handler to answer (an answer of a call that
+  // never reached its handler is not timed), and the answers by outcome.
+  const Histogram& latency() const { return latency_; }
+  uint64_t answered_ok() const { return answered_ok_; }
+  uint64_t answered_failed() const { return answered_failed_; }
 
   // Reload support (see reload.cpp).
   // stage(owner): the actions `owner` registers from now on are kept aside --
@@ -188,6 +196,8 @@ class ActionRegistry {
   uint64_t wait_ms_;
   size_t max_waiting_;
   ActionWaitStats wait_stats_;
+  Histogram latency_;
+  uint64_t answered_ok_ = 0, answered_failed_ = 0;
   uv_timer_t wait_timer_;
   uint64_t wait_armed_ns_ = 0;  // deadline wait_timer_ is armed for; 0: not armed
   int open_handles_ = 0;

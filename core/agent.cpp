@@ -11,9 +11,12 @@
 #include <string>
 #include <vector>
 
+#include "agent_metrics.hpp"
 #include "clock.hpp"
 #include "control.hpp"
+#include "metrics.hpp"
 #include "reload.hpp"
+#include "scrape.hpp"
 #include "version.h"
 
 namespace hostlet {
@@ -124,6 +127,10 @@ void Agent::setup_core() {
   core_.bus = bus_.get();
   core_.actions = actions_.get();
   core_.lag = lag_.get();
+  scraper_ = std::make_unique<Scraper>(core_);
+  scraper_->set_core_metrics([this](MetricsWriter& w) { write_agent_metrics(*this, w); });
+  core_.scraper = scraper_.get();
+  core_.health = [this](uint64_t max_lag_ms) { return agent_health(*this, max_lag_ms); };
   lag_->set_untimed_instances([this] {
     std::vector<std::string> names;
     for (const auto& [gen, inst] : core_.live)
@@ -265,6 +272,7 @@ void Agent::close_core_handles() {
   close_sig(&sigint_);
   close_sig(&sigterm_);
   close_sig(&sighup_);
+  scraper_->close();
   lag_->close(nullptr);
   actions_->close(nullptr);
   bus_->close(nullptr);

@@ -24,6 +24,7 @@ namespace hostlet {
 
 class ControlServer;
 class Reloader;
+class Scraper;
 
 // The agent's exit statuses (README "Running"; main.cpp's usage text).
 enum ExitStatus : int {
@@ -62,6 +63,7 @@ class Agent {
   const InstanceInfo* info(const std::string& name) const { return instances_.info(name); }
   RuleEngine& rules() { return *rules_; }
   ControlServer* control() { return control_.get(); }
+  Scraper& scraper() { return *scraper_; }
   Reloader* reloader() { return reloader_.get(); }
   uint64_t start_time_ms() const { return start_ms_; }
   void request_shutdown();
@@ -94,6 +96,7 @@ class Agent {
   std::unique_ptr<ActionRegistry> actions_;
   std::unique_ptr<LagMonitor> lag_;
   std::unique_ptr<RuleEngine> rules_;
+  std::unique_ptr<Scraper> scraper_;
   std::unique_ptr<ControlServer> control_;
   std::unique_ptr<Reloader> reloader_;
   InstanceSet instances_{core_};

@@ -52,10 +52,13 @@ EventBus::~EventBus() = default;
 int EventBus::publish(Event&& ev, uint64_t* id_out) {
   size_t used = queue_.size();
   if (backlog_ && ev.source != "hostlet") used += backlog_();
+  SourceCounts& sc = source_counts(ev.source);
   if (used >= capacity_) {
     stats_.dropped++;
+    sc.dropped++;
     return -EAGAIN;
   }
+  sc.published++;
   ev.id = next_id_++;
   if (id_out) *id_out = ev.id;
   ev.timestamp_ns = realtime_ns();
@@ -71,6 +74,15 @@ int EventBus::publish(Event&& ev, uint64_t* id_out) {
     idle_active_ = true;
   }
   return 0;
+}
+
+EventBus::SourceCounts& EventBus::source_counts(const std::string& source) {
+  auto it = by_source_.find(source);
+  if (it != by_source_.end()) return it->second;
+  // Sources are instance names and "hostlet"; a flood of names from outside
+  // (control `publish`) is bounded: past kMaxSources they count as "other".
+  if (by_source_.size() >= kMaxSources) return by_source_["other"];
+  return by_source_[source];
 }
 
 void EventBus::on_idle(uv_idle_t* h) { static_cast<EventBus*>(h->data)->dispatch_batch(); }

@@ -102,6 +102,12 @@ class EventBus {
   size_t release(const void* from, const void* to);
 
   BusStats stats() const;
+  // Events published and dropped, by source (at most kMaxSources, then "other").
+  struct SourceCounts {
+    uint64_t published = 0, dropped = 0;
+  };
+  static constexpr size_t kMaxSources = 256;
+  const std::unordered_map<std::string, SourceCounts>& by_source() const { return by_source_; }
   void set_limits(size_t capacity, unsigned batch);
   // Dispatches everything still queued synchronously (used at shutdown).
   void flush();
@@ -109,6 +115,8 @@ class EventBus {
 
  private:
   static void on_idle(uv_idle_t* h);
+  SourceCounts& source_counts(const std::string& source);
+  std::unordered_map<std::string, SourceCounts> by_source_;
   void dispatch_batch();
   void deliver(const Event& ev);
   void deliver_to(const void* owner, const Event& ev);

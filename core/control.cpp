@@ -17,6 +17,7 @@
 #include "control_protocol.hpp"
 #include "reload.hpp"
 #include "log.hpp"
+#include "scrape.hpp"
 #include "version.h"
 
 namespace hostlet {
@@ -25,7 +26,8 @@ using json = nlohmann::json;
 
 namespace {
 
-constexpr size_t kMaxStreamBacklog = 4 << 20;  // bytes queued to an `events` client before we drop
+constexpr size_t kMaxStreamBacklog = 4 << 20;
+constexpr uint64_t kMetricsTimeoutMs = 5000;  // `metrics` without timeout_ms: how long refreshes may take  // bytes queued to an `events` client before we drop
 // Requests one connection may have handled per loop iteration; the rest wait
 // for the next one (uv_idle), so a pipelining client cannot hold the loop.
 constexpr size_t kLinesPerTurn = 64;
@@ -299,6 +301,7 @@ void ControlServer::on_connection(uv_stream_t* server, int status) {
   uv_pipe_init(server->loop, &c->pipe, 0);
   c->pipe.data = c.get();
   self->conns_.push_back(c);
+  self->accepted_++;
   c->it = std::prev(self->conns_.end());
   if (uv_accept(server, reinterpret_cast<uv_stream_t*>(&c->pipe)) != 0) {
     self->close_conn(c);
@@ -477,6 +480,7 @@ const ControlServer::Command ControlServer::kCommands[] = {
     {control::cmd::notify, &ControlServer::cmd_notify, Access::admin, "publish an event (type, source, attrs, ack)"},
     {control::cmd::events, &ControlServer::cmd_events, Access::read, "stream events whose type matches (type: a glob)"},
     {control::cmd::reload, &ControlServer::cmd_reload, Access::admin, "reload one instance (name), or the whole config file"},
+    {control::cmd::metrics, &ControlServer::cmd_metrics, Access::read, "the metrics exposition (format: text|openmetrics, timeout_ms)"},
 };
 
 void ControlServer::dispatch(const ConnPtr& c, const control::Request& req) {
@@ -667,6 +671,26 @@ void ControlServer::cmd_reload(const ConnPtr& c, const control::Request& req) {
   });
 }
 
+// The exposition a Prometheus scrape would get (scrape.hpp), as data.text.
+void ControlServer::cmd_metrics(const ConnPtr& c, const control::Request& req) {
+  std::string format = "text", err;
+  if (!req.string_arg("format", format, err)) return fail(c, req.id, err);
+  if (format != "text" && format != "openmetrics")
+    return fail(c, req.id, "'format' is text or openmetrics, not '" + format + "'");
+  uint64_t timeout_ms = kMetricsTimeoutMs;
+  if (!req.uint_arg("timeout_ms", 600000, timeout_ms, err)) return fail(c, req.id, err);
+  std::weak_ptr<Conn> wc = c;
+  const json& id = req.id;
+  c->outstanding++;
+  agent_.scraper().scrape(format == "text" ? HOSTLET_METRICS_TEXT : HOSTLET_METRICS_OPENMETRICS, timeout_ms,
+                          [wc, id, format](std::string text) {
+                            auto conn = wc.lock();
+                            if (!conn) return;
+                            conn->outstanding--;
+                            conn->send(json{{"id", id}, {"ok", true}, {"data", {{"format", format}, {"text", text}}}});
+                          });
+}
+
 json ControlServer::status_json() {
   json inst = json::array();
   for (const auto& i : agent_.instances()) {
@@ -675,7 +699,9 @@ json ControlServer::status_json() {
            {"plugin", d ? d->name : ""},
            {"version", d && d->version ? d->version : ""},
            {"path", i->library()->path()},
-           {"state", i->state_name()}};
+           {"state", i->state_name()},
+           {"health", Instance::health_name(i->health())},
+           {"health_reason", i->health_reason()}};
     if (const InstanceInfo* info = agent_.info(i->name())) {
       o["loads"] = info->loads;
       o["last_result"] = info->last_result;

@@ -50,6 +50,8 @@ class ControlServer {
   size_t connections() const { return conns_.size(); }
   uint64_t requests() const { return requests_; }
   uint64_t errors() const { return errors_; }
+  uint64_t refused() const { return refused_; }
+  uint64_t accepted() const { return accepted_; }
 
   struct Conn;
 
@@ -86,6 +88,7 @@ class ControlServer {
   void cmd_notify(const ConnPtr& c, const control::Request& req);
   void cmd_events(const ConnPtr& c, const control::Request& req);
   void cmd_reload(const ConnPtr& c, const control::Request& req);
+  void cmd_metrics(const ConnPtr& c, const control::Request& req);
   void close_conn(const ConnPtr& c);
 
   nlohmann::json status_json();
@@ -103,7 +106,7 @@ class ControlServer {
   bool ready_open_ = false, sweep_open_ = false;
   std::vector<std::weak_ptr<Conn>> ready_list_;
   uint64_t requests_ = 0, errors_ = 0, backpressure_pauses_ = 0, idle_closed_ = 0, stuck_closed_ = 0, refused_ = 0,
-           calls_failed_ = 0;
+           calls_failed_ = 0, accepted_ = 0;
 };
 
 // JSON form of an event, as `events` streams it and tests read it.

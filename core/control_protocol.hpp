@@ -41,6 +41,7 @@ inline constexpr std::string_view call = "call";
 inline constexpr std::string_view notify = "notify";
 inline constexpr std::string_view events = "events";
 inline constexpr std::string_view reload = "reload";
+inline constexpr std::string_view metrics = "metrics";
 }  // namespace cmd
 
 // Deepest nesting of arrays and objects in a request. The deepest the agent

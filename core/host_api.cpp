@@ -6,9 +6,12 @@
 #include <cerrno>
 #include <cstdarg>
 #include <cstddef>
+#include <cstdio>
 
 #include "instance.hpp"
 #include "log.hpp"
+#include "metrics.hpp"
+#include "scrape.hpp"
 
 struct hostlet_timer : hostlet::Instance::TimerRec {};
 struct hostlet_watch : hostlet::Instance::WatchRec {};
@@ -326,6 +329,80 @@ int call_action(hostlet_host* h, const char* action, const hostlet_attr* attrs, 
   return 0;
 }
 
+// since 1.1: error messages, event ids ---------------------------------------
+void set_error(hostlet_host* h, const char* fmt, ...) HOSTLET_PRINTF(2, 3);
+void set_error(hostlet_host* h, const char* fmt, ...) {
+  if (!h || !fmt) return;
+  char buf[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  if (n < 0) return;
+  std::string msg(buf);
+  for (char& c : msg)
+    if (c == '\n' || c == '\r') c = ' ';  // one line: it goes into replies and status
+  inst_of(h)->set_error(std::move(msg));
+}
+int publish_id(hostlet_host* h, const char* type, const hostlet_attr* attrs, size_t n, uint64_t* id_out) {
+  if (!h || !hostlet_event_type_valid(type) || (n && !attrs)) return -EINVAL;
+  return publish_common(h, type, attrs, n, nullptr, id_out);
+}
+
+// since 1.1: health and metrics ---------------------------------------------
+int set_health(hostlet_host* h, hostlet_health health, const char* reason) {
+  if (!h) return -EINVAL;
+  return inst_of(h)->set_health(health, reason);
+}
+int metric_family(hostlet_metrics* m, const char* name, hostlet_metric_type type, const char* help,
+                  const char* unit) {
+  if (!m || !name) return -EINVAL;
+  return m->family(name, type, help ? help : "", unit ? unit : "");
+}
+int metric_sample(hostlet_metrics* m, const hostlet_attr* labels, size_t n, double value) {
+  if (!m) return -EINVAL;
+  return m->sample(labels, n, value);
+}
+int metric_histogram(hostlet_metrics* m, const hostlet_attr* labels, size_t n, const double* bounds,
+                     const uint64_t* cumulative, size_t n_buckets, double sum, uint64_t count) {
+  if (!m) return -EINVAL;
+  return m->histogram(labels, n, bounds, cumulative, n_buckets, sum, count);
+}
+void metrics_refreshed(hostlet_host* h) {
+  if (h && inst_of(h)->core().scraper) inst_of(h)->core().scraper->refreshed(inst_of(h));
+}
+int metrics_scrape(hostlet_host* h, const hostlet_scrape_opts* opts, hostlet_scrape_fn cb, void* arg) {
+  if (!h || !cb) return -EINVAL;
+  Instance* inst = inst_of(h);
+  Core* core = &inst->core();
+  if (!core->scraper) return -EINVAL;
+  hostlet_metrics_format format = HOSTLET_METRICS_TEXT;
+  uint64_t timeout_ms = 0;
+  if (opts) {
+    if (opts->struct_size >= offsetof(hostlet_scrape_opts, format) + sizeof(opts->format)) format = opts->format;
+    if (opts->struct_size >= offsetof(hostlet_scrape_opts, timeout_ms) + sizeof(opts->timeout_ms))
+      timeout_ms = opts->timeout_ms;
+  }
+  if (format != HOSTLET_METRICS_TEXT && format != HOSTLET_METRICS_OPENMETRICS) return -EINVAL;
+  auto owned = std::make_unique<Instance::ScrapeRec>();
+  owned->cb = cb;
+  owned->arg = arg;
+  Instance::ScrapeRec* rec = inst->add_scrape(std::move(owned));
+  InstanceRef ref = inst->ref();
+  core->scraper->scrape(format, timeout_ms, [core, ref, rec](std::string text) {
+    if (Instance* live = core->alive(ref)) live->deliver_scrape(rec, text);  // gone: its record went with it
+  });
+  return 0;
+}
+int agent_health(hostlet_host* h, uint64_t max_lag_ms, hostlet_health_fn cb, void* arg) {
+  if (!h || !cb) return -EINVAL;
+  Core& core = inst_of(h)->core();
+  if (!core.health) return -EINVAL;
+  AgentHealth ah = core.health(max_lag_ms);
+  cb(arg, ah.healthy ? 1 : 0, ah.json.c_str());
+  return 0;
+}
+
 // lifecycle and loop --------------------------------------------------------
 void stopped(hostlet_host* h) {
   if (h) inst_of(h)->plugin_stopped();
@@ -369,6 +446,16 @@ const hostlet_host_api kHostApi = {
     &call_action,
     &stopped,
     &uv_loop,
+    // since 1.1
+    &set_error,
+    &publish_id,
+    &set_health,
+    &metric_family,
+    &metric_sample,
+    &metric_histogram,
+    &metrics_refreshed,
+    &metrics_scrape,
+    &agent_health,
 };
 
 }  // namespace

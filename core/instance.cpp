@@ -4,6 +4,8 @@
 #include <cstdarg>
 
 #include "lag.hpp"
+#include "metrics.hpp"
+#include "scrape.hpp"
 #include "log.hpp"
 
 // The ABI's opaque instance handle.
@@ -109,6 +111,7 @@ std::string Instance::limits_text() const {
 int Instance::invoke_action(hostlet_action_fn fn, void* arg, hostlet_call* call, const hostlet_attr* attrs,
                             size_t n) {
   int r = 0;
+  error_.clear();
   run_callback("action handler", [&] { r = fn(arg, call, attrs, n); });
   return r;
 }
@@ -117,13 +120,17 @@ int Instance::invoke_action(hostlet_action_fn fn, void* arg, hostlet_call* call,
 
 int Instance::init() {
   int r = 0;
+  error_.clear();
   run_callback("init", [&] { r = lib_->desc()->init(c_handle(), api(), &state_ptr_); });
+  init_error_ = take_error();
   if (r != 0) {
     state_ = State::Failed;
     if (r > 0) r = -r;
-    log(HOSTLET_LOG_ERROR, "init failed: %s", hostlet_strerror(r));
+    if (init_error_.empty()) log(HOSTLET_LOG_ERROR, "init failed: %s", hostlet_strerror(r));
+    else log(HOSTLET_LOG_ERROR, "init failed: %s", init_error_.c_str());
     return r;
   }
+  init_error_.clear();
   state_ = State::Inited;
   return 0;
 }
@@ -132,10 +139,12 @@ int Instance::start() {
   int r = 0;
   start_called_ = true;
   state_ = State::Started;  // start may register and receive callbacks already
+  error_.clear();
   run_callback("start", [&] { r = lib_->desc()->start(state_ptr_); });
+  std::string why = take_error();
   if (r != 0) {
     if (r > 0) r = -r;
-    log(HOSTLET_LOG_ERROR, "start failed: %s", hostlet_strerror(r));
+    log(HOSTLET_LOG_ERROR, "start failed: %s", why.empty() ? hostlet_strerror(r) : why.c_str());
     state_ = State::Inited;
     return r;
   }
@@ -216,6 +225,11 @@ void Instance::abandon_owed() {
     tracked_.pop_front();
     run_callback("tracked event callback", [&] { rec->done(rec->arg, rec->event_id, nullptr, 0); });
   }
+  while (!scrapes_.empty()) {
+    std::unique_ptr<ScrapeRec> rec = std::move(scrapes_.front());
+    scrapes_.pop_front();
+    run_callback("scrape callback", [&] { rec->cb(rec->arg, nullptr, 0); });
+  }
 }
 
 void Instance::destroy() {
@@ -227,9 +241,11 @@ void Instance::destroy() {
     run_callback("destroy", [&] { lib_->desc()->destroy(s); });
   }
   state_ = State::Destroyed;
+  if (core_.scraper) core_.scraper->forget(this);
   core_.live.erase(generation_);
   calls_.clear();
   tracked_.clear();
+  scrapes_.clear();
   core_.actions->remove_owner(this);
   core_.actions->free_owner_calls(this);
   core_.bus->unsubscribe_owner(this);
@@ -282,6 +298,73 @@ void Instance::deliver_tracked(TrackedRec* rec, std::vector<Tracker::Outcome>& o
     cos.push_back({o.action.c_str(), o.rule.c_str(), results.back()->result});
   }
   run_callback("tracked event callback", [&] { owned->done(owned->arg, owned->event_id, cos.data(), cos.size()); });
+}
+
+// ------------------------------------------------------ health and metrics
+
+const char* Instance::health_name(hostlet_health h) {
+  switch (h) {
+    case HOSTLET_HEALTH_OK: return "ok";
+    case HOSTLET_HEALTH_DEGRADED: return "degraded";
+    case HOSTLET_HEALTH_FAILED: return "failed";
+  }
+  return "?";
+}
+
+int Instance::set_health(hostlet_health health, const char* reason) {
+  if (health != HOSTLET_HEALTH_OK && health != HOSTLET_HEALTH_DEGRADED && health != HOSTLET_HEALTH_FAILED)
+    return -EINVAL;
+  std::string why = reason ? reason : "";
+  if (why.size() > 512) why.resize(512);  // a reason is a line of status, not a report
+  if (health == health_ && why == health_reason_) return 0;
+  hostlet_health previous = health_;
+  health_ = health;
+  health_reason_ = why;
+  if (health == previous) return 0;  // only the reason changed: no event
+  log(health == HOSTLET_HEALTH_OK ? HOSTLET_LOG_INFO : HOSTLET_LOG_WARN, "health %s -> %s%s%s", health_name(previous),
+      health_name(health), why.empty() ? "" : ": ", why.c_str());
+  Event ev;
+  ev.source = "hostlet";
+  ev.type = "instance.health";
+  ev.attrs = {{"instance", cfg_.name}, {"health", health_name(health)}, {"previous", health_name(previous)},
+              {"reason", why}};
+  core_.bus->publish(std::move(ev));  // a full queue counts it as dropped: the state above stays right
+  return 0;
+}
+
+bool Instance::call_refresh() {
+  auto fn = lib_->refresh_entry();
+  if (!fn || !state_ptr_) return false;
+  int r = 0;
+  run_callback("refresh", [&] { r = fn(state_ptr_); });
+  return r == 1;
+}
+
+void Instance::call_collect(hostlet_metrics* out) {
+  auto fn = lib_->collect_entry();
+  if (!fn || !state_ptr_) return;
+  run_callback("collect", [&] { fn(state_ptr_, out); });
+}
+
+void Instance::note_metrics_refused(size_t count, const std::string& why) {
+  metrics_refused_ += count;
+  if (metrics_refusal_logged_) return;
+  metrics_refusal_logged_ = true;
+  log(HOSTLET_LOG_WARN, "metrics: %zu refused in one scrape, the first: %s (logged once per instance)", count,
+      why.c_str());
+}
+
+Instance::ScrapeRec* Instance::add_scrape(std::unique_ptr<ScrapeRec> rec) {
+  ScrapeRec* r = rec.get();
+  scrapes_.push_back(std::move(rec));
+  r->it = std::prev(scrapes_.end());
+  return r;
+}
+
+void Instance::deliver_scrape(ScrapeRec* rec, const std::string& text) {
+  std::unique_ptr<ScrapeRec> owned = std::move(*rec->it);
+  scrapes_.erase(rec->it);
+  run_callback("scrape callback", [&] { owned->cb(owned->arg, text.c_str(), text.size()); });
 }
 
 }  // namespace hostlet

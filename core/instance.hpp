@@ -20,6 +20,7 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "actions.hpp"
@@ -34,6 +35,7 @@ namespace hostlet {
 
 class LagMonitor;
 class Instance;
+class Scraper;
 
 // Names one instance for a callback that may run after it is gone: the
 // generation is unique per Instance object in the process.
@@ -42,12 +44,21 @@ struct InstanceRef {
   uint64_t generation = 0;
 };
 
+// The agent's health as agent_health (plugin.h) gives it.
+struct AgentHealth {
+  bool healthy = true;
+  std::string json;
+};
+
 // What instances need from the agent.
 struct Core {
   uv_loop_t* loop = nullptr;
   EventBus* bus = nullptr;
   ActionRegistry* actions = nullptr;
   LagMonitor* lag = nullptr;
+  Scraper* scraper = nullptr;
+  // The agent's health, given the largest loop lag that is still healthy (ms).
+  std::function<AgentHealth(uint64_t max_lag_ms)> health;
   const AgentSection* agent = nullptr;
 
   // The instance `ref` names, or null once it has been destroyed (or never
@@ -134,6 +145,27 @@ class Instance final : public ActionOwner, private LaneObserver {
   // offload done and late callbacks itself and reports through callbacks_ran.)
   int invoke_action(hostlet_action_fn fn, void* arg, hostlet_call* call, const hostlet_attr* attrs,
                     size_t n) override;
+  // api->set_error() during the callback that is returning an error (init,
+  // start, an action handler): the message that callback's caller reports.
+  void set_error(std::string message) { error_ = std::move(message); }
+  std::string take_error() override { return std::exchange(error_, {}); }
+  // init's message (set_error) when init failed; "" when it set none.
+  const std::string& init_error() const { return init_error_; }
+
+  // Health (api->set_health): a change publishes "instance.health".
+  int set_health(hostlet_health health, const char* reason);
+  hostlet_health health() const { return health_; }
+  const std::string& health_reason() const { return health_reason_; }
+  static const char* health_name(hostlet_health h);
+
+  // Metrics (ABI 1.1 descriptor entries; plugins built for 1.0 have neither).
+  bool has_refresh() const { return lib_->refresh_entry() != nullptr; }
+  // Asks the plugin to refresh; true when it started one (metrics_refreshed follows).
+  bool call_refresh();
+  void call_collect(hostlet_metrics* out);
+  // The scrape's writer refused `count` of the plugin's calls, the first for `why`: logged once per instance.
+  void note_metrics_refused(size_t count, const std::string& why);
+  uint64_t metrics_refused() const { return metrics_refused_; }
   template <class F> void run_callback(const char* what, F&& fn) {
     uint64_t t0 = uv_hrtime();
     fn();
@@ -202,6 +234,15 @@ class Instance final : public ActionOwner, private LaneObserver {
   void forget_call(CallRec* rec) { calls_.erase(rec->it); }
   // Hands the answer to the plugin (once) and frees the record.
   void deliver_call(CallRec* rec);
+  // A metrics_scrape() of the plugin whose exposition is not delivered yet.
+  struct ScrapeRec {
+    hostlet_scrape_fn cb = nullptr;
+    void* arg = nullptr;
+    std::list<std::unique_ptr<ScrapeRec>>::iterator it;
+  };
+  ScrapeRec* add_scrape(std::unique_ptr<ScrapeRec> rec);
+  // Hands the text to the plugin (once) and frees the record.
+  void deliver_scrape(ScrapeRec* rec, const std::string& text);
   TrackedRec* add_tracked(std::unique_ptr<TrackedRec> rec);
   void forget_tracked(TrackedRec* rec) { tracked_.erase(rec->it); }
   void deliver_tracked(TrackedRec* rec, std::vector<Tracker::Outcome>& outcomes);
@@ -232,6 +273,13 @@ class Instance final : public ActionOwner, private LaneObserver {
   std::list<std::unique_ptr<SubRec>> subs_;
   std::list<std::unique_ptr<CallRec>> calls_;
   std::list<std::unique_ptr<TrackedRec>> tracked_;
+  std::list<std::unique_ptr<ScrapeRec>> scrapes_;
+
+  std::string error_, init_error_;
+  hostlet_health health_ = HOSTLET_HEALTH_OK;
+  std::string health_reason_;
+  uint64_t metrics_refused_ = 0;
+  bool metrics_refusal_logged_ = false;
 
   // stop bookkeeping
   UvPtr<uv_timer_t> stop_timer_;

@@ -34,14 +34,16 @@ std::unique_ptr<Instance> InstanceSet::make(const InstanceSection& sec, const st
   }
   int r = inst->init();
   if (r != 0) {
+    // The plugin's own words (set_error) when it gave some, else its errno.
+    std::string why = inst->init_error().empty() ? std::string(hostlet_strerror(r)) + " (init failed)"
+                                                 : inst->init_error();
     if (staged) {
       core_.actions->discard(inst.get());
       core_.bus->release(inst.get(), nullptr);
     }
     dispose_instance(std::move(inst));
     errs.push_back({file, sec.mark,
-                    "instance '" + sec.name + "': plugin '" + lib->desc()->name + "' rejected its config: " +
-                        hostlet_strerror(r) + " (init failed)"});
+                    "instance '" + sec.name + "': plugin '" + lib->desc()->name + "' rejected its config: " + why});
     return nullptr;
   }
   return inst;

@@ -21,6 +21,12 @@ void LagMonitor::on_tick(uv_timer_t* t) {
   uint64_t now = uv_hrtime();
   uint64_t late = now > self->expected_ns_ ? now - self->expected_ns_ : 0;
   self->lateness_.record(late);
+  if (now - self->window_start_ns_ >= kWindowNs) {  // the recent maximum covers 5 to 10 s
+    self->prev_window_max_ns_ = self->window_max_ns_;
+    self->window_max_ns_ = 0;
+    self->window_start_ns_ = now;
+  }
+  if (late > self->window_max_ns_) self->window_max_ns_ = late;
   if (self->warn_ns_ > 0 && late > self->warn_ns_) {
     // A timed callback is named only when it explains the lag: the loop also
     // runs the core's callbacks and the libuv callbacks of plugins that use

@@ -11,6 +11,7 @@
 
 #include <uv.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -35,6 +36,8 @@ class LagMonitor {
   void record_callback(const std::string& instance, const char* what, uint64_t ns, uint64_t count = 1);
 
   const Histogram& lateness() const { return lateness_; }
+  // The largest lateness of the last 5 to 10 seconds (agent_health).
+  uint64_t recent_max_ns() const { return std::max(window_max_ns_, prev_window_max_ns_); }
   uint64_t slow_callbacks() const { return slow_callbacks_; }
   const std::string& worst_instance() const { return worst_instance_; }
   uint64_t worst_callback_ns() const { return worst_ns_; }
@@ -46,6 +49,8 @@ class LagMonitor {
   uint64_t warn_ns_, interval_ms_;
   uint64_t expected_ns_ = 0;
   Histogram lateness_;
+  static constexpr uint64_t kWindowNs = 5'000'000'000ull;
+  uint64_t window_start_ns_ = 0, window_max_ns_ = 0, prev_window_max_ns_ = 0;
   uint64_t slow_callbacks_ = 0, worst_ns_ = 0;
   std::string worst_instance_;
   // the longest callback since the previous tick, to name in a lateness warning

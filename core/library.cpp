@@ -257,4 +257,19 @@ Library::~Library() {
 
 uint64_t Library::unmapped_failures() { return g_unmapped_failures.load(); }
 
+namespace {
+template <class M> bool covers(const hostlet_plugin* d, size_t offset) {
+  return d && d->struct_size >= offset + sizeof(M);
+}
+}  // namespace
+
+decltype(hostlet_plugin::collect) Library::collect_entry() const {
+  return covers<decltype(hostlet_plugin::collect)>(desc_, offsetof(hostlet_plugin, collect)) ? desc_->collect
+                                                                                             : nullptr;
+}
+decltype(hostlet_plugin::refresh) Library::refresh_entry() const {
+  return covers<decltype(hostlet_plugin::refresh)>(desc_, offsetof(hostlet_plugin, refresh)) ? desc_->refresh
+                                                                                             : nullptr;
+}
+
 }  // namespace hostlet

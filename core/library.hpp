@@ -19,6 +19,10 @@ class Library {
  public:
   ~Library();
   const hostlet_plugin* desc() const { return desc_; }
+  // Descriptor entries added after 1.0, or null when the plugin's descriptor
+  // (its struct_size) is too small to hold them.
+  decltype(hostlet_plugin::collect) collect_entry() const;
+  decltype(hostlet_plugin::refresh) refresh_entry() const;
   const std::string& path() const { return path_; }         // what the config named, resolved
   const std::string& load_path() const { return load_path_; }  // the private copy dlopen()ed: /proc/self/fd/N
   uint64_t serial() const { return serial_; }

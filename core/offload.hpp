@@ -62,6 +62,7 @@ class Histogram {
   uint64_t count() const { return count_; }
   uint64_t max() const { return max_; }
   uint64_t sum() const { return sum_; }
+  uint64_t bucket(int i) const { return i >= 0 && i < kBuckets ? buckets_[i] : 0; }
   // Upper bound (2^(i+1) - 1, but never above max()) of the bucket holding
   // quantile q in [0,1]; q outside [0,1] is clamped; 0 when empty.
   uint64_t quantile(double q) const;

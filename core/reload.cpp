@@ -501,6 +501,7 @@ void Reloader::apply_agent_section(const AgentSection& fresh) {
 
 void Reloader::finish(ReloadOutcome out) {
   done_++;
+  if (out.ok) succeeded_++;
   std::unique_ptr<Request> req = std::move(current_);
   current_instance_.clear();
   if (t_.on_reload) t_.on_reload(false);

@@ -96,6 +96,8 @@ class Reloader {
   bool busy() const { return current_ != nullptr; }
   size_t queued() const { return queue_.size(); }
   uint64_t done() const { return done_; }
+  uint64_t succeeded() const { return succeeded_; }
+  uint64_t failed() const { return done_ - succeeded_; }
   bool reloading(const std::string& instance) const { return current_instance_ == instance && busy(); }
 
   // Fails the queued requests; `then` runs once the reload in progress (if
@@ -139,7 +141,7 @@ class Reloader {
   std::unique_ptr<Request> current_;
   std::unique_ptr<Job> job_;
   std::string current_instance_;
-  uint64_t done_ = 0;
+  uint64_t done_ = 0, succeeded_ = 0;
   bool stopping_ = false;
   std::function<void()> after_current_;
   UvPtr<uv_timer_t> kick_;  // next turn: free the finished job, start the next request

@@ -150,6 +150,23 @@ bool build_events(const Args& args, json& req, std::string& err) {
   return false;
 }
 
+bool build_metrics(const Args& args, json& req, std::string& err) {
+  req["cmd"] = cmd::metrics;
+  for (const auto& a : args) {
+    if (a != "--openmetrics") {
+      err = "unknown argument '" + a + "' (metrics takes --openmetrics)";
+      return false;
+    }
+    req["format"] = "openmetrics";
+  }
+  return true;
+}
+
+void show_metrics(const json& reply) {
+  const json& text = reply["data"]["text"];
+  if (text.is_string()) fputs(text.get_ref<const std::string&>().c_str(), stdout);
+}
+
 void show_data(void (*print)(const json&), const json& reply) { print(reply["data"]); }
 
 void show_call(const json& reply) {
@@ -191,6 +208,8 @@ const Command kCommands[] = {
      "inject an event as if source S (default \"ctl\") sent it;\n"
      "default ack: done (prints what the rules' actions answered)"},
     {"events", build_events, show_nothing, true, "events [--type GLOB]", "stream events until interrupted"},
+    {"metrics", build_metrics, show_metrics, false, "metrics [--openmetrics]",
+     "the metrics a Prometheus scrape gets (text format 0.0.4,\nor OpenMetrics 1.0.0)"},
 };
 
 void usage(FILE* f) {
