@@ -45,6 +45,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstddef>
 #include <cstring>
 #include <list>
 #include <map>
@@ -241,6 +242,11 @@ class Server final : public Plugin {
 };
 
 Server::Server(Host& host) : Plugin(host) {
+  // A 1.0 host has neither (the table is shorter): nothing to serve.
+  const hostlet_host_api* api = host.api();
+  if (api->struct_size < offsetof(hostlet_host_api, agent_health) + sizeof api->agent_health ||
+      !api->metrics_scrape || !api->agent_health || !api->metric_family || !api->metric_sample)
+    throw Error(-ENOTSUP, "the agent offers no metrics_scrape/agent_health (it predates ABI 1.1)");
   for (const std::string& item : host.list("listen")) {
     ListenAddress a;
     std::string err;
@@ -523,7 +529,7 @@ void Server::health(Connection& c, const Request& req) {
     std::string json;
   } answer;
   const hostlet_host_api* api = host().api();
-  int r = !api->agent_health ? -ENOSYS : api->agent_health(
+  int r = api->agent_health(
       host().c(), health_max_lag_ms_,
       [](void* arg, int healthy, const char* json) {
         auto* a = static_cast<Answer*>(arg);
@@ -548,7 +554,7 @@ void Server::scrape(Connection& c, const Request& req) {
   c.since_ms = now();
   n_.scrapes++;
   const hostlet_host_api* api = host().api();
-  int r = api->metrics_scrape ? api->metrics_scrape(host().c(), &opts, &Server::on_scraped, &c) : -ENOSYS;
+  int r = api->metrics_scrape(host().c(), &opts, &Server::on_scraped, &c);
   if (r != 0) {
     c.scrape_pending = false;
     n_.scrape_errors++;
