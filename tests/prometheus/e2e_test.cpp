@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/wait.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -384,43 +385,73 @@ TEST_CASE("prometheus: /health is 200 with the agent's JSON") {
   CHECK(j["instances"].contains("metrics"));
 }
 
+// GET /metrics with `headers` (each ending in CRLF) on c; the test fails without an answer.
+Response get_metrics(HttpClient& c, const std::string& headers = "") {
+  REQUIRE(c.send(kGet + headers + "\r\n"));
+  auto r = c.read();
+  REQUIRE(r);
+  CHECK(r->status == 200);
+  return *r;
+}
+
 TEST_CASE("prometheus: /metrics in text, OpenMetrics and gzip passes promtool") {
   Fixture f;
   HttpClient c = HttpClient::tcp(f.port);
-  REQUIRE(c.send(kGet + "\r\n"));
-  auto text = c.read();
-  REQUIRE(text);
-  CHECK(text->status == 200);
-  CHECK(text->header("content-type") == "text/plain; version=0.0.4; charset=utf-8");
-  CHECK_THAT(text->body, Catch::Contains("hostlet_build_info"));
-  CHECK_THAT(text->body, Catch::Contains("hostlet_http_requests_total"));
-  promtool_check(f.dir, text->body, false);
+  Response text = get_metrics(c);
+  CHECK(text.header("content-type") == "text/plain; version=0.0.4; charset=utf-8");
+  CHECK_THAT(text.body, Catch::Contains("hostlet_build_info"));
+  CHECK_THAT(text.body, Catch::Contains("hostlet_http_requests_total"));
+  promtool_check(f.dir, text.body, false);
 
-  REQUIRE(c.send(kGet + "Accept: application/openmetrics-text;version=1.0.0,text/plain;q=0.5\r\n\r\n"));
-  auto om = c.read();
-  REQUIRE(om);
-  CHECK(om->header("content-type") == "application/openmetrics-text; version=1.0.0; charset=utf-8");
-  CHECK_THAT(om->body, Catch::EndsWith("# EOF\n"));
-  promtool_check(f.dir, om->body, true);
+  Response om = get_metrics(c, "Accept: application/openmetrics-text;version=1.0.0,text/plain;q=0.5\r\n");
+  CHECK(om.header("content-type") == "application/openmetrics-text; version=1.0.0; charset=utf-8");
+  CHECK_THAT(om.body, Catch::EndsWith("# EOF\n"));
+  promtool_check(f.dir, om.body, true);
 
-  REQUIRE(c.send(kGet + "Accept-Encoding: gzip\r\n\r\n"));
-  auto z = c.read();
-  REQUIRE(z);
-  CHECK(z->header("content-encoding") == "gzip");
-  std::string plain = gunzip(z->body);
+  Response z = get_metrics(c, "Accept-Encoding: gzip\r\n");
+  CHECK(z.header("content-encoding") == "gzip");
+  std::string plain = gunzip(z.body);
   CHECK_THAT(plain, Catch::Contains("hostlet_build_info"));
   promtool_check(f.dir, plain, false);
 
-  REQUIRE(c.send(kGet + "Accept-Encoding: gzip;q=0\r\n\r\n"));
-  auto no = c.read();
-  REQUIRE(no);
-  CHECK(no->header("content-encoding").empty());
+  Response zom = get_metrics(c, "Accept: application/openmetrics-text\r\nAccept-Encoding: deflate, gzip\r\n");
+  CHECK(zom.header("content-encoding") == "gzip");
+  CHECK_THAT(gunzip(zom.body), Catch::EndsWith("# EOF\n"));
+
+  CHECK(get_metrics(c, "Accept-Encoding: gzip;q=0\r\n").header("content-encoding").empty());
 
   REQUIRE(c.send("HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n"));
   auto head = c.read(true);
   REQUIRE(head);
   CHECK(head->status == 200);
   CHECK_FALSE(head->header("content-length").empty());
+}
+
+TEST_CASE("prometheus: clients that leave during a scrape, and a stop with scrapes in flight, harm nothing") {
+  Fixture f;
+  for (int i = 0; i < 50; i++) {  // asked and gone before the answer
+    HttpClient c = f.unix_client();
+    REQUIRE(c.send(kGet + "\r\n"));
+  }
+  std::vector<HttpClient> waiting;
+  for (int i = 0; i < 10; i++) {
+    waiting.push_back(f.unix_client());
+    REQUIRE(waiting.back().send(kGet + "\r\n" + kGet + "\r\n"));  // two each, pipelined
+  }
+  for (HttpClient& c : waiting) {
+    for (int i = 0; i < 2; i++) {
+      auto r = c.read();
+      REQUIRE(r);
+      CHECK(r->status == 200);
+    }
+  }
+  f.check_unaffected();
+  for (HttpClient& c : waiting) REQUIRE(c.send(kGet + "\r\n"));
+  auto st = f.agent->stop();
+  f.agent.reset();
+  REQUIRE(st);
+  CHECK(WIFEXITED(*st));
+  CHECK(WEXITSTATUS(*st) == 0);
 }
 
 TEST_CASE("prometheus: a real Prometheus server scrapes the agent") {
