@@ -498,3 +498,17 @@ TEST_CASE("prometheus: a real Prometheus server scrapes the agent") {
   auto st = prom.stop();
   CHECK(st);
 }
+
+TEST_CASE("prometheus: a reload of the instance serves the same Unix socket again") {
+  Fixture f;
+  HttpClient before = f.unix_client();
+  get_metrics(before);
+  Run r = f.agent->ctl({"reload", "metrics"});
+  INFO(r.out << r.err << f.agent->log());
+  REQUIRE(r.exit_code == 0);
+  CHECK(before.wait_closed());  // the old instance closed its connections
+  HttpClient after = f.unix_client();
+  Response m = get_metrics(after);
+  CHECK_THAT(m.body, Catch::Contains("hostlet_http_requests_total"));
+  f.check_unaffected();
+}
