@@ -113,6 +113,15 @@ std::string describe(const ListenAddress& a) {
   return "?";
 }
 
+// Fails init with `message`, which `hostlet --check` and the reload reply then
+// show verbatim (set_error, ABI 1.1) instead of "Invalid argument".
+[[noreturn]] void refuse(Host& host, int code, const std::string& message) {
+  const hostlet_host_api* api = host.api();
+  if (api->struct_size >= offsetof(hostlet_host_api, set_error) + sizeof api->set_error && api->set_error)
+    api->set_error(host.c(), "%s", message.c_str());
+  throw Error(code, message);
+}
+
 class Server;
 
 struct Listener {
@@ -246,14 +255,14 @@ Server::Server(Host& host) : Plugin(host) {
   const hostlet_host_api* api = host.api();
   if (api->struct_size < offsetof(hostlet_host_api, agent_health) + sizeof api->agent_health ||
       !api->metrics_scrape || !api->agent_health || !api->metric_family || !api->metric_sample)
-    throw Error(-ENOTSUP, "the agent offers no metrics_scrape/agent_health (it predates ABI 1.1)");
+    refuse(host, -ENOTSUP, "the agent offers no metrics_scrape/agent_health (it predates ABI 1.1)");
   for (const std::string& item : host.list("listen")) {
     ListenAddress a;
     std::string err;
-    if (!parse_listen_address(item, a, err)) throw Error(-EINVAL, "listen: " + err);
+    if (!parse_listen_address(item, a, err)) refuse(host, -EINVAL, "listen: " + err);
     addresses_.push_back(a);
   }
-  if (addresses_.empty()) throw Error(-EINVAL, "listen: no address given");
+  if (addresses_.empty()) refuse(host, -EINVAL, "listen: no address given");
   max_connections_ = static_cast<size_t>(host.integer("max_connections"));
   limits_.max_header_bytes = static_cast<size_t>(host.integer("max_header_bytes"));
   read_timeout_ms_ = static_cast<uint64_t>(host.integer("read_timeout"));

@@ -512,3 +512,15 @@ TEST_CASE("prometheus: a reload of the instance serves the same Unix socket agai
   CHECK_THAT(m.body, Catch::Contains("hostlet_http_requests_total"));
   f.check_unaffected();
 }
+
+TEST_CASE("prometheus: hostlet --check names a bad listen item") {
+  TempDir dir;
+  std::string file = dir.write("h.yaml", "agent: {control_socket: \"" + dir / "c.sock" + "\"}\nplugins:\n"
+                                         "  - {name: metrics, plugin: " + plugin() +
+                                         ", config: {listen: [\"localhost:9750\"]}}\n");
+  Run r = run({env_path("HOSTLET_BIN"), "--check", "-c", file});
+  INFO(r.out << r.err);
+  CHECK(r.exit_code == 1);
+  CHECK_THAT(r.out + r.err, Catch::Contains("h.yaml:3:5: instance 'metrics'") &&
+                                Catch::Contains("'localhost' is not an IPv4 address"));
+}
