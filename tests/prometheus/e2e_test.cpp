@@ -156,12 +156,13 @@ struct Fixture {
                          ", config: {listen: [\"@DIR@/http.sock\", \"127.0.0.1:0\"]" + extra + "}}\n";
     agent = std::make_unique<Agent>(dir, config);
     REQUIRE(agent->start());
-    std::smatch m;
     REQUIRE(wait_until([&] {
-      std::string log = agent->log();
-      return std::regex_search(log, m, std::regex("listening on http://127\\.0\\.0\\.1:(\\d+)"));
+      std::string log = agent->log();  // the match must not outlive it
+      std::smatch m;
+      if (!std::regex_search(log, m, std::regex("listening on http://127\\.0\\.0\\.1:(\\d+)"))) return false;
+      port = std::stoi(m[1]);
+      return true;
     }));
-    port = std::stoi(m[1]);
     REQUIRE(wait_until([&] { return agent->log().find("] ready:") != std::string::npos; }));
   }
   ~Fixture() {
