@@ -166,7 +166,7 @@ void write_agent_metrics(Agent& agent, MetricsWriter& w) {
   if (ControlServer* cs = agent.control()) {
     w.family("hostlet_control_connections", HOSTLET_METRIC_GAUGE, "Connections to the control socket now.");
     w.sample({}, static_cast<double>(cs->connections()));
-    w.family("hostlet_control_connections_total", HOSTLET_METRIC_COUNTER, "Connections the control socket accepted.");
+    w.family("hostlet_control_accepted_total", HOSTLET_METRIC_COUNTER, "Connections the control socket accepted.");
     w.sample({}, static_cast<double>(cs->accepted()));
     w.family("hostlet_control_refused_total", HOSTLET_METRIC_COUNTER,
              "Connections refused at connect (not allowed, or over the limit).");

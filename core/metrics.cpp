@@ -218,6 +218,9 @@ int MetricsWriter::histogram(const hostlet_attr* labels, size_t n_labels, const 
       return refuse(-EINVAL, quoted + ": bucket counts are cumulative and at most the count");
   }
   if (std::isnan(sum)) return refuse(-EINVAL, quoted + ": sum is NaN");
+  for (size_t i = 0; i < n_labels; ++i)
+    if (labels[i].key && std::strcmp(labels[i].key, "le") == 0)
+      return refuse(-EINVAL, quoted + ": the label le is the host's, for the buckets");
   scratch_.clear();
   if (!append_labels(scratch_, labels, n_labels, {}, {}))
     return refuse(-EINVAL, quoted + ": a label name is not valid or repeated");

@@ -72,7 +72,8 @@ void print_status(const json& d) {
   if (d.contains("reload") && (d["reload"].value("running", false) || d["reload"].value("queued", 0) > 0))
     printf("reload in progress, %s queued\n", scalar(d["reload"]["queued"]).c_str());
   std::vector<std::vector<std::string>> rows{
-      {"INSTANCE", "PLUGIN", "VERSION", "STATE", "LOADS", "LAST_LOAD_UTC", "LAST_RESULT"}};
+      {"INSTANCE", "PLUGIN", "VERSION", "STATE", "HEALTH", "LOADS", "LAST_LOAD_UTC", "LAST_RESULT"}};
+  std::vector<std::string> reasons;  // "NAME: HEALTH: REASON" lines under the table
   for (const auto& i : d["instances"]) {
     std::string when = "-";
     if (i.contains("last_time") && i["last_time"].is_number()) {
@@ -83,11 +84,15 @@ void print_status(const json& d) {
     }
     std::string state = scalar(i["state"]);
     if (i.value("reloading", false)) state += " (reloading)";
-    rows.push_back({scalar(i["name"]), scalar(i["plugin"]), scalar(i["version"]), state,
+    std::string health = i.contains("health") ? scalar(i["health"]) : "-";
+    if (std::string why = i.value("health_reason", std::string()); !why.empty() && health != "ok")
+      reasons.push_back(scalar(i["name"]) + ": " + health + ": " + why);
+    rows.push_back({scalar(i["name"]), scalar(i["plugin"]), scalar(i["version"]), state, health,
                     i.contains("loads") ? scalar(i["loads"]) : "-", when,
                     i.contains("last_result") ? scalar(i["last_result"]) : "-"});
   }
   print_table(rows);
+  for (const auto& r : reasons) printf("%s\n", r.c_str());
 }
 
 void print_plugins(const json& d) {

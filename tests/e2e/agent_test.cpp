@@ -31,7 +31,7 @@ Run check(TempDir& dir, const std::string& yaml) {
 TEST_CASE("agent: --version and --help answer and exit 0; a bad argument exits 64") {
   Run v = run({env_path("HOSTLET_BIN"), "--version"});
   CHECK(v.exit_code == 0);
-  CHECK(v.out.find("plugin ABI 1.0") != std::string::npos);
+  CHECK(v.out.find("plugin ABI 1.1") != std::string::npos);
   Run h = run({env_path("HOSTLET_BIN"), "--help"});
   CHECK(h.exit_code == 0);
   CHECK(h.out.find("--check") != std::string::npos);
@@ -81,21 +81,25 @@ TEST_CASE("agent: --check reports every loader failure with file, line and colum
       "  - name: initf\n"                                                 // line 6
       "    plugin: " + fixture("init_fails") + "\n"
       "  - {name: missing, plugin: /nonexistent/x.so}\n"                  // line 8
-      "  - {name: byname, plugin: no_such_plugin_anywhere}\n",            // line 9
-      "  - on: {type: go}\n    do: w.ech\n");                             // lines 11..12
+      "  - {name: byname, plugin: no_such_plugin_anywhere}\n"             // line 9
+      "  - {name: newer, plugin: " + fixture("future_minor") + "}\n",     // line 10
+      "  - on: {type: go}\n    do: w.ech\n");                             // lines 12..13
   Run r = check(dir, yaml);
   std::string f = dir / "check.yaml";
   INFO(r.err);
   CHECK(r.exit_code == 1);
   CHECK(r.err.find(f + ":4:25: instance 'abi'") != std::string::npos);
-  CHECK(r.err.find("built for plugin ABI 2.0, this agent speaks 1.0") != std::string::npos);
+  CHECK(r.err.find("built for plugin ABI 2.0, this agent speaks 1.1") != std::string::npos);
+  CHECK(r.err.find(f + ":10:27: instance 'newer'") != std::string::npos);
+  CHECK(r.err.find("built for plugin ABI 1.2, this agent speaks 1.1 (same major and a minor up to 1 are loadable)") !=
+        std::string::npos);
   CHECK(r.err.find(f + ":5:29: instance 'noentry'") != std::string::npos);
   CHECK(r.err.find("no entry symbol 'hostlet_plugin_entry'") != std::string::npos);
   CHECK(r.err.find(f + ":6:5: instance 'initf': plugin 'init_fails' rejected its config") != std::string::npos);
   CHECK(r.err.find("refusing to start: always") != std::string::npos);  // the plugin's own words
   CHECK(r.err.find(f + ":8:29: instance 'missing': plugin file /nonexistent/x.so not found") != std::string::npos);
   CHECK(r.err.find(f + ":9:28: instance 'byname': plugin 'no_such_plugin_anywhere' not found") != std::string::npos);
-  CHECK(r.err.find(f + ":12:9: rule: unknown action 'w.ech' (did you mean 'w.echo'?)") != std::string::npos);
+  CHECK(r.err.find(f + ":13:9: rule: unknown action 'w.ech' (did you mean 'w.echo'?)") != std::string::npos);
 }
 
 TEST_CASE("agent: a truncated or non-ELF .so is refused with a reason, not a crash") {
@@ -436,7 +440,7 @@ TEST_CASE("agent: the control socket answers bad requests with errors and keeps 
   CHECK(ask(R"({"id":7})")["error"] == "missing string 'cmd'");
   json unk = ask(R"({"id":8,"cmd":"dance"})");
   CHECK(unk["id"] == 8);
-  CHECK(unk["error"] == "unknown command 'dance' (hello, status, plugins, describe, stats, call, notify, events, reload)");
+  CHECK(unk["error"] == "unknown command 'dance' (hello, status, plugins, describe, stats, call, notify, events, reload, metrics)");
   CHECK(ask(R"({"cmd":"call","action":"w.echo","attrs":{"a":1}})")["error"] == "attribute 'a' must be a string, not a number");
   CHECK(ask(R"({"cmd":"notify","type":"bad type!"})")["ok"] == false);
   CHECK(ask(R"({"cmd":"notify","type":"t","ack":"sometimes"})")["ok"] == false);
@@ -584,22 +588,23 @@ TEST_CASE("agent: hostlet-ctl status prints each instance's version, loads, last
   Run r = a.ctl({"status"});
   INFO(r.out << r.err);
   CHECK(r.exit_code == 0);
-  CHECK(r.out.find("INSTANCE  PLUGIN  VERSION  STATE    LOADS  LAST_LOAD_UTC        LAST_RESULT") != std::string::npos);
+  CHECK(r.out.find("INSTANCE  PLUGIN  VERSION  STATE    HEALTH  LOADS  LAST_LOAD_UTC        LAST_RESULT") != std::string::npos);
   CHECK_THAT(r.out.substr(0, r.out.find('\n')), Catch::Matches("hostlet \\S+  pid \\d+  up \\d+s  config .*"));
   size_t at = r.out.find("\nw ");
   REQUIRE(at != std::string::npos);
   std::istringstream row(r.out.substr(at + 1, r.out.find('\n', at + 1) - at - 1));
   std::vector<std::string> cells;
   for (std::string w; row >> w;) cells.push_back(w);
-  REQUIRE(cells.size() == 8);  // name plugin version state loads date time result
+  REQUIRE(cells.size() == 9);  // name plugin version state health loads date time result
   CHECK(cells[0] == "w");
   CHECK(cells[1] == "worker");
   CHECK(cells[2] == "1");
   CHECK(cells[3] == "running");
-  CHECK(cells[4] == "1");
-  CHECK((cells[5].size() == 10 && cells[5][4] == '-' && cells[5][7] == '-'));  // YYYY-MM-DD
-  CHECK((cells[6].size() == 8 && cells[6][2] == ':' && cells[6][5] == ':'));   // HH:MM:SS
-  CHECK(cells[7] == "ok");
+  CHECK(cells[4] == "ok");
+  CHECK(cells[5] == "1");
+  CHECK((cells[6].size() == 10 && cells[6][4] == '-' && cells[6][7] == '-'));  // YYYY-MM-DD
+  CHECK((cells[7].size() == 8 && cells[7][2] == ':' && cells[7][5] == ':'));   // HH:MM:SS
+  CHECK(cells[8] == "ok");
 }
 
 TEST_CASE("agent: SIGHUP re-reads an unchanged config, changes nothing and keeps serving") {

@@ -38,6 +38,7 @@
 #include <cstdio>
 #include <exception>
 #include <functional>
+#include <initializer_list>
 #include <memory>
 #include <new>
 #include <optional>
@@ -247,6 +248,46 @@ class Subscription {
   std::unique_ptr<State> s_;
 };
 
+/**
+ * The metrics writer handed to Plugin::collect (ABI 1.1; see metric_family
+ * in plugin.h for the naming rules the host enforces). Cheap: labels are
+ * passed as C pairs, nothing is allocated per sample.
+ *
+ *   void collect(hostlet::Metrics& m) override {
+ *     m.gauge("myplugin_items", "Items held now.");
+ *     m.sample(items_.size());
+ *     m.counter("myplugin_reads_total", "Reads done.");
+ *     m.sample(reads_, {{"device", dev_.c_str()}});
+ *   }
+ */
+class Metrics {
+ public:
+  Metrics(hostlet_metrics* m, const hostlet_host_api* api) : m_(m), api_(api) {}
+  using Labels = std::initializer_list<hostlet_attr>;
+
+  /** Opens a family; returns 0 or the host's negative errno (the family's samples are then refused too). */
+  int family(const char* name, hostlet_metric_type type, const char* help, const char* unit = nullptr) {
+    return api_->metric_family(m_, name, type, help, unit);
+  }
+  int counter(const char* name, const char* help, const char* unit = nullptr) {
+    return family(name, HOSTLET_METRIC_COUNTER, help, unit);
+  }
+  int gauge(const char* name, const char* help, const char* unit = nullptr) {
+    return family(name, HOSTLET_METRIC_GAUGE, help, unit);
+  }
+  int sample(double value, Labels labels = {}) {
+    return api_->metric_sample(m_, labels.begin(), labels.size(), value);
+  }
+  /** Labels built at run time (e.g. a vector of hostlet_attr). */
+  int sample(double value, const hostlet_attr* labels, size_t n) { return api_->metric_sample(m_, labels, n, value); }
+  hostlet_metrics* c() const { return m_; }
+  const hostlet_host_api* api() const { return api_; }
+
+ private:
+  hostlet_metrics* m_;
+  const hostlet_host_api* api_;
+};
+
 /** The plugin's view of its instance: every host service, C++-style. */
 class Host {
  public:
@@ -383,6 +424,22 @@ class Host {
     auto a = detail::c_attrs(attrs);
     return api_->publish(host_, type, a.data(), a.size());
   }
+  /** publish() that gives the event's id in *id_out (ABI 1.1). */
+  int publish(const char* type, const Attrs& attrs, uint64_t* id_out) {
+    auto a = detail::c_attrs(attrs);
+    return api_->publish_id(host_, type, a.data(), a.size(), id_out);
+  }
+
+  /**
+   * Reports the instance's health (ABI 1.1): ok, degraded or failed, with a
+   * short reason. Shown by `hostlet-ctl status`, the hostlet_instance_health
+   * metric and the agent's /health; a change publishes "instance.health".
+   */
+  int set_health(hostlet_health health, const std::string& reason = {}) {
+    return api_->set_health(host_, health, reason.c_str());
+  }
+  /** Ends the collection a Plugin::refresh() returning true started (ABI 1.1). */
+  void metrics_refreshed() { api_->metrics_refreshed(host_); }
 
   /**
    * Registers "<instance>.<verb>". The handler answers the Call now, or moves
@@ -555,6 +612,18 @@ class Plugin {
    */
   virtual void stop(std::function<void()> stopped) { stopped(); }
 
+  /**
+   * Writes the instance's metrics from data it already has (ABI 1.1): it must
+   * not block. Called on the loop for every scrape while the instance runs.
+   */
+  virtual void collect(Metrics&) {}
+  /**
+   * Before a scrape: false when the data collect() writes is fresh enough;
+   * true when the plugin has started to collect fresher data and will call
+   * host().metrics_refreshed() once it has (ABI 1.1).
+   */
+  virtual bool refresh() { return false; }
+
   Host& host() const { return host_; }
 
  private:
@@ -573,13 +642,13 @@ template <class T> int init(hostlet_host* h, const hostlet_host_api* api, void**
   try {
     inst->plugin = std::make_unique<T>(inst->host);
   } catch (const Error& e) {
-    api->log(h, HOSTLET_LOG_ERROR, "init failed: %s", e.what());
+    api->set_error(h, "%s", e.what());  // --check, the reload reply and status show it
     return e.code();
   } catch (const std::exception& e) {
-    api->log(h, HOSTLET_LOG_ERROR, "init failed: %s", e.what());
+    api->set_error(h, "%s", e.what());
     return -EINVAL;
   } catch (...) {
-    api->log(h, HOSTLET_LOG_ERROR, "init failed: non-standard exception");
+    api->set_error(h, "init failed: non-standard exception");
     return -EINVAL;
   }
   *state = inst.release();
@@ -590,13 +659,13 @@ template <class T> int start(void* state) {
   try {
     return inst->plugin->start();
   } catch (const Error& e) {
-    inst->host.error("start failed: %s", e.what());
+    inst->host.api()->set_error(inst->host.c(), "%s", e.what());  // the host logs it as the start failure
     return e.code();
   } catch (const std::exception& e) {
-    inst->host.error("start failed: %s", e.what());
+    inst->host.api()->set_error(inst->host.c(), "%s", e.what());
     return -EIO;
   } catch (...) {
-    inst->host.error("start failed: non-standard exception");
+    inst->host.api()->set_error(inst->host.c(), "start failed: non-standard exception");
     return -EIO;
   }
 }
@@ -606,6 +675,17 @@ template <class T> void stop(void* state) {
   const hostlet_host_api* api = inst->host.api();
   bool ok = inst->host.guard("stop", [&] { inst->plugin->stop([h, api] { api->stopped(h); }); });
   if (!ok) api->stopped(h);  // a throwing stop must not hang the host
+}
+template <class T> void collect(void* state, hostlet_metrics* out) {
+  auto* inst = static_cast<Instance<T>*>(state);
+  Metrics m(out, inst->host.api());
+  inst->host.guard("collect", [&] { inst->plugin->collect(m); });
+}
+template <class T> int refresh(void* state) {
+  auto* inst = static_cast<Instance<T>*>(state);
+  bool started = false;
+  inst->host.guard("refresh", [&] { started = inst->plugin->refresh(); });
+  return started ? 1 : 0;
 }
 template <class T> void destroy(void* state) {
   auto* inst = static_cast<Instance<T>*>(state);
@@ -635,6 +715,8 @@ template <class T> void destroy(void* state) {
       &hostlet::detail::start<T>,                                                 \
       &hostlet::detail::stop<T>,                                                  \
       &hostlet::detail::destroy<T>,                                               \
+      &hostlet::detail::collect<T>,                                               \
+      &hostlet::detail::refresh<T>,                                               \
   };                                                                              \
   extern "C" HOSTLET_PLUGIN_ENTRY { return &hostlet__cpp_plugin_descriptor; }
 

@@ -1,0 +1,12 @@
+/* What ABI 1.1 appended (see fields_1_0.h): each must lie past the end of its struct's 1.0 layout. */
+FIELD(hostlet_host_api, set_error)
+FIELD(hostlet_host_api, publish_id)
+FIELD(hostlet_host_api, set_health)
+FIELD(hostlet_host_api, metric_family)
+FIELD(hostlet_host_api, metric_sample)
+FIELD(hostlet_host_api, metric_histogram)
+FIELD(hostlet_host_api, metrics_refreshed)
+FIELD(hostlet_host_api, metrics_scrape)
+FIELD(hostlet_host_api, agent_health)
+FIELD(hostlet_plugin, collect)
+FIELD(hostlet_plugin, refresh)
