@@ -9,17 +9,20 @@ set -euo pipefail
 
 PACKAGES=(
   g++ meson ninja-build pkg-config python3
-  libuv1-dev libyaml-cpp-dev nlohmann-json3-dev libvirt-dev libxml2-dev   # build
+  libuv1-dev libyaml-cpp-dev nlohmann-json3-dev libvirt-dev   # build
+  libxml2-dev                                                 # the libvirt plugin reads domain XML
+  zlib1g-dev                                                  # gzip of the prometheus plugin
   scdoc                                                       # man pages (man/*.scd)
   netcat-openbsd                                              # the README's raw-socket example
 )
 TEST_PACKAGES=(
   catch2                                                      # unit and end-to-end tests
   libvirt-daemon libvirt-clients python3-libvirt              # private libvirtd for tests, virsh, bench peer
-  prometheus-libvirt-exporter                                 # the libvirt metrics' compatibility test
   iproute2 util-linux                                         # veth pairs and setpriv in tests
   man-db systemd                                              # man -l and systemd-analyze verify in tests
   dpkg-dev debhelper lintian                                  # scripts/package.sh and its install test
+  prometheus                                                  # promtool and a real server for the metrics tests
+  prometheus-libvirt-exporter                                 # the libvirt metrics' compatibility peer
 )
 if [ "${1:-}" = --tests ]; then
   shift

@@ -76,10 +76,10 @@ for title, real in core.items():
         problems.append(f"{title}: '{k}' is on the page but the agent does not accept it")
 
 # --- the plugins' schemas, from a running agent ------------------------------
-plugins = [p for p in ("unixsock", "libvirt", "sysfs", "uevent")
-           if os.path.exists(os.path.join(plugin_build, p, p + ".so"))]
+SHIPPED = ("unixsock", "libvirt", "sysfs", "uevent", "prometheus")
+plugins = [p for p in SHIPPED if os.path.exists(os.path.join(plugin_build, p, p + ".so"))]
 for title in sections:
-    if title.startswith("plugin ") and title[7:] not in ("unixsock", "libvirt", "sysfs", "uevent"):
+    if title.startswith("plugin ") and title[7:] not in SHIPPED:
         problems.append(f"{title}: not a shipped plugin")
 
 tmp = tempfile.mkdtemp(prefix="hostlet-man-")
@@ -91,6 +91,7 @@ try:
         "libvirt": {"uri": "test:///default"},
         "sysfs": {},
         "uevent": {},
+        "prometheus": {"listen": [os.path.join(tmp, "http.sock")]},  # no TCP port: nothing to collide with
     }
     with open(os.path.join(tmp, "hostlet.yaml"), "w") as f:
         f.write(f"agent: {{control_socket: {sock}}}\nplugins:\n")

@@ -25,7 +25,7 @@ unit=$stage$unitdir/hostlet.service
 [ -x "$agent" ] || fail "no agent at $agent"
 [ -x "$ctl" ] || fail "no hostlet-ctl at $ctl"
 [ ! -e "$stage$(under_prefix "$bindir")/hostlet" ] || fail "the agent is in bindir too"
-for p in unixsock sysfs uevent; do
+for p in unixsock sysfs uevent prometheus; do
   [ -f "$plugins/$p.so" ] || fail "no plugin $p.so in $plugins"
 done
 if [ -f "$build/plugins/libvirt/libvirt.so" ]; then
