@@ -172,6 +172,25 @@ struct MiniHost::Impl {
     H(h)->events_.push_back(std::move(p));
     return 0;
   }
+  // ABI 1.1: set_error is logged (tests read the log), publish_id is publish,
+  // set_health is logged as "health NAME: REASON" too; nothing scrapes a
+  // mini host, so its metrics entries stay null.
+  static void set_error(hostlet_host* h, const char* fmt, ...) HOSTLET_PRINTF(2, 3) {
+    va_list ap;
+    va_start(ap, fmt);
+    logv(h, HOSTLET_LOG_ERROR, fmt, ap);
+    va_end(ap);
+  }
+  static int publish_id(hostlet_host* h, const char* type, const hostlet_attr* attrs, size_t n, uint64_t* id) {
+    if (id) *id = H(h)->events_.size() + 1;
+    return publish(h, type, attrs, n);
+  }
+  static int set_health(hostlet_host* h, hostlet_health health, const char* reason) {
+    static const char* const kNames[] = {"ok", "degraded", "failed"};
+    if (health < HOSTLET_HEALTH_OK || health > HOSTLET_HEALTH_FAILED) return -EINVAL;
+    log(h, HOSTLET_LOG_INFO, "health %s: %s", kNames[health], reason ? reason : "");
+    return 0;
+  }
   static int publish_tracked(hostlet_host*, const char*, const hostlet_attr*, size_t, hostlet_event_done_fn, void*,
                              uint64_t*) {
     return -ENOSYS;
@@ -221,6 +240,8 @@ const hostlet_host_api MiniHost::Impl::api = {
     &Impl::call_action,
     &Impl::stopped,
     &Impl::uv_loop,
+    &Impl::set_error, &Impl::publish_id, &Impl::set_health,
+    nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
 };
 
 MiniHost::MiniHost(uv_loop_t* loop) : loop_(loop), handle_(new hostlet_host{this}) {
