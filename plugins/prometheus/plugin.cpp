@@ -223,6 +223,15 @@ class Server final : public Plugin {
   static void on_sweep(uv_timer_t* t);
   static void on_idle(uv_idle_t* idle);
   static void on_scraped(void* arg, const char* text, size_t len);
+  // gzip of an exposition, offloaded (GzipJob owns a copy of the text).
+  struct GzipJob {
+    Connection* c;
+    std::string text, zipped;
+    bool ok;
+  };
+  static void gzip_work(void* arg);
+  static void gzip_done(void* arg, int status);
+  void answer_scrape(Connection& c, std::string_view body, bool zipped);
 
   // Config.
   std::vector<ListenAddress> addresses_;
@@ -581,24 +590,48 @@ void Server::on_scraped(void* arg, const char* text, size_t len) {
     if (c->handle_open) self->close(*c);
     return self->free_if_done(*c);
   }
-  self->host().guard("scrape answer", [&] {
-    const char* type = c->format == HOSTLET_METRICS_OPENMETRICS
+  if (c->gzip) {
+    // Deflating megabytes (1000 domains) takes milliseconds: on the pool,
+    // not the loop. The connection lives until the job's done has run.
+    auto* job = new GzipJob{c, std::string(text, len), {}, false};
+    c->scrape_pending = true;
+    int r = self->host().api()->offload(self->host().c(), nullptr, &Server::gzip_work, &Server::gzip_done, job, nullptr);
+    if (r == 0) return;
+    c->scrape_pending = false;
+    delete job;
+    self->n_.scrape_errors++;  // the lane is full: served uncompressed instead
+  }
+  self->answer_scrape(*c, std::string_view(text, len), false);
+}
+
+void Server::gzip_work(void* arg) {
+  auto* job = static_cast<GzipJob*>(arg);
+  job->ok = gzip(job->text, job->zipped);
+}
+
+void Server::gzip_done(void* arg, int status) {
+  std::unique_ptr<GzipJob> job(static_cast<GzipJob*>(arg));
+  Connection* c = job->c;
+  Server* self = c->server;
+  c->scrape_pending = false;
+  if (status != 0 || !c->handle_open || c->closing) {  // the instance is stopping, or the client went
+    if (c->handle_open) self->close(*c);
+    return self->free_if_done(*c);
+  }
+  if (!job->ok) self->n_.scrape_errors++;  // served uncompressed instead
+  self->answer_scrape(*c, job->ok ? std::string_view(job->zipped) : std::string_view(job->text), job->ok);
+}
+
+void Server::answer_scrape(Connection& c, std::string_view body, bool zipped) {
+  host().guard("scrape answer", [&] {
+    const char* type = c.format == HOSTLET_METRICS_OPENMETRICS
                            ? "application/openmetrics-text; version=1.0.0; charset=utf-8"
                            : "text/plain; version=0.0.4; charset=utf-8";
-    std::string_view body(text, len);
-    std::string zipped;
     std::string extra = "Vary: Accept, Accept-Encoding\r\n";
-    if (c->gzip) {
-      if (gzip(body, zipped)) {
-        body = zipped;
-        extra += "Content-Encoding: gzip\r\n";
-      } else {
-        self->n_.scrape_errors++;  // served uncompressed instead
-      }
-    }
-    self->n_.requests[200]++;
-    self->respond(*c, 200, type, body, c->keep_alive, c->head, extra);
-    self->process(*c);  // the next pipelined request, if any
+    if (zipped) extra += "Content-Encoding: gzip\r\n";
+    n_.requests[200]++;
+    respond(c, 200, type, body, c.keep_alive, c.head, extra);
+    process(c);  // the next pipelined request, if any
   });
 }
 
