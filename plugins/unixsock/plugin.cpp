@@ -250,6 +250,7 @@ class UnixSock final : public Plugin, public ConnectionOwner {
 
   int start() override;
   void stop(std::function<void()> stopped) override;
+  void collect(hostlet::Metrics& m) override;
 
  private:
   // An `ack: done` notification waiting for its event's outcome. Owned by
@@ -382,6 +383,36 @@ UnixSock::UnixSock(Host& host) : Plugin(host) {
              {"idle_closed", s(n_.idle_closed)},
              {"stuck_closed", s(n_.stuck_closed)}});
   });
+}
+
+// The counters of the `stats` action as metrics, labelled with the instance
+// (two unixsock instances add to the same families).
+void UnixSock::collect(hostlet::Metrics& m) {
+  const char* inst = host().name();
+  auto one = [&](const char* name, hostlet_metric_type type, const char* help, double v) {
+    m.family(name, type, help);
+    m.sample(v, {{"instance", inst}});
+  };
+  auto two = [&](const char* name, const char* help, const char* label, const char* a, double va, const char* b,
+                 double vb) {
+    m.counter(name, help);
+    m.sample(va, {{"instance", inst}, {label, a}});
+    m.sample(vb, {{"instance", inst}, {label, b}});
+  };
+  auto d = [](uint64_t v) { return static_cast<double>(v); };
+  one("hostlet_unixsock_open_connections", HOSTLET_METRIC_GAUGE, "Client connections open now.", d(open_conns_));
+  one("hostlet_unixsock_connections_total", HOSTLET_METRIC_COUNTER, "Client connections admitted.", d(n_.connections));
+  two("hostlet_unixsock_refused_total", "Connections refused: peer not allowed, or over max_connections.", "reason",
+      "peer", d(n_.refused_peer), "limit", d(n_.refused_limit));
+  two("hostlet_unixsock_notifications_total", "Notification lines accepted onto the bus or rejected with an error.",
+      "result", "accepted", d(n_.accepted), "rejected", d(n_.rejected));
+  one("hostlet_unixsock_replies_total", HOSTLET_METRIC_COUNTER, "Reply lines written.", d(n_.replies));
+  one("hostlet_unixsock_queue_waits_total", HOSTLET_METRIC_COUNTER, "Times a connection paused for a full event queue.",
+      d(n_.queue_waits));
+  m.counter("hostlet_unixsock_closed_total", "Connections the plugin closed: line too long, idle, stuck writing.");
+  m.sample(d(n_.too_long), {{"instance", inst}, {"reason", "too_long"}});
+  m.sample(d(n_.idle_closed), {{"instance", inst}, {"reason", "idle"}});
+  m.sample(d(n_.stuck_closed), {{"instance", inst}, {"reason", "stuck"}});
 }
 
 int UnixSock::start() {

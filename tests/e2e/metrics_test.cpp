@@ -253,3 +253,24 @@ TEST_CASE("the README's list of the agent's families is the list a scrape has") 
   }
   CHECK(listed == scraped);
 }
+
+TEST_CASE("two unixsock instances add their connection counters to one family each") {
+  TempDir dir;
+  Agent a(dir, config("{}", "  - {name: n1, plugin: unixsock, config: {socket: \"@DIR@/n1.sock\"}}\n"
+                            "  - {name: n2, plugin: unixsock, config: {socket: \"@DIR@/n2.sock\"}}\n"));
+  REQUIRE(start(a));
+  LineClient c(dir.path() + "/n1.sock");
+  REQUIRE(c.send_line(R"({"type":"t.x","ack":"accepted"})"));
+  REQUIRE(c.recv_line());
+  std::string text = metrics(a);
+  INFO(text);
+  CHECK(has_line(text, "hostlet_unixsock_open_connections{instance=\"n1\"} 1"));
+  CHECK(has_line(text, "hostlet_unixsock_open_connections{instance=\"n2\"} 0"));
+  CHECK(has_line(text, "hostlet_unixsock_notifications_total{instance=\"n1\",result=\"accepted\"} 1"));
+  size_t first = text.find("# TYPE hostlet_unixsock_open_connections gauge");
+  REQUIRE(first != std::string::npos);
+  CHECK(text.find("# TYPE hostlet_unixsock_open_connections gauge", first + 1) == std::string::npos);
+  CHECK(a.log().find("metrics:") == std::string::npos);  // nothing refused
+  c.close();
+  a.stop();
+}
