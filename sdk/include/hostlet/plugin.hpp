@@ -32,6 +32,10 @@
 #ifndef HOSTLET_PLUGIN_HPP
 #define HOSTLET_PLUGIN_HPP
 
+#if !defined(__cplusplus) || __cplusplus < 201703L
+#error "hostlet/plugin.hpp needs C++17 or later (-std=c++17); C plugins include hostlet/plugin.h"
+#endif
+
 #include <hostlet/plugin.h>
 
 #include <cstdint>
@@ -375,8 +379,11 @@ class Host {
   }
   int cancel(hostlet_work* work) { return api_->offload_cancel(work); }
 
-  /** Timer: fires after timeout_ms, then every repeat_ms (0 = once). Throws Error on failure. */
-  Timer timer(uint64_t timeout_ms, uint64_t repeat_ms, std::function<void()> fn) {
+  /**
+   * Timer: fires after timeout_ms, then every repeat_ms (0 = once). Throws
+   * Error on failure. Keep the result: the timer stops when it is destroyed.
+   */
+  [[nodiscard]] Timer timer(uint64_t timeout_ms, uint64_t repeat_ms, std::function<void()> fn) {
     Timer t;
     t.s_.reset(new Timer::State{api_, host_, nullptr, std::move(fn)});
     check(api_->timer_start(host_, timeout_ms, repeat_ms, &Host::timer_cb, t.s_.get(), &t.s_->t), "timer");
@@ -384,7 +391,7 @@ class Host {
   }
 
   /** Watches fd for HOSTLET_WATCH_* events. Throws Error on failure. */
-  Watch watch(int fd, unsigned events, std::function<void(int fd, unsigned events)> fn) {
+  [[nodiscard]] Watch watch(int fd, unsigned events, std::function<void(int fd, unsigned events)> fn) {
     Watch w;
     w.s_.reset(new Watch::State{api_, host_, nullptr, std::move(fn)});
     check(api_->watch_fd(host_, fd, events, &Host::watch_cb, w.s_.get(), &w.s_->w), "watch");
@@ -412,7 +419,7 @@ class Host {
   void* uv_loop() const { return api_->uv_loop(host_); }
 
   /** Subscribes to events whose type matches type_glob. Throws Error on failure. */
-  Subscription subscribe(const char* type_glob, std::function<void(const Event&)> fn) {
+  [[nodiscard]] Subscription subscribe(const char* type_glob, std::function<void(const Event&)> fn) {
     Subscription s;
     s.s_.reset(new Subscription::State{api_, host_, nullptr, std::move(fn)});
     check(api_->subscribe(host_, type_glob, &Host::event_cb, s.s_.get(), &s.s_->sub), type_glob);
