@@ -26,7 +26,6 @@ import http.client
 import json
 import os
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -37,6 +36,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
+import driver  # noqa: E402  (start_libvirtd, stop: as the other benchmarks do)
 BUILD = os.path.abspath(os.path.join(ROOT, os.environ.get("BUILD_DIR", "build")))
 HOSTLET = os.path.join(BUILD, "core", "hostlet")
 CTL = os.path.join(BUILD, "ctl", "hostlet-ctl")
@@ -135,18 +135,7 @@ def probe(ctl, ms):
     return {k: float(v) for k, v in r["attrs"].items()}
 
 
-def stop(p):
-    if p and p.poll() is None:
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(15)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-
-
 def run(smoke=False, rounds=3, tmp=None):
-    import driver  # start_libvirtd, node_xml: the private libvirtd the other benchmarks use
     own = tmp is None
     tmp = tmp or tempfile.mkdtemp(prefix="hostlet-scrape-")
     domains = 20 if smoke else 1000
@@ -201,7 +190,7 @@ def run(smoke=False, rounds=3, tmp=None):
         return res
     finally:
         for p in reversed(procs):
-            stop(p)
+            driver.stop(p)
         if own:
             shutil.rmtree(tmp, ignore_errors=True)
 
