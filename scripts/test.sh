@@ -99,9 +99,7 @@ if [ -z "${SKIP_SANITIZERS:-}" ]; then
   # -O1 as the sanitizers' own docs suggest: it compiles in a good deal less
   # time than -O2 on 2 cores and keeps stack traces exact.
   if build build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbench=false -Doptimization=1; then
-    # 'asan-excluded': tests known to fail under ASan for a reason not yet
-    # found; each says why where it is declared (tests/*/meson.build).
-    run_suite build-asan --timeout-multiplier 3 --no-suite asan-excluded
+    run_suite build-asan --timeout-multiplier 3
   fi
   # The TSan tree builds only what the 'tsan' suite runs.
   export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
