@@ -1,8 +1,8 @@
 #include "stats.hpp"
 
+#include "xml_tree.hpp"
+
 #include <libvirt/virterror.h>
-#include <libxml/parser.h>
-#include <libxml/tree.h>
 
 #include <array>
 #include <cstdlib>
@@ -14,9 +14,6 @@ namespace {
 
 struct StatsFree {
   void operator()(virDomainStatsRecordPtr* r) const { virDomainStatsRecordListFree(r); }
-};
-struct XmlDocFree {
-  void operator()(xmlDoc* d) const { xmlFreeDoc(d); }
 };
 
 std::string uuid_text(virDomainPtr d) {
@@ -75,28 +72,10 @@ class Params {
   virDomainStatsRecordPtr r_;
 };
 
-std::string attr(xmlNode* n, const char* name) {
-  xmlChar* v = xmlGetProp(n, reinterpret_cast<const xmlChar*>(name));
-  if (!v) return {};
-  std::string s(reinterpret_cast<char*>(v));
-  xmlFree(v);
-  return s;
-}
-
-bool named(xmlNode* n, const char* name) {
-  return n->type == XML_ELEMENT_NODE && std::strcmp(reinterpret_cast<const char*>(n->name), name) == 0;
-}
-
-xmlNode* child(xmlNode* n, const char* name) {
-  for (xmlNode* c = n->children; c; c = c->next)
-    if (named(c, name)) return c;
-  return nullptr;
-}
-
-std::string child_attr(xmlNode* n, const char* element, const char* name) {
-  xmlNode* c = child(n, element);
-  return c ? attr(c, name) : std::string();
-}
+using hostlet::xml::attr;
+using hostlet::xml::child;
+using hostlet::xml::child_attr;
+using hostlet::xml::named;
 
 // A disk's source as the exporter labels it: the file (or block device, or network name).
 std::string disk_source(xmlNode* disk) {
@@ -244,7 +223,7 @@ void collect_node(virConnectPtr conn, NodeSample& n) {
 
 DeviceCache::Devices DeviceCache::parse(const std::string& xml) {
   Devices out;
-  std::unique_ptr<xmlDoc, XmlDocFree> doc(
+  hostlet::xml::Doc doc(
       xmlReadMemory(xml.data(), static_cast<int>(xml.size()), "domain.xml", nullptr, XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING));
   if (!doc) return out;
   xmlNode* root = xmlDocGetRootElement(doc.get());
