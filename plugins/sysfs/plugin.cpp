@@ -18,6 +18,16 @@
 //   hostlet-ctl call sys.read path=/sys/class/net/eth0/mtu
 //   hostlet-ctl call sys.write path=class/net/eth0/mtu value=9000
 //   hostlet-ctl --json call sys.list glob='/sys/class/net/*/mtu'
+//   hostlet-ctl call sys.write_seq path.0=bus/pci/devices/0000:06:02.0/driver_override value.0=vfio-pci \
+//       path.1=bus/pci/devices/0000:06:02.0/driver/unbind value.1=0000:06:02.0 missing_ok.1=true \
+//       path.2=bus/pci/drivers_probe value.2=0000:06:02.0
+//
+// `write_seq` runs its steps in order in one offloaded job and stops at the
+// first failure, whose error names the step and what was written before it:
+// the ordering a PCI rebind needs, which a rule's `do:` list cannot give
+// (one `with:` per rule). `missing_ok` (write and each step) answers a path
+// that does not exist as skipped rather than failed: `driver/unbind` of a
+// device that has no driver. The allow-list is checked first either way.
 //
 // Paths (see paths.hpp): relative to `root`, or absolute under it. ".." is
 // refused; the path is resolved with realpath and must stay under root, so
@@ -104,7 +114,13 @@ const hostlet_config_key kConfig[] = {
 
 const hostlet_action_info kActions[] = {
     {"read", "path", "reads an attribute; answers attrs {path, value}"},
-    {"write", "path, value", "writes an attribute matched by `writable`; answers attrs {path, value}"},
+    {"write", "path, value, missing_ok",
+     "writes an attribute matched by `writable`; answers attrs {path, value}; with missing_ok=true a path "
+     "that does not exist (a device without a driver: driver/unbind) answers ok with attrs {path, skipped: absent}"},
+    {"write_seq", "path.N, value.N, missing_ok.N (N = 0, 1, ...)",
+     "writes the steps in order on one worker, stopping at the first failure (a PCI driver_override, unbind, "
+     "drivers_probe sequence); answers attrs {count, written, skipped}, the error names the step and what was "
+     "already written"},
     {"list", "glob", "reads every readable attribute the glob matches; attrs {count}, data [{path, value|error}]"},
     {"watched", "", "the watched attributes: attrs {count}, data [{path, value, notify}]"},
     {nullptr, nullptr, nullptr},
@@ -197,6 +213,7 @@ class SysfsPlugin final : public hostlet::Plugin {
     }
     host.action("read", [this](Call& call) { read(call); });
     host.action("write", [this](Call& call) { write(call); });
+    host.action("write_seq", [this](Call& call) { write_seq(call); });
     host.action("list", [this](Call& call) { list(call); });
     host.action("watched", [this](Call& call) { watched(call); });
   }
@@ -248,13 +265,80 @@ class SysfsPlugin final : public hostlet::Plugin {
            });
   }
 
+  static bool flag(const Call& call, const std::string& key) {
+    std::string v = call.attr_or(key.c_str(), "false");
+    if (v != "true" && v != "false") throw hostlet::Error(-EINVAL, key + " must be true or false, not '" + v + "'");
+    return v == "true";
+  }
+
+  // The most steps one write_seq takes.
+  static constexpr size_t kMaxSteps = 64;
+
+  struct Step {
+    std::string path, value;
+    bool missing_ok = false;
+  };
+  struct SeqResult {
+    std::vector<Value> done;  // in order; the last one failed when failed is true
+    std::vector<bool> skipped;
+    bool failed = false;
+  };
+
+  void write_seq(Call& call) {
+    std::vector<Step> steps;
+    for (size_t i = 0;; i++) {
+      const std::string n = std::to_string(i);
+      const char* path = call.attr(("path." + n).c_str());
+      if (!path) break;
+      if (i == kMaxSteps) throw hostlet::Error(-E2BIG, "write_seq: more than " + std::to_string(kMaxSteps) + " steps");
+      const char* value = call.attr(("value." + n).c_str());
+      if (!value) throw hostlet::Error(-EINVAL, "write_seq: step " + n + " has path." + n + " but no value." + n);
+      steps.push_back({path, value, flag(call, "missing_ok." + n)});
+    }
+    if (steps.empty()) throw hostlet::Error(-EINVAL, "write_seq: no steps (path.0, value.0, ...)");
+    auto policy = policy_;
+    size_t max = max_value_;
+    submit(call, "write_seq", [policy, steps, max] {
+             SeqResult r;
+             for (const auto& st : steps) {
+               r.done.push_back(write_attr(*policy, st.path, st.value, max));
+               const Status& s = r.done.back().status;
+               r.skipped.push_back(st.missing_ok && s.err == -ENOENT);
+               if (!s.ok() && !r.skipped.back()) {
+                 r.failed = true;
+                 break;
+               }
+             }
+             return r;
+           },
+           [this](Call& c, SeqResult r) {
+             std::string written, skipped;
+             for (size_t i = 0; i + (r.failed ? 1 : 0) < r.done.size(); i++) {
+               std::string& list = r.skipped[i] ? skipped : written;
+               list += (list.empty() ? "" : " ") + r.done[i].path;
+               host().debug("write_seq step %zu: %s %s", i, r.done[i].path.c_str(), r.skipped[i] ? "absent, skipped" : "written");
+             }
+             if (r.failed)
+               return c.error("step " + std::to_string(r.done.size() - 1) + ": " + r.done.back().status.message +
+                              (written.empty() ? " (nothing written before it)" : " (written before it: " + written + ")"));
+             c.ok({{"count", std::to_string(r.done.size())}, {"written", written}, {"skipped", skipped}});
+           });
+  }
+
   void write(Call& call) {
     std::string path = call.require("path");
     std::string value = call.require("value");
+    const bool missing_ok = flag(call, "missing_ok");
     auto policy = policy_;
     size_t max = max_value_;
     submit(call, "write " + path, [policy, path, value, max] { return write_attr(*policy, path, value, max); },
-           [this](Call& c, Value v) {
+           [this, missing_ok](Call& c, Value v) {
+             // The allow-list is checked before the file is looked for, so
+             // missing_ok never answers ok for a path that is not writable.
+             if (missing_ok && v.status.err == -ENOENT) {
+               host().debug("write %s: absent, skipped (missing_ok)", v.path.c_str());
+               return c.ok({{"path", v.path}, {"skipped", "absent"}});
+             }
              if (!v.status.ok()) return c.error(v.status.message);
              host().debug("wrote %s = %s", v.path.c_str(), v.value.c_str());
              c.ok({{"path", v.path}, {"value", v.value}});
