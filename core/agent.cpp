@@ -130,6 +130,7 @@ void Agent::setup_core() {
   scraper_ = std::make_unique<Scraper>(core_);
   scraper_->set_core_metrics([this](MetricsWriter& w) { write_agent_metrics(*this, w); });
   core_.scraper = scraper_.get();
+  core_.fds = &fds_;
   core_.health = [this](uint64_t max_lag_ms) { return agent_health(*this, max_lag_ms); };
   lag_->set_untimed_instances([this] {
     std::vector<std::string> names;
@@ -320,6 +321,12 @@ int Agent::run() {
   // set it before anything can queue one.
   setenv("UV_THREADPOOL_SIZE", std::to_string(config_.agent.threadpool).c_str(), 1);
   notifier_ = ServiceNotifier::from_environment();  // also before any thread: it unsets variables
+  // Sockets the service manager passed (hostlet.socket): into the fd store,
+  // where the control socket and each instance's start() look for them.
+  for (const auto& note : fds_.adopt_activation()) log(Level::Warn, "hostlet", "%s", note.c_str());
+  if (fds_.activated_total())
+    log(Level::Info, "hostlet", "socket activation: %llu socket(s) from the service manager",
+        static_cast<unsigned long long>(fds_.activated_total()));
   signal(SIGPIPE, SIG_IGN);
 
   setup_core();
@@ -366,7 +373,10 @@ int Agent::run() {
   // The control socket opens last: once it answers, every instance has started.
   control_ = std::make_unique<ControlServer>(*this);
   std::string cerr;
-  if (!control_->can_listen(config_.agent.control_socket, cerr)) {
+  // An activated control socket (FileDescriptorName=control) is already
+  // bound, by the service manager: nothing to check or replace.
+  const int control_fd = fds_.take_activated("control");
+  if (control_fd < 0 && !control_->can_listen(config_.agent.control_socket, cerr)) {
     log(Level::Error, "hostlet", "control socket: %s", cerr.c_str());
     control_.reset();
     exit_code_ = kExitConfig;
@@ -408,15 +418,19 @@ int Agent::run() {
         SIGHUP);
     lag_->start();
     start_instances();
+    for (const auto& name : fds_.release_unclaimed_activation())
+      log(Level::Warn, "hostlet", "socket activation: no instance took the socket named '%s' (closed)", name.c_str());
     reloader_->update_watches();
     if (!required_failed_.empty()) {
       log(Level::Error, "hostlet", "stopping: required instance(s) failed to start: %s (`optional: true` lets an instance fail)",
           joined_names(required_failed_).c_str());
+      if (control_fd >= 0) ::close(control_fd);
       control_.reset();
       exit_code_ = kExitConfig;
       request_shutdown();
-    } else if (!control_->listen(config_.agent.control_socket, config_.agent.control_mode, config_.agent.control_group,
-                                 cerr)) {
+    } else if (control_fd >= 0 ? !control_->listen_fd(control_fd, cerr)
+                               : !control_->listen(config_.agent.control_socket, config_.agent.control_mode,
+                                                   config_.agent.control_group, cerr)) {
       log(Level::Error, "hostlet", "control socket: %s", cerr.c_str());
       control_.reset();
       exit_code_ = kExitConfig;

@@ -13,6 +13,7 @@
 #include "bus.hpp"
 #include "config.hpp"
 #include "default_config.hpp"
+#include "fd_store.hpp"
 #include "instances.hpp"
 #include "lag.hpp"
 #include "log.hpp"
@@ -64,6 +65,7 @@ class Agent {
   RuleEngine& rules() { return *rules_; }
   ControlServer* control() { return control_.get(); }
   Scraper& scraper() { return *scraper_; }
+  const FdStore& fd_store() const { return fds_; }
   Reloader* reloader() { return reloader_.get(); }
   uint64_t start_time_ms() const { return start_ms_; }
   void request_shutdown();
@@ -97,6 +99,7 @@ class Agent {
   std::unique_ptr<LagMonitor> lag_;
   std::unique_ptr<RuleEngine> rules_;
   std::unique_ptr<Scraper> scraper_;
+  FdStore fds_;  // keep_fd/take_fd and the activated sockets
   std::unique_ptr<ControlServer> control_;
   std::unique_ptr<Reloader> reloader_;
   InstanceSet instances_{core_};

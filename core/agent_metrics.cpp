@@ -163,6 +163,14 @@ void write_agent_metrics(Agent& agent, MetricsWriter& w) {
     w.sample({{"result", "ok"}}, static_cast<double>(rl->succeeded()));
     w.sample({{"result", "failed"}}, static_cast<double>(rl->failed()));
   }
+  const FdStore& store = agent.fd_store();
+  w.family("hostlet_fdstore_fds", HOSTLET_METRIC_GAUGE, "Fds held in the fd store now (kept for a reload, or activated).");
+  w.sample({}, static_cast<double>(store.size()));
+  w.family("hostlet_fdstore_kept_total", HOSTLET_METRIC_COUNTER, "Fds instances left in the store when they stopped.");
+  w.sample({}, static_cast<double>(store.kept_total()));
+  w.family("hostlet_fdstore_closed_total", HOSTLET_METRIC_COUNTER,
+           "Fds left in the store that no successor took, closed at the end of their reload.");
+  w.sample({}, static_cast<double>(store.closed_total()));
   if (ControlServer* cs = agent.control()) {
     w.family("hostlet_control_connections", HOSTLET_METRIC_GAUGE, "Connections to the control socket now.");
     w.sample({}, static_cast<double>(cs->connections()));

@@ -242,6 +242,28 @@ bool ControlServer::listen(const std::string& path, unsigned mode, const std::st
     return false;
   }
   path_ = path;
+  start_timers();
+  return true;
+}
+
+bool ControlServer::listen_fd(int fd, std::string& err) {
+  uv_pipe_init(agent_.core().loop, &server_, 0);
+  server_.data = this;
+  listening_ = true;
+  int r = uv_pipe_open(&server_, fd);
+  if (r != 0) ::close(fd);  // not taken by the handle
+  if (r == 0) r = uv_listen(reinterpret_cast<uv_stream_t*>(&server_), 128, &ControlServer::on_connection);
+  if (r != 0) {
+    err = "the activated socket 'control' (fd " + std::to_string(fd) + "): " + uv_strerror(r);
+    close();
+    return false;
+  }
+  start_timers();
+  return true;
+}
+
+void ControlServer::start_timers() {
+  uv_loop_t* loop = agent_.core().loop;
   uv_idle_init(loop, &ready_);
   ready_.data = this;
   ready_open_ = true;
@@ -250,7 +272,6 @@ bool ControlServer::listen(const std::string& path, unsigned mode, const std::st
   sweep_open_ = true;
   uv_timer_start(&sweep_, &ControlServer::on_sweep, kSweepMs, kSweepMs);
   uv_unref(reinterpret_cast<uv_handle_t*>(&sweep_));  // the sweep alone keeps no loop alive
-  return true;
 }
 
 void ControlServer::close() {

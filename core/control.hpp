@@ -40,6 +40,9 @@ class ControlServer {
   // Binds and listens (after can_listen's checks); `group` (a name or a
   // gid, may be empty) becomes the socket file's group.
   bool listen(const std::string& path, unsigned mode, const std::string& group, std::string& err);
+  // Listens on a socket already bound (socket activation: the service
+  // manager owns the socket file, so close() leaves it in place).
+  bool listen_fd(int fd, std::string& err);
 
   // What a peer may do (agent.control_*_uids/gids; see config.hpp).
   enum class Access { none, read, admin };
@@ -56,6 +59,7 @@ class ControlServer {
   struct Conn;
 
  private:
+  void start_timers();  // the ready idle and the sweep timer, once listening
   using ConnPtr = std::shared_ptr<Conn>;
   static void on_connection(uv_stream_t* server, int status);
   static void alloc_cb(uv_handle_t* h, size_t size, uv_buf_t* b);

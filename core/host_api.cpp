@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdio>
 
+#include "fd_store.hpp"
 #include "instance.hpp"
 #include "log.hpp"
 #include "metrics.hpp"
@@ -403,6 +404,24 @@ int agent_health(hostlet_host* h, uint64_t max_lag_ms, hostlet_health_fn cb, voi
   return 0;
 }
 
+// since 1.1: the fd store ----------------------------------------------------
+int keep_fd(hostlet_host* h, const char* name, int fd, const void* state, size_t len) {
+  if (!h || !name) return -EINVAL;
+  Instance* inst = inst_of(h);
+  if (!inst->core().fds) return -ENOSYS;
+  int r = inst->core().fds->keep(inst->name(), name, fd, state, len);
+  if (r == 0) log(Level::Debug, inst->name(), "fd store: kept '%s' (fd %d, %zu bytes of state)", name, fd, len);
+  return r;
+}
+int take_fd(hostlet_host* h, const char* name, void* buf, size_t cap, size_t* len_out) {
+  if (!h || !name) return -EINVAL;
+  Instance* inst = inst_of(h);
+  if (!inst->core().fds) return -ENOSYS;
+  int r = inst->core().fds->take(inst->name(), name, buf, cap, len_out);
+  if (r >= 0) log(Level::Debug, inst->name(), "fd store: took '%s' (fd %d)", name, r);
+  return r;
+}
+
 // lifecycle and loop --------------------------------------------------------
 void stopped(hostlet_host* h) {
   if (h) inst_of(h)->plugin_stopped();
@@ -456,6 +475,8 @@ const hostlet_host_api kHostApi = {
     &metrics_refreshed,
     &metrics_scrape,
     &agent_health,
+    &keep_fd,
+    &take_fd,
 };
 
 }  // namespace

@@ -34,6 +34,7 @@
 namespace hostlet {
 
 class LagMonitor;
+class FdStore;
 class Instance;
 class Scraper;
 
@@ -57,6 +58,7 @@ struct Core {
   ActionRegistry* actions = nullptr;
   LagMonitor* lag = nullptr;
   Scraper* scraper = nullptr;
+  FdStore* fds = nullptr;  // keep_fd / take_fd; null: the calls answer -ENOSYS
   // The agent's health, given the largest loop lag that is still healthy (ms).
   std::function<AgentHealth(uint64_t max_lag_ms)> health;
   const AgentSection* agent = nullptr;

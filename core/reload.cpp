@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "default_config.hpp"
+#include "fd_store.hpp"
 #include "lag.hpp"
 #include "log.hpp"
 
@@ -311,6 +312,10 @@ void Reloader::op_done(Op& op, bool ok, const std::string& error) {
   } else {
     log(Level::Error, name, "reload failed: %s", error.c_str());
   }
+  if (t_.core.fds) {
+    if (size_t n = t_.core.fds->settle(name))
+      log(Level::Warn, name, "fd store: closed %zu fd(s) the previous version left and no successor took", n);
+  }
   job_->out.items.push_back(op.item);
   current_instance_.clear();
   next_op();
@@ -385,6 +390,8 @@ void Reloader::quiesce_tick() {
   if (!drained && uv_hrtime() < quiesce_deadline_ns_) return;
   quiesce_timer_.reset();
   if (drained) {
+    // From here the old instance may leave fds for its successor (keep_fd).
+    if (t_.core.fds) t_.core.fds->expect(op.section.name);
     op.old->stop(t_.config.agent.reload_timeout_ms, [this](bool finished) { after_old_stopped(finished); });
     return;
   }

@@ -18,8 +18,8 @@
 //   hostlet-ctl call sys.read path=/sys/class/net/eth0/mtu
 //   hostlet-ctl call sys.write path=class/net/eth0/mtu value=9000
 //   hostlet-ctl --json call sys.list glob='/sys/class/net/*/mtu'
-//   hostlet-ctl call sys.write_seq path.0=bus/pci/devices/0000:06:02.0/driver_override value.0=vfio-pci \
-//       path.1=bus/pci/devices/0000:06:02.0/driver/unbind value.1=0000:06:02.0 missing_ok.1=true \
+//   hostlet-ctl call sys.write_seq path.0=bus/pci/devices/0000:06:02.0/driver_override value.0=vfio-pci
+//       path.1=bus/pci/devices/0000:06:02.0/driver/unbind value.1=0000:06:02.0 missing_ok.1=true
 //       path.2=bus/pci/drivers_probe value.2=0000:06:02.0
 //
 // `write_seq` runs its steps in order in one offloaded job and stops at the

@@ -279,6 +279,9 @@ class UnixSock final : public Plugin, public ConnectionOwner {
   static void on_event_queued(void*, uint64_t, const hostlet_outcome*, size_t) {}
 
   int listen_socket();
+  int serve_on(int fd);    // uv_pipe_open + uv_listen on a bound socket
+  int take_listener();     // from the fd store, or -1: bind our own
+  bool keep_listener();    // into the fd store for the next version
   int clear_stale_socket();
   void accept_one();
   bool peer_allowed(const ucred& peer) const;
@@ -316,6 +319,7 @@ class UnixSock final : public Plugin, public ConnectionOwner {
   bool server_open_ = false, idle_open_ = false, sweep_open_ = false, turn_open_ = false;
   int open_handles_ = 0;
   bool bound_ = false;  // path_ is our socket file (remove it at stop)
+  bool activated_ = false;  // the listener came from the service manager, which owns its file
   dev_t sock_dev_ = 0;
   ino_t sock_ino_ = 0;
 
@@ -487,10 +491,93 @@ int UnixSock::clear_stale_socket() {
   return 0;
 }
 
+// The fd store (ABI 1.1): a reload hands the listening socket from the old
+// version to the new one, so that clients connecting meanwhile wait in the
+// backlog instead of being refused, and systemd socket activation gives one.
+// The state, version 1: "unixsock-listen 1\n<path>\n<dev> <ino> <bound>\n".
+namespace {
+constexpr const char* kListenFd = "listen";
+constexpr const char* kListenStateTag = "unixsock-listen 1\n";
+
+bool has_fd_store(const hostlet::Host& h) {
+  return h.api()->struct_size >= offsetof(hostlet_host_api, take_fd) + sizeof(h.api()->take_fd) &&
+         h.api()->keep_fd && h.api()->take_fd;
+}
+}  // namespace
+
+int UnixSock::take_listener() {
+  if (!has_fd_store(host())) return -1;
+  char state[512];
+  size_t len = 0;
+  int fd = host().api()->take_fd(host().c(), kListenFd, state, sizeof state, &len);
+  if (fd == -ENOENT) return -1;
+  if (fd < 0) {
+    host().warn("fd store: cannot take '%s': %s; binding %s", kListenFd, strerror(-fd), path_.c_str());
+    return -1;
+  }
+  if (len == 0) {  // activated: the service manager bound it where its unit says
+    sockaddr_un sa{};
+    socklen_t sl = sizeof sa;
+    std::string where = getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &sl) == 0 && sa.sun_family == AF_UNIX
+                            ? std::string(sa.sun_path)
+                            : std::string("?");
+    if (where != path_)
+      host().warn("the activated socket is %s, not the configured %s: serving on it", where.c_str(), path_.c_str());
+    activated_ = true;
+    return fd;
+  }
+  std::string st(state, len), tag = kListenStateTag;
+  std::string path;
+  unsigned long long dev = 0, ino = 0;
+  int bound = 0;
+  size_t nl = st.size() > tag.size() ? st.find('\n', tag.size()) : std::string::npos;
+  bool parsed = st.compare(0, tag.size(), tag) == 0 && nl != std::string::npos &&
+                sscanf(st.c_str() + nl + 1, "%llu %llu %d", &dev, &ino, &bound) == 3;
+  if (parsed) path = st.substr(tag.size(), nl - tag.size());
+  if (!parsed || path != path_) {
+    // Another layout (a newer version's), or the socket moved in the config: start afresh.
+    host().info("fd store: the previous listener (%s) is not reused: %s", parsed ? path.c_str() : "?",
+                parsed ? "the configured socket changed" : "unknown state layout");
+    ::close(fd);
+    struct stat sb {};
+    if (parsed && bound && stat(path.c_str(), &sb) == 0 && sb.st_dev == dev && sb.st_ino == ino) unlink(path.c_str());
+    return -1;
+  }
+  bound_ = bound != 0;
+  activated_ = !bound_;
+  sock_dev_ = static_cast<dev_t>(dev);
+  sock_ino_ = static_cast<ino_t>(ino);
+  host().debug("fd store: serving on the previous version's listener (fd %d)", fd);
+  return fd;
+}
+
+// Leaves the listener to the next version; false when no successor comes.
+bool UnixSock::keep_listener() {
+  if (!has_fd_store(host()) || !server_open_) return false;
+  uv_os_fd_t own = -1;
+  if (uv_fileno(reinterpret_cast<uv_handle_t*>(&server_), &own) != 0) return false;
+  int fd = fcntl(own, F_DUPFD_CLOEXEC, 3);
+  if (fd < 0) return false;
+  char state[512];
+  int n = snprintf(state, sizeof state, "%s%s\n%llu %llu %d\n", kListenStateTag, path_.c_str(),
+                   static_cast<unsigned long long>(sock_dev_), static_cast<unsigned long long>(sock_ino_),
+                   bound_ ? 1 : 0);
+  int r = n > 0 && static_cast<size_t>(n) < sizeof state
+              ? host().api()->keep_fd(host().c(), kListenFd, fd, state, static_cast<size_t>(n))
+              : -E2BIG;
+  if (r != 0) {
+    ::close(fd);
+    if (r != -ESHUTDOWN) host().warn("fd store: cannot keep the listener: %s", strerror(-r));
+    return false;
+  }
+  return true;
+}
+
 // socket + bind + chmod/chown + listen by hand, then uv_pipe_open: libuv's own
 // uv_pipe_bind would unlink the path at close even if it no longer is ours,
 // and the file's mode must be set before the first client can connect.
 int UnixSock::listen_socket() {
+  if (int taken = take_listener(); taken >= 0) return serve_on(taken);
   int r = clear_stale_socket();
   if (r != 0) return r;
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -519,7 +606,11 @@ int UnixSock::listen_socket() {
   if (has_group_ && chown(path_.c_str(), static_cast<uid_t>(-1), gid_) != 0) return fail("chown");
   if (chmod(path_.c_str(), mode_) != 0) return fail("chmod");
   if (listen(fd, SOMAXCONN) != 0) return fail("listen");
+  return serve_on(fd);
+}
 
+int UnixSock::serve_on(int fd) {
+  int r;
   uv_pipe_init(loop_, &server_, 0);
   server_.data = this;
   server_open_ = true;
@@ -806,6 +897,8 @@ void UnixSock::free_if_done(Connection& c) {
 void UnixSock::stop(std::function<void()> stopped) {
   stopping_ = true;
   stopped_ = std::move(stopped);
+  // A reload: the listener stays open for the next version, and so does its file.
+  if (keep_listener()) bound_ = false;
   if (server_open_) {
     close_handle(reinterpret_cast<uv_handle_t*>(&server_));
     server_open_ = false;

@@ -218,8 +218,9 @@ const hostlet_host_api kApi = {
     config_int, config_bool, config_double, config_list_size, config_list_string, offload, offload_cancel,
     timer_start, timer_stop, watch_fd, watch_update, watch_close, post, publish, publish_tracked, subscribe,
     unsubscribe, register_action, call_attr, call_reply_ok, call_reply_error, call_action, stopped, uv_loop,
-    // since 1.1 (the metrics entries stay null: nothing scrapes a fake host)
-    set_error, publish_id, set_health, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
+    // since 1.1 (the metrics entries stay null: nothing scrapes a fake host;
+    // no fd store: a plugin binds its own sockets)
+    set_error, publish_id, set_health, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
 };
 
 }  // namespace

@@ -589,6 +589,37 @@ typedef struct hostlet_host_api {
    */
   int (*agent_health)(hostlet_host *host, uint64_t max_lag_ms, hostlet_health_fn cb, void *arg);
 
+  /* --- since 1.1: the fd store (reload and socket activation) --- */
+
+  /**
+   * Leaves `fd` with the host under `name` (1 to 64 of [A-Za-z0-9_.-]) for
+   * the next instance of this name: the new version of a reload, or the old
+   * version started again when the new one fails. `state` (len bytes,
+   * copied, at most 1 MiB; NULL when len is 0) travels with it: start it
+   * with a version number of its layout, so that a newer plugin reads an
+   * older one's state (and an older one refuses a newer). Call it from
+   * stop(), before closing the handle that owned fd: give the host a dup()
+   * of it (libuv closes the handle's own fd). The host owns fd once this
+   * returns 0: what the successor does not take by the end of the reload is
+   * closed and counted (hostlet_fdstore_closed_total).
+   * \return 0; -ESHUTDOWN no successor will start (agent stopping,
+   *         instance removed): close and clean up as always; -EEXIST name
+   *         already kept; -EINVAL; -E2BIG state too large; -EMFILE too many.
+   * Loop thread.
+   */
+  int (*keep_fd)(hostlet_host *host, const char *name, int fd, const void *state, size_t len);
+  /**
+   * Takes back the fd the previous instance of this name kept under `name`,
+   * or one the service manager passed (systemd socket activation: a socket
+   * with FileDescriptorName=<instance>.<name>, or =<instance> alone). The
+   * state is copied into buf (cap bytes); *len_out (may be NULL) gets its
+   * size (0 for an activated socket). Call it from start().
+   * \return the fd (>= 0, now the caller's); -ENOENT nothing to take (bind
+   *         your own); -ENOBUFS the state needs *len_out bytes (the fd stays
+   *         in the store: call again with room); -EINVAL. Loop thread.
+   */
+  int (*take_fd)(hostlet_host *host, const char *name, void *buf, size_t cap, size_t *len_out);
+
   /* later additions of 1.1 and later minors append here */
 } hostlet_host_api;
 
