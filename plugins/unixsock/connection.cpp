@@ -1,5 +1,7 @@
 #include "connection.hpp"
 
+#include <unistd.h>
+
 #include <cstring>
 
 namespace hostlet::unixsock {
@@ -238,14 +240,18 @@ void Connection::after_output() {
   if (queued_bytes() > 0) return;
   output_waiting_ = false;
   if (close_after_flush_) return start_shutdown();
-  if (close_when_drained_ && pending_ == 0) return close();
+  if (close_when_drained_ && pending_ == 0) return hand_over_ ? owner_.hand_over(*this) : close();
   maybe_resume();
 }
 
 void Connection::pending_done() {
   if (pending_) pending_--;
   if (closing_) return;
-  if (close_when_drained_ && drained()) return close();
+  if (close_when_drained_ && drained()) {
+    if (!hand_over_) return close();
+    if (!writing_) return owner_.hand_over(*this);  // else after_output, once written
+    return;
+  }
   maybe_resume();
 }
 
@@ -256,6 +262,40 @@ void Connection::stop_reading() {
     uv_read_stop(stream());
     reading_ = false;
   }
+}
+
+bool Connection::can_hand_over() const {
+  return initialized_ && reading_ && !paused_ && !eof_ && !stopped_ && !closing() && refused_since_ms == 0 &&
+         std::memchr(in_.data(), '\n', in_.size()) == nullptr;
+}
+
+void Connection::drain_and_hand_over() {
+  // Stop reading without dropping in_: what the client sends from now on
+  // waits in the socket for the next version.
+  stopped_ = true;
+  if (reading_) {
+    uv_read_stop(stream());
+    reading_ = false;
+  }
+  close_when_drained_ = true;
+  hand_over_ = true;
+  if (drained() && !writing_) owner_.hand_over(*this);
+}
+
+int Connection::fd() const {
+  uv_os_fd_t fd = -1;
+  return initialized_ && uv_fileno(reinterpret_cast<const uv_handle_t*>(&pipe_), &fd) == 0 ? fd : -1;
+}
+
+int Connection::adopt(int fd, std::string partial, uint64_t now_ms) {
+  int r = uv_pipe_open(&pipe_, fd);
+  if (r != 0) {
+    ::close(fd);  // not the handle's
+    return r;
+  }
+  read_peer();
+  in_ = std::move(partial);
+  return start(now_ms);
 }
 
 void Connection::drain_and_close() {

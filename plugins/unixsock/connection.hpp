@@ -48,6 +48,9 @@ class ConnectionOwner {
   virtual void on_closed(Connection& c) = 0;
   // A buffer for one read; used only until the read callback returns.
   virtual uv_buf_t read_buffer() = 0;
+  // drain_and_hand_over() is done: every reply is written. The owner passes
+  // the connection on (the fd store) and closes the handle.
+  virtual void hand_over(Connection& c) = 0;
 
  protected:
   ~ConnectionOwner() = default;
@@ -107,6 +110,19 @@ class Connection {
   bool drained() const { return pending_ == 0 && queued_bytes() == 0; }
   // Bytes of an incomplete line received so far (for the idle-timeout message).
   size_t partial_bytes() const { return in_.size(); }
+
+  // Reload handover. True when the connection's whole state is its fd and a
+  // partial line: reading normally, no refused or held line, not closing.
+  bool can_hand_over() const;
+  // Stops reading and keeps the partial line; once every pending reply is
+  // answered and written, owner.hand_over(*this) instead of closing.
+  void drain_and_hand_over();
+  const std::string& partial() const { return in_; }
+  // The socket's fd (-1 if none).
+  int fd() const;
+  // Serves an fd a previous instance handed over, whose client already sent
+  // `partial` of its next line (after init(); the peer is read again).
+  int adopt(int fd, std::string partial, uint64_t now_ms);
 
   // Which deadline, if any, has passed at now_ms (the owner's periodic sweep).
   Timeout expired(uint64_t now_ms, uint64_t linger_ms) const;
@@ -171,6 +187,7 @@ class Connection {
   bool output_waiting_ = false;   // output queued since output_since_ms_
   bool close_after_flush_ = false;
   bool close_when_drained_ = false;
+  bool hand_over_ = false;   // at drained: owner_.hand_over() instead of close()
   bool discard_ = false;        // lingering after close_after_flush: input is dropped
   bool shutdown_started_ = false;
   bool closing_ = false;     // uv_close called

@@ -60,6 +60,13 @@
  * length (attributes bounded by max_attrs, deduped in O(n log n)), so one
  * iteration's work here is bounded by kBytesPerTurn plus one max_line.
  *
+ * Reload (the host's fd store, ABI 1.1): stop() leaves the listening socket
+ * and every connection that can be handed over with the host (a dup of the
+ * fd; state "unixsock-listen 1" / "unixsock-conn 1" with the partial line)
+ * once the replies it is owed are written, and start() takes them back, so a
+ * reload closes no connection. Without a successor (shutdown, removal) keep
+ * fails and stop() closes and unlinks as before.
+ *
  * The host times plugin callbacks it makes itself, not this plugin's own
  * libuv callbacks (reads, accepts, writes): a slow iteration here shows in the
  * agent's loop lag without this instance's name. The bounds above keep it
@@ -282,6 +289,9 @@ class UnixSock final : public Plugin, public ConnectionOwner {
   int serve_on(int fd);    // uv_pipe_open + uv_listen on a bound socket
   int take_listener();     // from the fd store, or -1: bind our own
   bool keep_listener();    // into the fd store for the next version
+  void hand_over(Connection& c) override;  // a drained connection into the fd store
+  void adopt_connections();  // the previous version's, from the fd store
+  size_t handed_over_ = 0;
   int clear_stale_socket();
   void accept_one();
   bool peer_allowed(const ucred& peer) const;
@@ -442,6 +452,7 @@ int UnixSock::start() {
 
   int r = listen_socket();
   if (r != 0) return r;
+  adopt_connections();
 
   uint64_t period = limits_.idle_timeout_ms ? std::clamp<uint64_t>(limits_.idle_timeout_ms / 4, 10, 1000) : 1000;
   uv_timer_start(&sweep_, &UnixSock::on_sweep, period, period);
@@ -549,6 +560,77 @@ int UnixSock::take_listener() {
   sock_ino_ = static_cast<ino_t>(ino);
   host().debug("fd store: serving on the previous version's listener (fd %d)", fd);
   return fd;
+}
+
+// A connection's state, version 1: "unixsock-conn 1\n<lines>\n" then the
+// partial line its client has sent so far.
+constexpr const char* kConnStateTag = "unixsock-conn 1\n";
+
+void UnixSock::hand_over(Connection& c) {
+  int own = c.fd();
+  int fd = own >= 0 ? fcntl(own, F_DUPFD_CLOEXEC, 3) : -1;
+  std::string state = std::string(kConnStateTag) + std::to_string(c.lines) + "\n" + c.partial();
+  const std::string name = "c." + std::to_string(handed_over_);
+  int r = fd >= 0 ? host().api()->keep_fd(host().c(), name.c_str(), fd, state.data(), state.size()) : -errno;
+  if (r == 0) handed_over_++;
+  else {
+    if (fd >= 0) ::close(fd);
+    host().warn("connection %llu: not handed over (%s): closed", static_cast<unsigned long long>(c.serial()),
+                strerror(-r));
+  }
+  c.close();
+}
+
+// Serves the connections the previous version handed over: c.0, c.1, ...
+void UnixSock::adopt_connections() {
+  if (!has_fd_store(host())) return;
+  size_t adopted = 0, dropped = 0;
+  for (size_t i = 0;; i++) {
+    const std::string name = "c." + std::to_string(i);
+    size_t len = 0;
+    int probe = host().api()->take_fd(host().c(), name.c_str(), nullptr, 0, &len);
+    if (probe == -ENOENT) break;
+    std::string state(len, '\0');
+    int fd = probe == -ENOBUFS ? host().api()->take_fd(host().c(), name.c_str(), state.data(), state.size(), &len)
+                               : probe;
+    if (fd < 0) break;
+    const std::string tag = kConnStateTag;
+    size_t nl = state.size() > tag.size() ? state.find('\n', tag.size()) : std::string::npos;
+    if (state.compare(0, tag.size(), tag) != 0 || nl == std::string::npos ||
+        state.size() - nl - 1 > limits_.max_line) {
+      ::close(fd);  // another layout (a newer version's), or past this version's max_line
+      dropped++;
+      continue;
+    }
+    Connection& c = conns_.emplace_back(*this, limits_, ++serial_);
+    c.self = std::prev(conns_.end());
+    if (c.init(loop_) != 0) {
+      conns_.pop_back();
+      ::close(fd);
+      dropped++;
+      continue;
+    }
+    open_handles_++;
+    c.lines = std::strtoull(state.c_str() + tag.size(), nullptr, 10);
+    if (c.adopt(fd, state.substr(nl + 1), now()) != 0) {
+      c.close();
+      dropped++;
+      continue;
+    }
+    if (!peer_allowed(c.peer()) || open_conns_ >= max_connections_) {
+      refuse(c, peer_allowed(c.peer()) ? "too many connections (max_connections " + std::to_string(max_connections_) + ")"
+                                       : "permission denied: uid " + std::to_string(static_cast<int>(c.peer().uid)) +
+                                             " is not allowed to send notifications here");
+      dropped++;
+      continue;
+    }
+    c.admitted = true;
+    open_conns_++;
+    adopted++;
+  }
+  if (adopted || dropped)
+    host().info("adopted %zu connection(s) from the previous version%s", adopted,
+                dropped ? (" (" + std::to_string(dropped) + " not: closed)").c_str() : "");
 }
 
 // Leaves the listener to the next version; false when no successor comes.
@@ -897,8 +979,11 @@ void UnixSock::free_if_done(Connection& c) {
 void UnixSock::stop(std::function<void()> stopped) {
   stopping_ = true;
   stopped_ = std::move(stopped);
-  // A reload: the listener stays open for the next version, and so does its file.
-  if (keep_listener()) bound_ = false;
+  // A reload: the listener stays open for the next version, and so does its
+  // file; each connection that can be goes to the next version too, once its
+  // pending replies are written.
+  const bool handing_over = keep_listener();
+  if (handing_over) bound_ = false;
   if (server_open_) {
     close_handle(reinterpret_cast<uv_handle_t*>(&server_));
     server_open_ = false;
@@ -911,7 +996,8 @@ void UnixSock::stop(std::function<void()> stopped) {
   }
   if (loop_) stop_deadline_ms_ = now() + drain_timeout_ms_;
   for (Connection& c : conns_) {
-    if (drain_timeout_ms_ == 0) c.close();
+    if (handing_over && c.admitted && c.can_hand_over() && (drain_timeout_ms_ > 0 || c.drained())) c.drain_and_hand_over();
+    else if (drain_timeout_ms_ == 0) c.close();
     else c.drain_and_close();
   }
   host().info("stopping: %llu connections, %llu notifications accepted, %llu rejected, %llu replies",

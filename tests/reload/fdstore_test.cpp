@@ -9,7 +9,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "harness.hpp"
 
@@ -151,4 +154,79 @@ TEST_CASE("fd store: sockets from systemd-socket-activate serve the control sock
   // The files are the service manager's: the agent leaves them.
   CHECK(access(ctl_sock.c_str(), F_OK) == 0);
   CHECK(access(notify_sock.c_str(), F_OK) == 0);
+}
+
+TEST_CASE("fd store: unixsock hands its connections to the new version: none closed, every line answered once, in order") {
+  TempDir dir;
+  Agent a(dir, "agent: {control_socket: \"@DIR@/control.sock\", log_level: info}\n"
+               "plugins:\n"
+               "  - {name: w, plugin: " + fixture("worker_v1") + "}\n"
+               "  - {name: notify, plugin: unixsock, config: {socket: \"@DIR@/notify.sock\", max_connections: 400}}\n"
+               "rules:\n"
+               "  - {on: {source: notify, type: t.slow}, do: w.work, with: {ms: \"300\"}}\n");
+  REQUIRE(start(a));
+  const std::string sock = dir / "notify.sock";
+  const size_t fds_before = open_fds(a.process().pid());
+
+  std::vector<LineClient> idle;
+  for (int i = 0; i < 200; i++) idle.emplace_back(sock);
+  REQUIRE(wait_until([&] { return open_fds(a.process().pid()) == fds_before + 200; }));
+
+  // Senders: one line at a time, each answered before the next, ids in order.
+  std::atomic<bool> stop{false};
+  std::atomic<int> failures{0}, answered{0};
+  std::vector<std::thread> senders;
+  for (int t = 0; t < 4; t++)
+    senders.emplace_back([&, t] {
+      LineClient c(sock);
+      for (int i = 0; !stop; i++) {
+        const std::string id = std::to_string(t * 1000000 + i);
+        if (!c.send_line(R"({"type":"t.x","id":)" + id + "}")) return void(failures++);
+        auto reply = c.recv_line(20s);
+        if (!reply || json::parse(*reply, nullptr, false).value("id", -1) != std::stoi(id)) return void(failures++);
+        answered++;
+      }
+    });
+
+  // A partial line before a reload, the rest after; an ack: done whose action outlives the swap.
+  LineClient split(sock), slow(sock);
+  REQUIRE(split.send(R"({"type":"t.split",)"));
+  REQUIRE(slow.send_line(R"({"type":"t.slow","id":7,"ack":"done"})"));
+  REQUIRE(wait_until([&] { return answered > 100; }));
+  REQUIRE(reload(a, "notify").ok());
+  REQUIRE(split.send_line(R"("id":99})"));
+  auto s = split.recv_line();
+  REQUIRE(s);
+  CHECK(json::parse(*s)["id"] == 99);
+  CHECK(json::parse(*s)["ok"] == true);
+  auto d = slow.recv_line(20s);
+  REQUIRE(d);
+  CHECK(json::parse(*d)["id"] == 7);
+  CHECK(json::parse(*d)["results"][0]["ok"] == true);
+
+  for (int i = 0; i < 19; i++) {
+    int before = answered;
+    REQUIRE(reload(a, "notify").ok());
+    CHECK(wait_until([&] { return answered > before + 10; }));  // the senders go on across each swap
+  }
+  stop = true;
+  for (auto& t : senders) t.join();
+  CHECK(failures == 0);
+  CHECK(answered > 1000);
+
+  // Every idle client is still connected and served.
+  for (size_t i = 0; i < idle.size(); i++) {
+    REQUIRE(idle[i].send_line(R"({"type":"t.idle","id":)" + std::to_string(i) + "}"));
+    auto r = idle[i].recv_line();
+    REQUIRE(r);
+    CHECK(json::parse(*r)["id"] == static_cast<int>(i));
+  }
+  CHECK(metric(a, "hostlet_fdstore_closed_total") == 0);
+  // 200 idle, 4 senders, split and slow: all at the first reload
+  CHECK_THAT(a.log(), Catch::Contains("adopted 206 connection(s) from the previous version"));
+  idle.clear();
+  split.close();
+  slow.close();
+  CHECK(wait_until([&] { return open_fds(a.process().pid()) == fds_before; }));
+  CHECK(stops_cleanly(a));
 }
