@@ -546,12 +546,12 @@ int UnixSock::take_listener() {
                 sscanf(st.c_str() + nl + 1, "%llu %llu %d", &dev, &ino, &bound) == 3;
   if (parsed) path = st.substr(tag.size(), nl - tag.size());
   if (!parsed || path != path_) {
-    // Another layout (a newer version's), or the socket moved in the config: start afresh.
+    // Another layout (a newer version's), or the socket moved in the config:
+    // bind afresh, and leave the old listener in the store, where a rollback
+    // to the previous version finds it (or the end of the reload closes it).
     host().info("fd store: the previous listener (%s) is not reused: %s", parsed ? path.c_str() : "?",
                 parsed ? "the configured socket changed" : "unknown state layout");
-    ::close(fd);
-    struct stat sb {};
-    if (parsed && bound && stat(path.c_str(), &sb) == 0 && sb.st_dev == dev && sb.st_ino == ino) unlink(path.c_str());
+    if (host().api()->keep_fd(host().c(), kListenFd, fd, state, len) != 0) ::close(fd);
     return -1;
   }
   bound_ = bound != 0;
