@@ -8,12 +8,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <vector>
 
+#include "edit_distance.hpp"
 #include "log.hpp"
 
 #ifndef HOSTLET_PLUGIN_DIR
@@ -166,6 +168,22 @@ std::string Library::resolve(const std::string& plugin, const std::string& plugi
   err = "plugin '" + plugin + "' not found (looked for";
   for (size_t i = 0; i < tried.size(); i++) err += (i ? ", " : " ") + tried[i];
   err += ")";
+  // Did you mean: the plugins those places hold (NAME.so in a plugin dir,
+  // NAME/NAME.so in the build tree).
+  std::vector<std::string> known;
+  for (const auto& t : tried) {
+    fs::path dir = fs::path(t).parent_path();
+    const bool build_tree = dir.filename() == plugin;  // <exe>/../plugins/NAME/NAME.so
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(build_tree ? dir.parent_path() : dir, ec)) {
+      const std::string name = e.path().filename().string();
+      if (build_tree ? exists((e.path() / (name + ".so")).string())
+                     : name.size() > 3 && name.compare(name.size() - 3, 3, ".so") == 0 && exists(e.path().string()))
+        known.push_back(build_tree ? name : name.substr(0, name.size() - 3));
+    }
+  }
+  std::sort(known.begin(), known.end());
+  if (std::string guess = did_you_mean(plugin, known); !guess.empty()) err += "; did you mean '" + guess + "'?";
   return {};
 }
 

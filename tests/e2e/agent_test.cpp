@@ -102,6 +102,18 @@ TEST_CASE("agent: --check reports every loader failure with file, line and colum
   CHECK(r.err.find(f + ":13:9: rule: unknown action 'w.ech' (did you mean 'w.echo'?)") != std::string::npos);
 }
 
+TEST_CASE("agent: --check suggests the plugin a mistyped name meant, from the plugins where it looked") {
+  TempDir dir;
+  // HOSTLET_PLUGIN_DIR holds no unixsock.so; the build tree next to the binary does.
+  Run r = check(dir, base_config("  - {name: u, plugin: unixsok}\n"));
+  INFO(r.err);
+  CHECK(r.exit_code == 1);
+  CHECK_THAT(r.err, Catch::Contains("instance 'u': plugin 'unixsok' not found (looked for") &&
+                        Catch::EndsWith("; did you mean 'unixsock'?\n"));
+  Run far = check(dir, base_config("  - {name: q, plugin: zzzzzzzz}\n"));
+  CHECK_THAT(far.err, !Catch::Contains("did you mean"));
+}
+
 TEST_CASE("agent: a truncated or non-ELF .so is refused with a reason, not a crash") {
   TempDir dir;
   std::string whole = read_file(fixture("worker_v1"));

@@ -593,8 +593,15 @@ typedef struct hostlet_host_api {
 
   /**
    * Leaves `fd` with the host under `name` (1 to 64 of [A-Za-z0-9_.-]) for
-   * the next instance of this name: the new version of a reload, or the old
-   * version started again when the new one fails. `state` (len bytes,
+   * the next instance of this name: the new version of a reload (by
+   * `hostlet-ctl reload`, SIGHUP or `watch: true` alike), or the old
+   * version started again when the new one fails to start (so a new
+   * version that cannot use what it took should keep it again in its stop,
+   * or leave it untaken). A socket owner keeps its listening socket and
+   * each connection whose state it can write down (buffered input, what
+   * the client is owed: finish writing replies first), and reads the peer
+   * credentials again after taking a connection; unixsock does so
+   * (plugins/unixsock/plugin.cpp). `state` (len bytes,
    * copied, at most 1 MiB; NULL when len is 0) travels with it: start it
    * with a version number of its layout, so that a newer plugin reads an
    * older one's state (and an older one refuses a newer). Call it from
