@@ -60,7 +60,7 @@ std::vector<std::string> FdStore::adopt_activation() {
       continue;
     }
     fcntl(fd, F_SETFD, FD_CLOEXEC);
-    fds_[name] = Entry{fd, {}, true};
+    fds_[name] = Entry{fd, {}, true, {}};
     activated_++;
   }
   return notes;
@@ -72,11 +72,10 @@ int FdStore::keep(const std::string& instance, const std::string& name, int fd, 
   if (len > kMaxState) return -E2BIG;
   const std::string key = instance + "." + name;
   if (fds_.count(key)) return -EEXIST;
-  size_t mine = 0;
-  for (const auto& [k, e] : fds_)
-    if (k.compare(0, instance.size() + 1, instance + ".") == 0) mine++;
+  size_t& mine = kept_by_[instance];  // fds this instance left and nobody took yet
   if (mine >= kMaxPerInstance) return -EMFILE;
-  fds_[key] = Entry{fd, std::string(static_cast<const char*>(state), len), false};
+  mine++;
+  fds_[key] = Entry{fd, std::string(static_cast<const char*>(state), len), false, instance};
   kept_++;
   return 0;
 }
@@ -94,6 +93,7 @@ int FdStore::take(const std::string& instance, const std::string& name, void* bu
   if (st.size() > cap && (buf || len_out)) return -ENOBUFS;
   if (buf && !st.empty()) std::memcpy(buf, st.data(), st.size());
   int fd = it->second.fd;
+  if (!it->second.activated) kept_by_[it->second.owner]--;
   fds_.erase(it);
   taken_++;
   return fd;
@@ -110,6 +110,7 @@ int FdStore::take_activated(const std::string& key) {
 
 size_t FdStore::settle(const std::string& instance) {
   expecting_.erase(instance);
+  kept_by_.erase(instance);
   size_t n = 0;
   const std::string prefix = instance + ".";
   for (auto it = fds_.begin(); it != fds_.end();) {

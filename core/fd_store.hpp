@@ -71,8 +71,10 @@ class FdStore {
     int fd = -1;
     std::string state;
     bool activated = false;
+    std::string owner;  // the instance that kept it (empty: activated)
   };
   std::map<std::string, Entry> fds_;
+  std::map<std::string, size_t> kept_by_;
   std::set<std::string> expecting_;
   uint64_t kept_ = 0, taken_ = 0, closed_ = 0, activated_ = 0;
 };
