@@ -232,6 +232,11 @@ typedef void (*hostlet_work_fn)(void *arg);
  *                `late` runs right after done returns. Either way, with a
  *                `late`, arg is last touched by late: free it there;
  *   -ESHUTDOWN   the instance is stopping and the work never started.
+ * These are the lane's statuses: how the work itself went, it reports through
+ * arg (the C++ wrapper does: an exception thrown by the work reaches done as
+ * the code of a hostlet::Error, else -EIO, with its message; see plugin.hpp).
+ * A lane whose queue is full refuses the offload itself (-EAGAIN from
+ * offload(), done never runs).
  */
 typedef void (*hostlet_done_fn)(void *arg, int status);
 /** Late completion of work whose done already reported -ETIMEDOUT. Loop thread. */
