@@ -218,6 +218,10 @@ TEST_CASE("sdk: the hello example builds out of tree from the installed SDK, loa
       build_example(installed_example(stage, "hello_c"), tmp / "src-c", tmp / "build-c", "hello_c", pc_env);
   CHECK(exported_symbols(c_so) == std::set<std::string>{"hostlet_plugin_entry"});
   loads_and_unloads(c_so, "hello_c");
+  // The guide's /proc plugin (C++20 coroutines, task.hpp).
+  const std::string proc_so =
+      build_example(installed_example(stage, "procinfo"), tmp / "src-proc", tmp / "build-proc", "procinfo", pc_env);
+  CHECK(exported_symbols(proc_so) == std::set<std::string>{"hostlet_plugin_entry"});
 
   // 4: the agent validates a config against hello's schema...
   const std::string config =
@@ -228,7 +232,8 @@ TEST_CASE("sdk: the hello example builds out of tree from the installed SDK, loa
       "    max_inflight: 1\n"
       "    config: {greeting: hi, tick_interval: 50ms}\n"
       "  - {name: hic, plugin: " + c_so + ", config: {greeting: hey}}\n"
-      "  - {name: hiclang, plugin: " + clang_so + "}\n";
+      "  - {name: hiclang, plugin: " + clang_so + "}\n"
+      "  - {name: proc, plugin: " + proc_so + ", config: {interval: 50ms}}\n";
   {
     TempDir bad_dir;
     std::string bad = bad_dir.write("bad.yaml", "plugins:\n  - name: hello\n    plugin: " + so +
@@ -273,6 +278,47 @@ TEST_CASE("sdk: the hello example builds out of tree from the installed SDK, loa
     r = agent.ctl({"call", "hiclang.greet", "name=clang"});
     INFO("hostlet-ctl call hiclang.greet name=clang:\n" << r.out << r.err << "agent log:\n" << agent.log());
     CHECK(r.out == "ok\n  text=hello, clang!\n");
+  }
+  {
+    // procinfo: two offloaded actions, each with a clear error for bad input.
+    auto call = [&](std::vector<std::string> args) {
+      args.insert(args.begin(), "call");
+      Run r = agent.ctl(args);
+      UNSCOPED_INFO("hostlet-ctl call " << args[1] << " " << (args.size() > 2 ? args[2] : "") << ":\n"
+                                        << r.out << r.err << "agent log:\n" << agent.log());
+      return r;
+    };
+    Run r = call({"proc.process", "pid=" + std::to_string(agent.process().pid())});
+    CHECK(r.exit_code == 0);
+    CHECK(r.out.find("  Name=hostlet\n") != std::string::npos);
+    CHECK(r.out.find("  State=") != std::string::npos);
+    r = call({"proc.process", "pid=abc"});
+    CHECK(r.exit_code == 1);
+    CHECK(r.err.find("pid must be a number, not 'abc'") != std::string::npos);
+    r = call({"proc.process", "pid=999999999"});
+    CHECK(r.exit_code == 1);
+    CHECK(r.err.find("cannot read /proc/999999999/status") != std::string::npos);
+    r = call({"proc.meminfo", "key=MemTotal"});
+    CHECK(r.exit_code == 0);
+    CHECK(r.out.find("  MemTotal=") != std::string::npos);
+    r = call({"proc.meminfo", "key=Nope"});
+    CHECK(r.exit_code == 1);
+    CHECK(r.err.find("no field 'Nope' in /proc/meminfo") != std::string::npos);
+    r = call({"proc.meminfo"});
+    CHECK(r.err.find("missing attribute 'key'") != std::string::npos);
+    // Its timed event, then a reload (the tick coroutine of the old instance
+    // ends at its stop) and the event again from the new instance.
+    for (int round = 0; round < 2; round++) {
+      Process events({env_path("HOSTLET_CTL"), "-s", agent.control_socket(), "events", "--type", "memory"});
+      bool seen =
+          hostlet::test::wait_until([&] { return events.out().find(" proc memory MemAvailable=") != std::string::npos; });
+      INFO("round " << round << ": hostlet-ctl events --type memory:\n" << events.out() << events.err() << "agent log:\n"
+                    << agent.log());
+      CHECK(seen);
+      events.stop(SIGINT);
+      if (round == 0) must_run({env_path("HOSTLET_CTL"), "-s", agent.control_socket(), "reload", "proc"});
+    }
+    CHECK(agent.log().find("coroutine threw") == std::string::npos);
   }
   {
     Run r = agent.ctl({"call", "hello.greet"});

@@ -14,7 +14,8 @@
  *
  * - The handler takes the Call by value: the coroutine's frame owns it. An
  *   exception escaping the coroutine answers the call with its message (a
- *   coroutine without a Call parameter logs it); a call not answered when
+ *   coroutine without a Call parameter logs it as an error, or at debug
+ *   level when it is the stop's -ESHUTDOWN, the usual end of a loop); a call not answered when
  *   the coroutine ends is answered "dropped" (~Call).
  * - `co_await host.offload(work)` runs work() on a pool thread through the
  *   instance's lane and returns its value on the loop thread, or throws
@@ -92,6 +93,7 @@ class Task {
     void unhandled_exception() noexcept {
       Error e = error_of(std::current_exception());
       if (call && !call->answered()) call->error(e.what());
+      else if (host && e.code() == -ESHUTDOWN) host->debug("coroutine ended by the stop: %s", e.what());
       else if (host) host->error("coroutine threw: %s", e.what());
     }
 
