@@ -107,6 +107,23 @@ static inline const char *hostlet_strerror(int err) {
 /* ------------------------------------------------------------------------ */
 /* Event types.                                                              */
 
+/*
+ * Naming, the convention every shipped plugin follows:
+ * - An event's source is the publishing instance's name, so its type does
+ *   not repeat the plugin's or the instance's name: it says what happened,
+ *   lowercase and dotted from the general to the particular,
+ *   "<object>.<what happened>" ("domain.lifecycle", "connection.lost"), or
+ *   one word when the plugin has one kind of object ("changed", "tick").
+ *   Subscribers, rules and `hostlet-ctl events --type` match the type; rules
+ *   match the source apart (`on: {source: virt, type: domain.*}`).
+ * - A plugin that passes on types it does not choose (uevent's kernel
+ *   ACTIONs, unixsock's client types) keeps them as they come, and puts its
+ *   own events under a prefix those cannot take ("uevent.overflow").
+ * - An action is "<instance>.<verb>": the plugin registers the verb,
+ *   lowercase and dotted the same way ("domain.start", "read"); the host
+ *   adds the instance name.
+ */
+
 /** The longest event type, in bytes. */
 #define HOSTLET_EVENT_TYPE_MAX 256
 

@@ -7,22 +7,30 @@
  * a throwing action handler answers its call with the exception's message,
  * and a throwing constructor fails init.
  *
- * Example:
+ * Example (a whole file):  tests/sdk/comment_examples.py compiles each
+ * "Example (...)" block of the public headers under -Werror.
+ *
+ *   #include <hostlet/plugin.hpp>
+ *
+ *   #include <memory>
+ *   #include <string>
  *
  *   class Hello final : public hostlet::Plugin {
  *    public:
- *     explicit Hello(hostlet::Host& host) : Plugin(host) {
- *       host.action("greet", [this](hostlet::Call& call) {
+ *     explicit Hello(hostlet::Host& h) : Plugin(h) {
+ *       h.action("greet", [this](hostlet::Call& call) {
  *         std::string who = call.attr_or("name", "world");
- *         this->host().offload([who] { return "hello " + who; },
- *             [call = std::move(call)](int status, std::string text) mutable {
- *               if (status) return call.error(hostlet_strerror(status));
- *               call.ok({{"text", text}});
+ *         auto reply = std::make_shared<hostlet::Call>(std::move(call));
+ *         int r = host().offload([who] { return "hello " + who; },
+ *             [reply](int status, std::string text, const hostlet::Error& e) {
+ *               if (status) return reply->error(e.what());  // the work's exception message, or the status
+ *               reply->ok({{"text", text}});
  *             });
+ *         if (r != 0) reply->error(hostlet_strerror(r));  // not queued (-EAGAIN: the lane is full)
  *       });
  *     }
  *   };
- *   static const hostlet_config_key kConfig[] = {{nullptr}};
+ *   const hostlet_config_key kConfig[] = {{nullptr, HOSTLET_CONFIG_STRING, nullptr, nullptr, 0, 0, 0}};
  *   HOSTLET_CPP_PLUGIN(Hello, "hello", "1.0", "says hello", kConfig, nullptr, nullptr)
  *
  * Threads: as in plugin.h. Everything here runs on the loop thread except the
@@ -296,12 +304,17 @@ class Subscription {
  * in plugin.h for the naming rules the host enforces). Cheap: labels are
  * passed as C pairs, nothing is allocated per sample.
  *
+ * Example (members of a Plugin):
+ *
  *   void collect(hostlet::Metrics& m) override {
  *     m.gauge("myplugin_items", "Items held now.");
- *     m.sample(items_.size());
+ *     m.sample(static_cast<double>(items_.size()));
  *     m.counter("myplugin_reads_total", "Reads done.");
- *     m.sample(reads_, {{"device", dev_.c_str()}});
+ *     m.sample(static_cast<double>(reads_), {{"device", dev_.c_str()}});
  *   }
+ *   std::vector<int> items_;
+ *   uint64_t reads_ = 0;
+ *   std::string dev_ = "sda";
  */
 class Metrics {
  public:
@@ -624,9 +637,17 @@ class Host {
         self->error = std::current_exception();
       }
     }
-    // Does done take the Error as well?
-    static constexpr bool kWantsError = std::is_void_v<R> ? std::is_invocable_v<D&, int, const Error&>
-                                                            : std::is_invocable_v<D&, int, Value&&, const Error&>;
+    // Does done take the Error as well? Only asked when the usual form does
+    // not fit (conjunction stops there), so that a generic lambda's body is
+    // never instantiated with arguments it was not written for.
+    static constexpr bool wants_error() {
+      if constexpr (std::is_void_v<R>)
+        return std::conjunction_v<std::negation<std::is_invocable<D&, int>>, std::is_invocable<D&, int, const Error&>>;
+      else
+        return std::conjunction_v<std::negation<std::is_invocable<D&, int, Value&&>>,
+                                  std::is_invocable<D&, int, Value&&, const Error&>>;
+    }
+    static constexpr bool kWantsError = wants_error();
     static void finish(void* p, int status) {  // loop thread
       auto* self = static_cast<OffloadItem*>(p);
       std::optional<Error> err;

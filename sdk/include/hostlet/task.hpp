@@ -3,14 +3,30 @@
  * of the plugin, can be a coroutine returning hostlet::Task and await the
  * host's services. plugin.hpp stays C++17; this header adds C++20 on top.
  *
- *   host.action("load", [this](hostlet::Call call) -> hostlet::Task {
- *     auto read = [] { return read_file("/proc/loadavg"); };  // named: see GCC 12 below
- *     std::string text = co_await host().offload(read);
- *     co_await host().sleep(std::chrono::milliseconds(250));
- *     hostlet::Attrs attrs{{"key", "value"}};
- *     hostlet::Result r = co_await host().call("other.verb", attrs);
- *     call.ok({{"load", text}, {"other", r.ok ? "ok" : r.error}});
- *   });
+ * Example (a whole file):
+ *
+ *   #include <hostlet/task.hpp>
+ *
+ *   #include <fstream>
+ *
+ *   struct Load final : hostlet::Plugin {
+ *     explicit Load(hostlet::Host& h) : Plugin(h) {
+ *       h.action("load", [this](hostlet::Call call) -> hostlet::Task {
+ *         auto read = [] {  // named, not written inside the co_await: see GCC 12 below
+ *           std::string text;
+ *           std::getline(std::ifstream("/proc/loadavg"), text);
+ *           return text;
+ *         };
+ *         std::string load = co_await host().offload(read);  // a pool thread reads
+ *         co_await host().sleep(std::chrono::milliseconds(250));
+ *         hostlet::Attrs attrs{{"key", "value"}};
+ *         hostlet::Result other = co_await host().call("other.verb", attrs);
+ *         call.ok({{"load", load}, {"other", other.ok ? "ok" : other.error}});
+ *       });
+ *     }
+ *   };
+ *   const hostlet_config_key kConfig[] = {{nullptr, HOSTLET_CONFIG_STRING, nullptr, nullptr, 0, 0, 0}};
+ *   HOSTLET_CPP_PLUGIN(Load, "load", "1.0", "reads the load", kConfig, nullptr, nullptr)
  *
  * - The handler takes the Call by value: the coroutine's frame owns it. An
  *   exception escaping the coroutine answers the call with its message (a
