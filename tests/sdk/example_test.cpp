@@ -218,6 +218,17 @@ TEST_CASE("sdk: the hello example builds out of tree from the installed SDK, loa
       build_example(installed_example(stage, "hello_c"), tmp / "src-c", tmp / "build-c", "hello_c", pc_env);
   CHECK(exported_symbols(c_so) == std::set<std::string>{"hostlet_plugin_entry"});
   loads_and_unloads(c_so, "hello_c");
+  // The guide (installed as share/doc/hostlet/README.md) shows procinfo's
+  // two files as they are, so what a reader copies is what this test builds.
+  {
+    const std::string dir = installed_example(stage, "procinfo");
+    const std::string guide = fs::path(dir).parent_path().parent_path() / "README.md";
+    REQUIRE(fs::exists(guide));
+    for (const char* f : {"procinfo.cpp", "meson.build"}) {
+      INFO(guide << " should hold " << f << " verbatim");
+      CHECK(read_file(guide).find(read_file(dir + "/" + f)) != std::string::npos);
+    }
+  }
   // The guide's /proc plugin (C++20 coroutines, task.hpp).
   const std::string proc_so =
       build_example(installed_example(stage, "procinfo"), tmp / "src-proc", tmp / "build-proc", "procinfo", pc_env);
