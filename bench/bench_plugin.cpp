@@ -5,6 +5,11 @@
 //   mode=throughput  `inflight` kept in flight; attrs ops_s, secs
 //   mode=load        blocking work of `work_ms` (a sleep) kept `inflight` in
 //                    flight for `secs` seconds; attrs ops_s, secs
+//   mode=co_latency, mode=co_throughput
+//                    the same as latency and throughput, through C++20
+//                    coroutines (hostlet/task.hpp): `inflight` coroutines each
+//                    loop over `co_await host.offload(empty)`; timed from
+//                    before the co_await to after it resumes.
 // Timing: CLOCK_MONOTONIC, from offload() to the start of done() on the loop.
 // Action `probe {ms, period_ms}` runs a repeating timer of period_ms (default
 // 1) through host->timer_start for ms milliseconds and answers how late its
@@ -21,6 +26,7 @@
 //                            (/proc/thread-self/schedstat) during the probe:
 //                            lateness that the machine, not the loop, caused.
 #include <hostlet/plugin.h>
+#include <hostlet/task.hpp>
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
@@ -83,6 +89,7 @@ struct State {
   const hostlet_host_api* api;
   Run* run = nullptr;
   Probe* probe = nullptr;
+  hostlet::Host cxx{host, api};  // for the coroutine modes' co_await host.offload
 };
 
 // Nanoseconds the calling thread has waited on a run queue (0 if unknown).
@@ -157,6 +164,23 @@ void on_done(void* arg, int status) {
   }
 }
 
+// One of `inflight` coroutines of a co_* run: offloads until n were
+// submitted; the one that completes the last item answers.
+hostlet::Task co_worker(Run* r) {
+  while (r->submitted < r->n) {
+    r->submitted++;
+    uint64_t t = r->latency ? now_ns() : 0;  // as the callback modes: timed only for latency
+    try {
+      co_await r->st->cxx.offload([] {});
+    } catch (const hostlet::Error&) {
+      r->errors++;
+    }
+    if (r->latency) r->lat.push_back(now_ns() - t);
+    r->completed++;
+  }
+  if (r->completed == r->submitted) finish(r);
+}
+
 uint64_t attr_u64(const hostlet_host_api* api, hostlet_call* call, const char* key, uint64_t dflt) {
   const char* v = api->call_attr(call, key);
   return v ? std::strtoull(v, nullptr, 10) : dflt;
@@ -170,7 +194,7 @@ int action_run(void* arg, hostlet_call* call, const hostlet_attr*, size_t) {
   if (!r) return -ENOMEM;
   r->st = st;
   r->call = call;
-  r->latency = !mode || std::string(mode) == "latency";
+  r->latency = !mode || std::string(mode) == "latency" || std::string(mode) == "co_latency";
   r->n = attr_u64(st->api, call, "n", 10000);
   r->inflight = r->latency ? 1 : attr_u64(st->api, call, "inflight", 1);
   if (mode && std::string(mode) == "load") {
@@ -185,6 +209,11 @@ int action_run(void* arg, hostlet_call* call, const hostlet_attr*, size_t) {
   if (r->latency) r->lat.reserve(r->n);
   st->run = r;
   r->t0 = now_ns();
+  if (mode && std::string(mode).rfind("co_", 0) == 0) {
+    uint64_t workers = std::min(r->n, r->inflight);
+    for (uint64_t i = 0; i < workers; i++) co_worker(r);  // the last to finish answers (finish() frees r)
+    return 0;
+  }
   uint64_t first = std::min(r->n, r->inflight);
   for (uint64_t i = 0; i < first; i++)
     if (!submit_one(r)) break;
@@ -268,7 +297,7 @@ void destroy(void* state) {
 }
 
 const hostlet_action_info kActions[] = {
-    {"run", "mode=latency|throughput|load, n, inflight, work_ms, secs",
+    {"run", "mode=latency|throughput|load|co_latency|co_throughput, n, inflight, work_ms, secs",
      "n empty offloads (or blocking ones for secs); answers the figures"},
     {"probe", "ms, period_ms", "a repeating timer for ms; answers its ticks' lateness p50/p99/max"},
     {nullptr, nullptr, nullptr},

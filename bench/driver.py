@@ -277,6 +277,35 @@ def offload_round(r, off_ctl):
             r[f"tp{k}.node"] = run_json([NODE, os.path.join(PEERS, "node_offload.js"), "throughput", str(N_TP[k]), str(k)])
 
 
+def coroutine_round(r, off_ctl):
+    """co_await host.offload (hostlet/task.hpp) against the callback offload, in the same agent
+    and plugin, ABBA: round trip one at a time, and throughput with k in flight."""
+    r["colat.co"], r["colat.cb"] = abba(lambda: call(off_ctl, "bench.run", mode="co_latency", n=N_LAT),
+                                        lambda: call(off_ctl, "bench.run", mode="latency", n=N_LAT))
+    for k in INFLIGHT:
+        r[f"cotp{k}.co"], r[f"cotp{k}.cb"] = abba(
+            lambda: call(off_ctl, "bench.run", mode="co_throughput", n=N_TP[k], inflight=k),
+            lambda: call(off_ctl, "bench.run", mode="throughput", n=N_TP[k], inflight=k))
+
+
+def coroutine_table(rounds):
+    """The coroutine rows: co_await offload beside the callback offload; goal within 5%."""
+    lines = ["| offload through | co_await host.offload | callback offload (C API) | co_await / callback | goal | met |",
+             "|---|---|---|---|---|---|"]
+    for field in ("mean_us", "p99_us"):
+        ratio = med_ratio(rounds, "colat.co", "colat.cb", field)
+        met = "" if field == "p99_us" else yes(ratio is not None and ratio <= 1.05)
+        lines.append(f"| round trip, {field[:-3]} | {fmt(med(rounds, 'colat.co', field), 'us')} | "
+                     f"{fmt(med(rounds, 'colat.cb', field), 'us')} | {fmt(ratio, 'x')} | "
+                     f"{'≤ 1.05×' if field == 'mean_us' else ''} | {met} |")
+    for k in INFLIGHT:
+        ratio = med_ratio(rounds, f"cotp{k}.co", f"cotp{k}.cb", "ops_s")
+        lines.append(f"| throughput, {k} in flight | {fmt(med(rounds, f'cotp{k}.co', 'ops_s'), 'ops')} | "
+                     f"{fmt(med(rounds, f'cotp{k}.cb', 'ops_s'), 'ops')} | {fmt(ratio, 'x')} | ≥ 0.95× | "
+                     f"{yes(ratio is not None and ratio >= 0.95)} |")
+    return lines
+
+
 def lag_round(r, lag_agents, lag_notify):
     """Item 2: a 1 ms timer's lateness on the loop, idle and under load."""
     secs = LAG_SECS
@@ -429,6 +458,7 @@ def main():
             log(f"round {rnd + 1}/{ROUNDS}")
             r = {}
             offload_round(r, off_ctl)
+            coroutine_round(r, off_ctl)
             lag_round(r, lag_agents, lag_notify)
             ingest_round(r, hl_sock, py_sock, uv_sock)
             virt_round(r, uri, virt_sock, pyvirt_sock)
@@ -523,6 +553,8 @@ def report(rounds, memory):
              "|---|---|---|---|---|---|---|---|---|"]
     for f, vals, ratio, goal, met in rows:
         lines.append(f"| {f} | " + " | ".join(vals) + f" | {ratio} | {goal} | {met} |")
+
+    lines += [""] + coroutine_table(rounds)
 
     # loop lag
     lines += ["", "| 1 ms timer lateness (interval − 1 ms; due-time lateness in brackets) | hostlet | raw libuv (C) | "

@@ -308,3 +308,18 @@ TEST_CASE("reload: events for the instance during the swap are held and each get
   CHECK(versions["2"] > 0);
   CHECK(stops_cleanly(a));
 }
+
+TEST_CASE("reload: the new instance's lane counters start from zero (hostlet-ctl stats says so)", "[reload]") {
+  WorkerAgent wa;
+  Agent& a = wa.agent;
+  REQUIRE(start(a));
+  for (int i = 0; i < 3; i++) CHECK(ctl_json(a, {"call", "w.work", "ms=0"})["ok"] == true);
+  CHECK(ctl_json(a, {"stats"})["data"]["lanes"]["w"]["submitted"] == 3);
+  Reload r = reload(a, "w");
+  INFO("reload reply: " << r.reply.dump() << "\nlog:\n" << a.log());
+  REQUIRE(r.ok());
+  json lane = ctl_json(a, {"stats"})["data"]["lanes"]["w"];
+  CHECK(lane["submitted"] == 0);
+  CHECK(lane["done"] == 0);
+  CHECK(stops_cleanly(a));
+}

@@ -10,7 +10,7 @@
 //
 // Then:
 //   hostlet-ctl call hello.greet name=world     # ok, text=hi, world!
-//   hostlet-ctl events --type 'hello.*'         # hello.tick n=1, n=2, ...
+//   hostlet-ctl events --type tick              # ... hello tick n=1 (source hello, type tick)
 #include <hostlet/plugin.hpp>
 
 #include <cstdint>
@@ -47,7 +47,7 @@ class Hello final : public hostlet::Plugin {
   int start() override {
     if (tick_ms_ > 0) {
       auto every = static_cast<uint64_t>(tick_ms_);
-      tick_ = host().timer(every, every, [this] { host().publish("hello.tick", {{"n", std::to_string(++ticks_)}}); });
+      tick_ = host().timer(every, every, [this] { host().publish("tick", {{"n", std::to_string(++ticks_)}}); });
     }
     return 0;
   }
@@ -68,7 +68,7 @@ class Hello final : public hostlet::Plugin {
 // `hostlet-ctl plugins --describe hello` prints it as documentation.
 const hostlet_config_key kConfig[] = {
     {"greeting", HOSTLET_CONFIG_STRING, "hello", "what greet says before the name", 1, 64, 0},
-    {"tick_interval", HOSTLET_CONFIG_DURATION, "0", "publish hello.tick this often; 0: never", 0, 86400000, 0},
+    {"tick_interval", HOSTLET_CONFIG_DURATION, "0", "publish tick this often; 0: never", 0, 86400000, 0},
     {nullptr, HOSTLET_CONFIG_STRING, nullptr, nullptr, 0, 0, 0},
 };
 const hostlet_action_info kActions[] = {
@@ -76,7 +76,7 @@ const hostlet_action_info kActions[] = {
     {nullptr, nullptr, nullptr},
 };
 const hostlet_event_info kEvents[] = {
-    {"hello.tick", "n", "every tick_interval, when it is not 0"},
+    {"tick", "n", "every tick_interval, when it is not 0"},
     {nullptr, nullptr, nullptr},
 };
 

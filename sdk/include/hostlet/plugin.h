@@ -107,6 +107,23 @@ static inline const char *hostlet_strerror(int err) {
 /* ------------------------------------------------------------------------ */
 /* Event types.                                                              */
 
+/*
+ * Naming, the convention every shipped plugin follows:
+ * - An event's source is the publishing instance's name, so its type does
+ *   not repeat the plugin's or the instance's name: it says what happened,
+ *   lowercase and dotted from the general to the particular,
+ *   "<object>.<what happened>" ("domain.lifecycle", "connection.lost"), or
+ *   one word when the plugin has one kind of object ("changed", "tick").
+ *   Subscribers, rules and `hostlet-ctl events --type` match the type; rules
+ *   match the source apart (`on: {source: virt, type: domain.*}`).
+ * - A plugin that passes on types it does not choose (uevent's kernel
+ *   ACTIONs, unixsock's client types) keeps them as they come, and puts its
+ *   own events under a prefix those cannot take ("uevent.overflow").
+ * - An action is "<instance>.<verb>": the plugin registers the verb,
+ *   lowercase and dotted the same way ("domain.start", "read"); the host
+ *   adds the instance name.
+ */
+
 /** The longest event type, in bytes. */
 #define HOSTLET_EVENT_TYPE_MAX 256
 
@@ -232,6 +249,11 @@ typedef void (*hostlet_work_fn)(void *arg);
  *                `late` runs right after done returns. Either way, with a
  *                `late`, arg is last touched by late: free it there;
  *   -ESHUTDOWN   the instance is stopping and the work never started.
+ * These are the lane's statuses: how the work itself went, it reports through
+ * arg (the C++ wrapper does: an exception thrown by the work reaches done as
+ * the code of a hostlet::Error, else -EIO, with its message; see plugin.hpp).
+ * A lane whose queue is full refuses the offload itself (-EAGAIN from
+ * offload(), done never runs).
  */
 typedef void (*hostlet_done_fn)(void *arg, int status);
 /** Late completion of work whose done already reported -ETIMEDOUT. Loop thread. */

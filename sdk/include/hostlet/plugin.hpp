@@ -7,22 +7,30 @@
  * a throwing action handler answers its call with the exception's message,
  * and a throwing constructor fails init.
  *
- * Example:
+ * Example (a whole file):  tests/sdk/comment_examples.py compiles each
+ * "Example (...)" block of the public headers under -Werror.
+ *
+ *   #include <hostlet/plugin.hpp>
+ *
+ *   #include <memory>
+ *   #include <string>
  *
  *   class Hello final : public hostlet::Plugin {
  *    public:
- *     explicit Hello(hostlet::Host& host) : Plugin(host) {
- *       host.action("greet", [this](hostlet::Call& call) {
+ *     explicit Hello(hostlet::Host& h) : Plugin(h) {
+ *       h.action("greet", [this](hostlet::Call& call) {
  *         std::string who = call.attr_or("name", "world");
- *         this->host().offload([who] { return "hello " + who; },
- *             [call = std::move(call)](int status, std::string text) mutable {
- *               if (status) return call.error(hostlet_strerror(status));
- *               call.ok({{"text", text}});
+ *         auto reply = std::make_shared<hostlet::Call>(std::move(call));
+ *         int r = host().offload([who] { return "hello " + who; },
+ *             [reply](int status, std::string text, const hostlet::Error& e) {
+ *               if (status) return reply->error(e.what());  // the work's exception message, or the status
+ *               reply->ok({{"text", text}});
  *             });
+ *         if (r != 0) reply->error(hostlet_strerror(r));  // not queued (-EAGAIN: the lane is full)
  *       });
  *     }
  *   };
- *   static const hostlet_config_key kConfig[] = {{nullptr}};
+ *   const hostlet_config_key kConfig[] = {{nullptr, HOSTLET_CONFIG_STRING, nullptr, nullptr, 0, 0, 0}};
  *   HOSTLET_CPP_PLUGIN(Hello, "hello", "1.0", "says hello", kConfig, nullptr, nullptr)
  *
  * Threads: as in plugin.h. Everything here runs on the loop thread except the
@@ -38,6 +46,7 @@
 
 #include <hostlet/plugin.h>
 
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <exception>
@@ -61,12 +70,29 @@ using Attrs = std::vector<std::pair<std::string, std::string>>;
 /** Throw from a constructor or handler to fail with a specific errno and message. */
 class Error : public std::runtime_error {
  public:
+  /** `err` is a negative errno (a positive one is negated). */
   Error(int err, const std::string& what) : std::runtime_error(what), err_(err < 0 ? err : -err) {}
   int code() const noexcept { return err_; }
 
  private:
   int err_;
 };
+
+/**
+ * What an exception caught from plugin code becomes: a hostlet::Error as it
+ * is, another std::exception as Error(-EIO, its message).
+ */
+inline Error error_of(const std::exception_ptr& ep) {
+  try {
+    std::rethrow_exception(ep);
+  } catch (const Error& e) {
+    return e;
+  } catch (const std::exception& e) {
+    return Error(-EIO, e.what());
+  } catch (...) {
+    return Error(-EIO, "non-standard exception");
+  }
+}
 
 namespace detail {
 inline std::vector<hostlet_attr> c_attrs(const Attrs& attrs) {
@@ -75,6 +101,27 @@ inline std::vector<hostlet_attr> c_attrs(const Attrs& attrs) {
   for (const auto& kv : attrs) v.push_back({kv.first.c_str(), kv.second.c_str()});
   return v;
 }
+
+/**
+ * Something suspended that the Host must settle at the instance's stop or
+ * destroy: a coroutine awaiting (hostlet/task.hpp's awaiters are one each,
+ * linked while suspended). Intrusive, so that an await allocates nothing.
+ * on_stop (may be null) runs when the instance stops, on_destroy just before
+ * the plugin object is destroyed; the node is unlinked before either runs.
+ */
+struct Pending {
+  Pending* prev = nullptr;
+  Pending* next = nullptr;
+  bool linked = false;
+  void (*on_stop)(Pending*) = nullptr;
+  void (*on_destroy)(Pending*) = nullptr;
+};
+
+// The C++20 awaiters of Host::offload(work), Host::call(action, attrs) and
+// Host::sleep(duration), defined in hostlet/task.hpp.
+template <class W> class OffloadAwaiter;
+template <class Dummy> class CallAwaiter;
+template <class Dummy> class SleepAwaiter;
 }  // namespace detail
 
 /** An event as seen by a subscriber; views are valid only during the callback. */
@@ -257,12 +304,17 @@ class Subscription {
  * in plugin.h for the naming rules the host enforces). Cheap: labels are
  * passed as C pairs, nothing is allocated per sample.
  *
+ * Example (members of a Plugin):
+ *
  *   void collect(hostlet::Metrics& m) override {
  *     m.gauge("myplugin_items", "Items held now.");
- *     m.sample(items_.size());
+ *     m.sample(static_cast<double>(items_.size()));
  *     m.counter("myplugin_reads_total", "Reads done.");
- *     m.sample(reads_, {{"device", dev_.c_str()}});
+ *     m.sample(static_cast<double>(reads_), {{"device", dev_.c_str()}});
  *   }
+ *   std::vector<int> items_;
+ *   uint64_t reads_ = 0;
+ *   std::string dev_ = "sda";
  */
 class Metrics {
  public:
@@ -356,8 +408,15 @@ class Host {
 
   /**
    * Offloads `work` to a pool thread; `done` runs on the loop exactly once with
-   * the status (0, -ECANCELED, -ETIMEDOUT, -ESHUTDOWN) and, when work returns
-   * a value, that value (default-constructed unless status is 0).
+   * the status and, when work returns a value, that value (default-constructed
+   * unless status is 0). The status is the lane's (0, -ECANCELED, -ETIMEDOUT,
+   * -ESHUTDOWN; see hostlet_done_fn) or the work's own: when work throws, the
+   * status is the code of a thrown hostlet::Error, else -EIO. `done` may take
+   * a last `const hostlet::Error&` parameter: its what() is then the work's
+   * exception message (or the status as text), so a done can pass on exactly
+   * what went wrong, e.g. `[call](int st, std::string v, const hostlet::Error& e)
+   * mutable { if (st) return call.error(e.what()); ... }`. Without that
+   * parameter the message is logged.
    * As with the C entry (hostlet_host_api.offload), when the work cannot be
    * queued offload returns the error (-EAGAIN: the lane is full; -ESHUTDOWN;
    * -ENOMEM; -EINVAL) and `done` never runs: both lambdas are destroyed. A
@@ -458,6 +517,68 @@ class Host {
     actions_.push_back(std::make_unique<ActionState>(ActionState{this, std::move(fn)}));
     check(api_->register_action(host_, verb, &Host::action_cb, actions_.back().get()), verb);
   }
+  /**
+   * A handler taking the Call by value owns it: the way for a coroutine
+   * handler (hostlet/task.hpp), whose frame then holds the call until it is
+   * answered: `host.action("v", [this](hostlet::Call call) -> hostlet::Task {...})`.
+   */
+  template <class F, std::enable_if_t<!std::is_invocable_v<F&, Call&> && std::is_invocable_v<F&, Call&&>, int> = 0>
+  void action(const char* verb, F fn) {
+    action(verb, std::function<void(Call&)>([fn = std::move(fn)](Call& call) mutable { fn(std::move(call)); }));
+  }
+
+  /* Coroutines (C++20, #include <hostlet/task.hpp>; see there). Loop thread. */
+
+  /** `co_await host.offload(work)`: work's value, or throws Error (see task.hpp). */
+  template <class W> detail::OffloadAwaiter<std::decay_t<W>> offload(W&& work) {
+    return detail::OffloadAwaiter<std::decay_t<W>>(*this, std::forward<W>(work));
+  }
+  /** `co_await host.call("inst.verb", {{"k", "v"}})`: the action's Result. */
+  template <class Dummy = void> detail::CallAwaiter<Dummy> call(const char* action, const Attrs& attrs = {}) {
+    return detail::CallAwaiter<Dummy>(*this, action, attrs);
+  }
+  /** `co_await host.sleep(250ms)`: a one-shot host timer; throws Error(-ESHUTDOWN) at the instance's stop. */
+  template <class Rep, class Period, class Dummy = void>
+  detail::SleepAwaiter<Dummy> sleep(std::chrono::duration<Rep, Period> d) {
+    return detail::SleepAwaiter<Dummy>(*this, std::chrono::duration_cast<std::chrono::milliseconds>(d));
+  }
+
+  /**
+   * For task.hpp's awaiters: links `p` while it is suspended, so that the
+   * instance's stop (`for_stop`: on_stop runs then) or destroy settles it.
+   */
+  void hold(detail::Pending* p, bool for_stop) {
+    detail::Pending*& head = for_stop ? stop_list_ : destroy_list_;
+    p->prev = nullptr;
+    p->next = head;
+    if (head) head->prev = p;
+    head = p;
+    p->linked = true;
+  }
+  void release(detail::Pending* p) {
+    if (!p->linked) return;
+    if (p->prev) p->prev->next = p->next;
+    else if (stop_list_ == p) stop_list_ = p->next;
+    else destroy_list_ = p->next;
+    if (p->next) p->next->prev = p->prev;
+    p->prev = p->next = nullptr;
+    p->linked = false;
+  }
+  /** Called by the wrapper at the instance's stop, before Plugin::stop. */
+  void settle_at_stop() {
+    while (detail::Pending* p = stop_list_) {
+      release(p);
+      p->on_stop(p);  // may link or release others
+    }
+  }
+  /** Called by the wrapper at destroy, before the plugin object goes. */
+  void settle_at_destroy() {
+    settle_at_stop();
+    while (detail::Pending* p = destroy_list_) {
+      release(p);
+      if (p->on_destroy) p->on_destroy(p);
+    }
+  }
 
   /** Calls any action; `cb` receives the Result on the loop. Returns 0 or -ENOENT/-ESHUTDOWN. */
   int call(const char* action, const Attrs& attrs, std::function<void(const Result&)> cb) {
@@ -516,21 +637,38 @@ class Host {
         self->error = std::current_exception();
       }
     }
+    // Does done take the Error as well? Only asked when the usual form does
+    // not fit (conjunction stops there), so that a generic lambda's body is
+    // never instantiated with arguments it was not written for.
+    static constexpr bool wants_error() {
+      if constexpr (std::is_void_v<R>)
+        return std::conjunction_v<std::negation<std::is_invocable<D&, int>>, std::is_invocable<D&, int, const Error&>>;
+      else
+        return std::conjunction_v<std::negation<std::is_invocable<D&, int, Value&&>>,
+                                  std::is_invocable<D&, int, Value&&, const Error&>>;
+    }
+    static constexpr bool kWantsError = wants_error();
     static void finish(void* p, int status) {  // loop thread
       auto* self = static_cast<OffloadItem*>(p);
+      std::optional<Error> err;
       if (status == 0 && self->error) {
-        try {
-          std::rethrow_exception(self->error);
-        } catch (const std::exception& e) {
-          self->host->error("offloaded work threw: %s", e.what());
-        } catch (...) {
-          self->host->error("offloaded work threw a non-standard exception");
-        }
-        status = -EIO;
+        err = error_of(self->error);
+        status = err->code();
+        if constexpr (!kWantsError) self->host->error("offloaded work threw: %s", err->what());
+      } else if (status != 0 && kWantsError) {
+        err.emplace(status, hostlet_strerror(status));
       }
       self->host->guard("offload done callback", [&] {
-        if constexpr (std::is_void_v<R>) self->done(status);
-        else self->done(status, status == 0 ? std::move(self->value) : Value{});
+        if constexpr (kWantsError) {
+          static const Error kOk(0, "ok");
+          const Error& e = err ? *err : kOk;
+          if constexpr (std::is_void_v<R>) self->done(status, e);
+          else self->done(status, status == 0 ? std::move(self->value) : Value{}, e);
+        } else if constexpr (std::is_void_v<R>) {
+          self->done(status);
+        } else {
+          self->done(status, status == 0 ? std::move(self->value) : Value{});
+        }
       });
       if (status != -ETIMEDOUT) delete self;  // a timed-out item is freed by late()
     }
@@ -597,6 +735,8 @@ class Host {
   hostlet_host* host_;
   const hostlet_host_api* api_;
   std::vector<std::unique_ptr<ActionState>> actions_;
+  detail::Pending* stop_list_ = nullptr;     // suspended until stop (sleeps)
+  detail::Pending* destroy_list_ = nullptr;  // suspended until an answer the host owes (offloads, calls)
 };
 
 /**
@@ -680,6 +820,7 @@ template <class T> void stop(void* state) {
   auto* inst = static_cast<Instance<T>*>(state);
   hostlet_host* h = inst->host.c();
   const hostlet_host_api* api = inst->host.api();
+  inst->host.guard("stop", [&] { inst->host.settle_at_stop(); });  // sleeping coroutines get -ESHUTDOWN
   bool ok = inst->host.guard("stop", [&] { inst->plugin->stop([h, api] { api->stopped(h); }); });
   if (!ok) api->stopped(h);  // a throwing stop must not hang the host
 }
@@ -696,6 +837,7 @@ template <class T> int refresh(void* state) {
 }
 template <class T> void destroy(void* state) {
   auto* inst = static_cast<Instance<T>*>(state);
+  inst->host.guard("destroy", [&] { inst->host.settle_at_destroy(); });
   inst->host.guard("destructor", [&] { inst->plugin.reset(); });
   delete inst;
 }
