@@ -255,16 +255,10 @@ bool vetoable(const std::string& op) {
 bool read_description(std::string_view xml_text, Description& out, std::string& err) {
   using namespace hostlet::xml;
   if (trim(xml_text).empty()) return true;
-  if (xml_text.size() > INT_MAX) {
-    err = "XML too large";
-    return false;
-  }
-  Doc doc(xmlReadMemory(xml_text.data(), static_cast<int>(xml_text.size()), "stdin.xml", nullptr,
-                        XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING));
+  std::string why;
+  Doc doc = read(xml_text, "stdin.xml", &why);
   if (!doc) {
-    const xmlError* e = xmlGetLastError();
-    std::string why = e && e->message ? std::string(trim(e->message)) : "not well-formed";
-    err = "XML on stdin does not parse: " + why + (e ? " (line " + std::to_string(e->line) + ")" : "");
+    err = "XML on stdin does not parse: " + why;
     return false;
   }
   xmlNode* root = xmlDocGetRootElement(doc.get());
@@ -345,7 +339,11 @@ Verdict judge(std::string_view reply_line) {
   }
   v.outcome = Outcome::action_failed;
   for (const auto& res : *results) {
-    if (!res.is_object() || res.value("ok", false)) continue;
+    // Only an explicit "ok": true passes; a result whose "ok" is missing or
+    // not a boolean is malformed and counts as failed (value() would throw).
+    if (!res.is_object()) continue;
+    auto ok = res.find("ok");
+    if (ok != res.end() && ok->is_boolean() && ok->get<bool>()) continue;
     std::string action = res.contains("action") && res["action"].is_string() ? res["action"].get<std::string>() : "?";
     std::string rule = res.contains("rule") && res["rule"].is_string() ? res["rule"].get<std::string>() : "";
     std::string error = res.contains("error") && res["error"].is_string() ? res["error"].get<std::string>() : "failed";

@@ -223,8 +223,7 @@ void collect_node(virConnectPtr conn, NodeSample& n) {
 
 DeviceCache::Devices DeviceCache::parse(const std::string& xml) {
   Devices out;
-  hostlet::xml::Doc doc(
-      xmlReadMemory(xml.data(), static_cast<int>(xml.size()), "domain.xml", nullptr, XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING));
+  hostlet::xml::Doc doc = hostlet::xml::read(xml, "domain.xml");
   if (!doc) return out;
   xmlNode* root = xmlDocGetRootElement(doc.get());
   xmlNode* devices = root ? child(root, "devices") : nullptr;

@@ -198,7 +198,9 @@ TEST_CASE("hook XML: malformed or hostile input is a clear error") {
        "without a valid"},
       {"<!DOCTYPE d [<!ENTITY a \"aaaaaaaaaa\"><!ENTITY b \"&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;\">"
        "<!ENTITY c \"&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;\">]><domain><vcpu>&c;</vcpu></domain>",
-       "does not parse"},  // libxml2 refuses the amplification ("entity reference loop")
+       "does not parse"},  // libvirtd never writes a DOCTYPE: any is refused
+      {"<!DOCTYPE domain [<!ENTITY n \"vm\">]><domain><name>&n;</name></domain>",
+       "document type declaration"},
   };
   for (const auto& b : bad) {
     Description d;
@@ -230,4 +232,9 @@ TEST_CASE("hook verdict: the agent's answer read as pass, an action's failure, o
   CHECK_THAT(q.message, Catch::Contains("event queue full"));
   CHECK(judge("garbage").outcome == Outcome::agent_error);
   CHECK(judge("[1,2]").outcome == Outcome::agent_error);
+  // A result whose "ok" is not a boolean is malformed: it counts as failed
+  // (found by the hook_input fuzz target: value("ok", false) threw).
+  Verdict m = judge(R"({"id":1,"ok":false,"results":[{"action":"a.b","ok":"x"}]})");
+  CHECK(m.outcome == Outcome::action_failed);
+  CHECK(m.message == "a.b: failed");
 }
