@@ -831,7 +831,7 @@ void Lane::Impl::on_closed(uv_handle_t* h) {
 // Lane
 
 Lane::Lane(uv_loop_t* loop, std::string name, LaneLimits limits)
-    : loop_(loop), name_(std::move(name)), limits_(limits), impl_(new Impl(this, loop)) {
+    : name_(std::move(name)), limits_(limits), impl_(new Impl(this, loop)) {
   impl_->apply_limits();
 }
 

@@ -207,7 +207,6 @@ class Lane {
  private:
   struct Impl;
   friend struct WorkItem;  // names Impl
-  uv_loop_t* loop_;
   std::string name_;
   LaneLimits limits_;
   LaneStats stats_;
