@@ -275,6 +275,7 @@ void Agent::close_core_handles() {
   close_sig(&sighup_);
   scraper_->close();
   lag_->close(nullptr);
+  recent_.close();
   actions_->close(nullptr);
   bus_->close(nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&core_.post_async), nullptr);
@@ -417,6 +418,13 @@ int Agent::run() {
         },
         SIGHUP);
     lag_->start();
+    recent_.start(&loop_, [this](const auto& add) {
+      add("loop", lag_->lateness());
+      for (const auto& i : instances_.all()) {
+        add(recent_key("wait", *i), i->lane().stats().queue_wait);
+        add(recent_key("run", *i), i->lane().stats().run_time);
+      }
+    });
     start_instances();
     for (const auto& name : fds_.release_unclaimed_activation())
       log(Level::Warn, "hostlet", "socket activation: no instance took the socket named '%s' (closed)", name.c_str());

@@ -17,6 +17,7 @@
 #include "instances.hpp"
 #include "lag.hpp"
 #include "log.hpp"
+#include "recent.hpp"
 #include "rules.hpp"
 #include "sd_notify.hpp"
 #include "uv_ptr.hpp"
@@ -66,6 +67,13 @@ class Agent {
   ControlServer* control() { return control_.get(); }
   Scraper& scraper() { return *scraper_; }
   const FdStore& fd_store() const { return fds_; }
+  // Last-minute copies of the loop's and the lanes' histograms (keys: recent_key()).
+  const RecentHistograms& recent() const { return recent_; }
+  // "wait:NAME#GEN" / "run:NAME#GEN": a lane's histograms, by generation so
+  // that a reload's new version starts its own window ("loop": the lag).
+  static std::string recent_key(const char* what, const Instance& i) {
+    return std::string(what) + ":" + i.name() + "#" + std::to_string(i.generation());
+  }
   Reloader* reloader() { return reloader_.get(); }
   uint64_t start_time_ms() const { return start_ms_; }
   void request_shutdown();
@@ -97,6 +105,7 @@ class Agent {
   std::unique_ptr<EventBus> bus_;
   std::unique_ptr<ActionRegistry> actions_;
   std::unique_ptr<LagMonitor> lag_;
+  RecentHistograms recent_;
   std::unique_ptr<RuleEngine> rules_;
   std::unique_ptr<Scraper> scraper_;
   FdStore fds_;  // keep_fd/take_fd and the activated sockets

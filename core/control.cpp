@@ -55,9 +55,12 @@ json attrs_json(const Attrs& a) {
   return o;
 }
 
-json lane_json(const Lane& lane) {
+json lane_json(const Lane& lane, const Histogram& wait_1m, const Histogram& run_1m) {
   const LaneStats& s = lane.stats();
   auto us = [](uint64_t ns) { return static_cast<double>(ns) / 1000.0; };
+  auto pct = [&us](const Histogram& h) {
+    return json{{"p50", us(h.quantile(0.5))}, {"p99", us(h.quantile(0.99))}, {"max", us(h.max())}};
+  };
   return json{{"max_inflight", lane.limits().max_inflight},
               {"max_queue", lane.limits().max_queue},
               {"submitted", s.submitted},
@@ -68,10 +71,10 @@ json lane_json(const Lane& lane) {
               {"cancelled", s.cancelled},
               {"timed_out", s.timed_out},
               {"shutdown", s.shutdown},
-              {"queue_wait_us", {{"p50", us(s.queue_wait.quantile(0.5))}, {"p99", us(s.queue_wait.quantile(0.99))},
-                                 {"max", us(s.queue_wait.max())}}},
-              {"run_time_us", {{"p50", us(s.run_time.quantile(0.5))}, {"p99", us(s.run_time.quantile(0.99))},
-                               {"max", us(s.run_time.max())}}}};
+              {"queue_wait_us", pct(s.queue_wait)},
+              {"run_time_us", pct(s.run_time)},
+              {"queue_wait_us_1m", pct(wait_1m)},
+              {"run_time_us_1m", pct(run_1m)}};
 }
 
 const char* type_name(hostlet_config_type t) {
@@ -815,10 +818,17 @@ json ControlServer::stats_json() {
   const Histogram& lag = core.lag->lateness();
   BusStats bs = core.bus->stats();
   ActionWaitStats ws = core.actions->wait_stats();
+  // "_1m": over the last 50 to 60 s (since start in the first minute;
+  // window_s says how far back), beside the same since start.
+  const RecentHistograms& recent = agent_.recent();
+  const uint64_t now = uv_hrtime();
+  RecentHistograms::Recent lag_1m = recent.recent("loop", lag, now);
   json lanes = json::object();
   json instances = json::object();
   for (const auto& i : agent_.instances()) {
-    lanes[i->name()] = lane_json(i->lane());
+    const LaneStats& ls = i->lane().stats();
+    lanes[i->name()] = lane_json(i->lane(), recent.recent(Agent::recent_key("wait", *i), ls.queue_wait, now).h,
+                                 recent.recent(Agent::recent_key("run", *i), ls.run_time, now).h);
     const auto& k = i->counters();
     instances[i->name()] = json{{"published", k.published},
                                 {"publish_dropped", k.publish_dropped},
@@ -840,6 +850,10 @@ json ControlServer::stats_json() {
   return json{{"loop", {{"lag_p50_ms", ms(lag.quantile(0.5))},
                         {"lag_p99_ms", ms(lag.quantile(0.99))},
                         {"lag_max_ms", ms(lag.max())},
+                        {"lag_p50_1m_ms", ms(lag_1m.h.quantile(0.5))},
+                        {"lag_p99_1m_ms", ms(lag_1m.h.quantile(0.99))},
+                        {"lag_max_1m_ms", ms(lag_1m.h.max())},
+                        {"window_s", static_cast<double>(lag_1m.span_ns) / 1e9},
                         {"samples", lag.count()},
                         {"slow_callbacks", core.lag->slow_callbacks()},
                         {"worst_callback_ms", ms(core.lag->worst_callback_ns())},

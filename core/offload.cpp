@@ -141,6 +141,25 @@ void Histogram::reset() {
   count_ = sum_ = max_ = 0;
 }
 
+bool Histogram::since(const Histogram& earlier, Histogram* out) const {
+  if (earlier.count_ > count_ || earlier.sum_ > sum_) return false;
+  Histogram d;
+  int top = -1;
+  for (size_t i = 0; i < buckets_.size(); ++i) {
+    if (earlier.buckets_[i] > buckets_[i]) return false;
+    d.buckets_[i] = buckets_[i] - earlier.buckets_[i];
+    if (d.buckets_[i]) top = static_cast<int>(i);
+  }
+  d.count_ = count_ - earlier.count_;
+  d.sum_ = sum_ - earlier.sum_;
+  if (top >= 0) {
+    uint64_t upper = top == kBuckets - 1 ? max_ : (uint64_t{1} << (top + 1)) - 1;
+    d.max_ = upper < max_ ? upper : max_;
+  }
+  *out = d;
+  return true;
+}
+
 // ---------------------------------------------------------------------------
 // Items
 

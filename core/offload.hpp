@@ -67,6 +67,12 @@ class Histogram {
   // quantile q in [0,1]; q outside [0,1] is clamped; 0 when empty.
   uint64_t quantile(double q) const;
   void reset();
+  // What was recorded after `earlier`, a copy of this histogram taken before
+  // (core/recent.hpp): the bucket-by-bucket difference, whose max() is the
+  // upper bound of the highest bucket that grew (never above max()). False,
+  // *out untouched, when `earlier` is not an earlier state of this one (a
+  // bucket is larger there: this one was reset, or it is another histogram).
+  bool since(const Histogram& earlier, Histogram* out) const;
 
  private:
   std::array<uint64_t, kBuckets> buckets_{};

@@ -138,9 +138,13 @@ std::string stats_text(const json& d) {
   };
   auto num = [](const json& v) { return v.is_number() ? v.get<double>() : 0.0; };
   const json& l = d["loop"];
-  line("loop lag p50/p99/max: %s/%s/%s ms (%s samples)  slow callbacks %s", fmt(num(l["lag_p50_ms"]), 2).c_str(),
-       fmt(num(l["lag_p99_ms"]), 2).c_str(), fmt(num(l["lag_max_ms"]), 2).c_str(), scalar(l["samples"]).c_str(),
-       scalar(l["slow_callbacks"]).c_str());
+  if (l.contains("lag_p99_1m_ms"))  // agents before the recent window lack it
+    line("loop lag p50/p99/max, last %s: %s/%s/%s ms\n", duration_text(num(l["window_s"])).c_str(),
+         fmt(num(l["lag_p50_1m_ms"]), 2).c_str(), fmt(num(l["lag_p99_1m_ms"]), 2).c_str(),
+         fmt(num(l["lag_max_1m_ms"]), 2).c_str());
+  line("loop lag p50/p99/max, since start: %s/%s/%s ms (%s samples)\n", fmt(num(l["lag_p50_ms"]), 2).c_str(),
+       fmt(num(l["lag_p99_ms"]), 2).c_str(), fmt(num(l["lag_max_ms"]), 2).c_str(), scalar(l["samples"]).c_str());
+  line("slow callbacks %s", scalar(l.value("slow_callbacks", json(0))).c_str());
   if (l.contains("worst_instance") && !scalar(l["worst_instance"]).empty())
     line("  worst %s ms (%s)", fmt(num(l["worst_callback_ms"]), 2).c_str(), scalar(l["worst_instance"]).c_str());
   out += "\n";
@@ -163,19 +167,35 @@ std::string stats_text(const json& d) {
   std::vector<std::vector<std::string>> rows{{"  INSTANCE", "RUNNING/MAX", "QUEUED/MAX", "REJECTED", "TIMED_OUT"}};
   std::vector<std::vector<std::string>> totals{{"  INSTANCE", "SUBMITTED", "DONE", "CANCELLED", "SHUTDOWN"}};
   std::vector<std::vector<std::string>> lat{{"  INSTANCE", "WAIT_P50_US", "WAIT_P99_US", "RUN_P50_US", "RUN_P99_US"}};
+  std::vector<std::vector<std::string>> lat_1m = lat;
+  bool have_1m = false;
   for (auto it = d["lanes"].begin(); it != d["lanes"].end(); ++it) {
     const json& s = it.value();
     rows.push_back({"  " + it.key(), scalar(s["running"]) + "/" + scalar(s["max_inflight"]),
                     scalar(s["queued"]) + "/" + scalar(s["max_queue"]), scalar(s["rejected"]), scalar(s["timed_out"])});
     totals.push_back({"  " + it.key(), scalar(s["submitted"]), scalar(s["done"]), scalar(s["cancelled"]),
                       scalar(s["shutdown"])});
-    lat.push_back({"  " + it.key(), fmt(num(s["queue_wait_us"]["p50"]), 0), fmt(num(s["queue_wait_us"]["p99"]), 0),
-                   fmt(num(s["run_time_us"]["p50"]), 0), fmt(num(s["run_time_us"]["p99"]), 0)});
+    auto latency_row = [&](const char* wait, const char* run) -> std::vector<std::string> {
+      return {"  " + it.key(), fmt(num(s[wait]["p50"]), 0), fmt(num(s[wait]["p99"]), 0), fmt(num(s[run]["p50"]), 0),
+              fmt(num(s[run]["p99"]), 0)};
+    };
+    lat.push_back(latency_row("queue_wait_us", "run_time_us"));
+    if (s.contains("queue_wait_us_1m")) {
+      have_1m = true;
+      lat_1m.push_back(latency_row("queue_wait_us_1m", "run_time_us_1m"));
+    }
   }
   out += table_text(rows);
   out += "\nlane totals:\n";
   out += table_text(totals);
-  out += "\nlane latency since start (wait: submit to start on a pool thread; run: the work):\n";
+  if (have_1m) {
+    out += "\nlane latency, last " + duration_text(num(l["window_s"])) +
+           " (wait: submit to start on a pool thread; run: the work):\n";
+    out += table_text(lat_1m);
+    out += "\nlane latency, since start:\n";
+  } else {
+    out += "\nlane latency since start (wait: submit to start on a pool thread; run: the work):\n";
+  }
   out += table_text(lat);
   if (d.contains("rules") && !d["rules"].empty()) {
     out += "\nrules:\n";

@@ -988,6 +988,47 @@ TEST_CASE("offload: histogram buckets are powers of two") {
   CHECK(h.quantile(1.0) == 0);
 }
 
+TEST_CASE("offload: a histogram minus an earlier copy of itself is what was recorded since") {
+  Histogram h;
+  for (int i = 0; i < 10; ++i) h.record(100);  // bucket [64, 128)
+  h.record(1'000'000);                           // bucket [2^19, 2^20)
+  Histogram earlier = h;
+  for (int i = 0; i < 4; ++i) h.record(3000);  // bucket [2048, 4096)
+  h.record(5000);                              // bucket [4096, 8192)
+  Histogram d;
+  REQUIRE(h.since(earlier, &d));
+  CHECK(d.count() == 5);
+  CHECK(d.sum() == 17000);
+  CHECK(d.bucket(6) == 0);
+  CHECK(d.bucket(11) == 4);
+  CHECK(d.bucket(12) == 1);
+  CHECK(d.max() == 8191);  // the top bucket that grew, not the old 1'000'000
+  CHECK(d.quantile(0.5) == 4095);  // rank 3 of 5: bucket [2048, 4096)
+  CHECK(d.quantile(1.0) == 8191);
+  // Nothing since: empty.
+  REQUIRE(h.since(h, &d));
+  CHECK(d.count() == 0);
+  CHECK(d.max() == 0);
+  CHECK(d.quantile(0.99) == 0);
+  // Never above the real max.
+  Histogram one = Histogram();
+  Histogram two = one;
+  two.record(70);
+  REQUIRE(two.since(one, &d));
+  CHECK(d.max() == 70);
+  // Not an earlier state: refused, *out untouched.
+  Histogram other;
+  other.record(50);
+  other.record(50);
+  d = Histogram();
+  d.record(1);
+  CHECK_FALSE(earlier.since(h, &d));  // h is later than earlier, not before it
+  CHECK_FALSE(h.since(other, &d));    // bucket 5 is 2 there, 0 here
+  CHECK(d.count() == 1);
+  h.reset();
+  CHECK_FALSE(h.since(earlier, &d));
+}
+
 TEST_CASE_METHOD(LoopFixture, "offload: bad arguments are rejected with EINVAL") {
   Lane& l = lane();
   Lane& other = lane(limits(1, 10));

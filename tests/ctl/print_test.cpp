@@ -72,3 +72,34 @@ TEST_CASE("ctl print: stats come in sections under 100 columns, one-token header
   CHECK(bare.find("INSTANCE") == std::string::npos);
   CHECK(bare.find("  restart-vm  5") != std::string::npos);
 }
+
+TEST_CASE("ctl print: stats show percentiles over the last minute before those since start") {
+  nlohmann::json d = nlohmann::json::parse(R"({
+    "loop": {"lag_p50_ms": 0.01, "lag_p99_ms": 0.2, "lag_max_ms": 3.5, "samples": 1200, "slow_callbacks": 0,
+             "lag_p50_1m_ms": 0.02, "lag_p99_1m_ms": 1.5, "lag_max_1m_ms": 2.0, "window_s": 55.2},
+    "bus": {"published": 0, "dispatched": 0, "dropped": 0, "depth": 0, "capacity": 8, "max_depth": 0,
+            "subscriptions": 0},
+    "actions": {"pending": 0}, "control": {"connections": 0, "requests": 0, "errors": 0},
+    "lanes": {"virt": {"max_inflight": 4, "max_queue": 64, "running": 0, "queued": 0, "rejected": 0, "timed_out": 0,
+               "submitted": 9, "done": 9, "cancelled": 0, "shutdown": 0,
+               "queue_wait_us": {"p50": 10.0, "p99": 20.0}, "run_time_us": {"p50": 30.0, "p99": 40.0},
+               "queue_wait_us_1m": {"p50": 11.0, "p99": 21.0}, "run_time_us_1m": {"p50": 31.0, "p99": 41.0}}}})");
+  std::string text = hostlet::ctl::stats_text(d);
+  INFO(text);
+  CHECK(text.find("loop lag p50/p99/max, last 55s: 0.02/1.50/2.00 ms\n"
+                  "loop lag p50/p99/max, since start: 0.01/0.20/3.50 ms (1200 samples)") != std::string::npos);
+  size_t recent = text.find("lane latency, last 55s (wait:");
+  size_t since = text.find("lane latency, since start:");
+  REQUIRE(recent != std::string::npos);
+  REQUIRE(since != std::string::npos);
+  CHECK(recent < since);
+  CHECK(text.find("  virt      11           21           31          41\n", recent) < since);
+  CHECK(text.find("  virt      10           20           30          40\n", since) != std::string::npos);
+
+  // An agent without the recent window: only since start, as before.
+  d["loop"].erase("lag_p99_1m_ms");
+  d["lanes"]["virt"].erase("queue_wait_us_1m");
+  text = hostlet::ctl::stats_text(d);
+  CHECK(text.find("last 55s") == std::string::npos);
+  CHECK(text.find("lane latency since start (wait:") != std::string::npos);
+}

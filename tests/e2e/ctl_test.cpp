@@ -130,3 +130,28 @@ TEST_CASE("ctl: pointed at the notification socket it says so, and the socket ge
   CHECK(h["protocol"] == 1);
   CHECK(h["access"] == "admin");
 }
+
+TEST_CASE("ctl: stats show the last minute's percentiles beside those since start") {
+  TempDir dir;
+  Agent a(dir, base_config());
+  REQUIRE(a.start());
+  for (int i = 0; i < 5; ++i) REQUIRE(ctl_json(a, {"call", "w.work", "ms=2"})["ok"] == true);
+  json d = ctl_json(a, {"stats"})["data"];
+  const json& loop = d["loop"];
+  INFO(d.dump());
+  // Within the agent's first minute the window reaches back to its start, so
+  // it holds what since start holds.
+  REQUIRE(loop.contains("window_s"));
+  CHECK(loop["window_s"].get<double>() > 0);
+  CHECK(loop["window_s"].get<double>() < 60);
+  CHECK(loop["lag_p99_1m_ms"] == loop["lag_p99_ms"]);
+  const json& w = d["lanes"]["w"];
+  CHECK(w["run_time_us_1m"]["p50"].get<double>() >= 2000);  // each work sleeps 2 ms
+  CHECK(w["run_time_us_1m"] == w["run_time_us"]);
+  CHECK(w["queue_wait_us_1m"] == w["queue_wait_us"]);
+  Run text = a.ctl({"stats"});
+  INFO(text.out << text.err);
+  CHECK(text.out.find("loop lag p50/p99/max, last ") != std::string::npos);
+  CHECK(text.out.find("\nlane latency, last ") != std::string::npos);
+  CHECK(text.out.find("\nlane latency, since start:\n") != std::string::npos);
+}
