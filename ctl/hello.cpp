@@ -17,7 +17,8 @@ Hello read_hello(const std::string& line) {
     auto it = j.find(key);
     return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
   };
-  const bool ok = j.value("ok", false) == true;
+  const auto ok_it = j.find("ok");  // not j.value(): a non-boolean "ok" would throw
+  const bool ok = ok_it != j.end() && ok_it->is_boolean() && ok_it->get<bool>();
   const bool has_id = j.contains("id") && j["id"] == 0;
   if (ok && has_id && str("server") == "hostlet") {
     h.kind = Hello::agent;

@@ -163,31 +163,33 @@ bool build_metrics(const Args& args, json& req, std::string& err) {
 }
 
 void show_metrics(const json& reply) {
-  const json& text = reply["data"]["text"];
+  const json& text = field(field(reply, "data"), "text");
   if (text.is_string()) fputs(text.get_ref<const std::string&>().c_str(), stdout);
 }
 
-void show_data(void (*print)(const json&), const json& reply) { print(reply["data"]); }
+void show_data(void (*print)(const json&), const json& reply) { print(field(reply, "data")); }
 
 void show_call(const json& reply) {
   printf("ok\n");
-  print_attrs(reply["attrs"], "  ");
-  if (reply.contains("data")) printf("%s\n", reply["data"].dump(2).c_str());
+  print_attrs(field(reply, "attrs"), "  ");
+  if (reply.contains("data")) printf("%s\n", field(reply, "data").dump(2).c_str());
 }
 
 void show_notify(const json& reply) {
   if (!reply.contains("results")) {
-    printf("accepted: event %s\n", scalar(reply["event"]).c_str());
+    printf("accepted: event %s\n", scalar(field(reply, "event")).c_str());
     return;
   }
-  printf("event %s: %zu action(s)\n", scalar(reply["event"]).c_str(), reply["results"].size());
-  for (const auto& r : reply["results"]) {
-    printf("  %s (%s): ok\n", scalar(r["action"]).c_str(), scalar(r["rule"]).c_str());
-    print_attrs(r["attrs"], "    ");
+  printf("event %s: %zu action(s)\n", scalar(field(reply, "event")).c_str(), field(reply, "results").size());
+  for (const auto& r : field(reply, "results")) {
+    printf("  %s (%s): ok\n", scalar(field(r, "action")).c_str(), scalar(field(r, "rule")).c_str());
+    print_attrs(field(r, "attrs"), "    ");
   }
 }
 
-void show_reload(const json& reply) { printf("%s\n", reply.value("result", std::string("ok")).c_str()); }
+void show_reload(const json& reply) {
+  printf("%s\n", (field(reply, "result").is_string() ? text(field(reply, "result")) : std::string("ok")).c_str());
+}
 
 void show_nothing(const json&) {}
 
@@ -195,7 +197,7 @@ const Command kCommands[] = {
     {"status", build_status, [](const json& r) { show_data(print_status, r); }, false, "status",
      "agent version, uptime, instances and their state"},
     {"plugins", build_plugins,
-     [](const json& r) { show_data(r["data"].is_array() ? print_plugins : print_describe, r); }, false,
+     [](const json& r) { show_data(field(r, "data").is_array() ? print_plugins : print_describe, r); }, false,
      "plugins [--describe NAME]",
      "loaded instances; or one plugin's config schema,\nactions and events (NAME: instance or plugin)"},
     {"stats", build_stats, [](const json& r) { show_data(print_stats, r); }, false, "stats",
@@ -213,13 +215,15 @@ const Command kCommands[] = {
 };
 
 void usage(FILE* f) {
-  fprintf(f, "usage: hostlet-ctl [-s SOCKET] [--json] [--no-headers] [--timeout SECONDS] COMMAND [ARGS]\n\ncommands:\n");
+  fprintf(f,
+          "usage: hostlet-ctl [-s SOCKET] [--json] [--no-headers] [--timeout SECONDS] COMMAND [ARGS]\n\ncommands:\n");
   constexpr int kColumn = 29;
   for (const Command& c : kCommands) {
     std::string text(c.help);
     for (size_t nl = 0; (nl = text.find('\n', nl)) != std::string::npos; nl += kColumn + 3)
       text.insert(nl + 1, kColumn + 2, ' ');
-    if (c.usage.size() > kColumn) fprintf(f, "  %.*s\n  %*s%s\n", static_cast<int>(c.usage.size()), c.usage.data(), kColumn, "", text.c_str());
+    if (c.usage.size() > kColumn)
+      fprintf(f, "  %.*s\n  %*s%s\n", static_cast<int>(c.usage.size()), c.usage.data(), kColumn, "", text.c_str());
     else fprintf(f, "  %-*.*s%s\n", kColumn, static_cast<int>(c.usage.size()), c.usage.data(), text.c_str());
   }
   fprintf(f,
@@ -256,11 +260,11 @@ const Command* find_command(std::string_view name) {
 // Prints an error reply on stderr: the message, and for `ack: done` what each action answered.
 void show_error(const json& reply) {
   std::string what = reply.contains("results") ? "not every rule the event matched succeeded" : "unknown error";
-  fprintf(stderr, "error: %s\n", reply.value("error", what).c_str());
+  fprintf(stderr, "error: %s\n", (field(reply, "error").is_string() ? text(field(reply, "error")) : what).c_str());
   if (!reply.contains("results")) return;
-  for (const auto& r : reply["results"])
-    fprintf(stderr, "  %s (%s): %s\n", scalar(r["action"]).c_str(), scalar(r["rule"]).c_str(),
-            r.value("ok", false) ? "ok" : scalar(r["error"]).c_str());
+  for (const auto& r : field(reply, "results"))
+    fprintf(stderr, "  %s (%s): %s\n", scalar(field(r, "action")).c_str(), scalar(field(r, "rule")).c_str(),
+            flag(field(r, "ok")) ? "ok" : scalar(field(r, "error")).c_str());
 }
 
 volatile sig_atomic_t g_interrupted = 0;
@@ -284,8 +288,9 @@ int stream(Client& conn, bool raw) {
     if (!hostlet::control::check_line(line, hostlet::control::kMaxReplyDepth).empty()) continue;
     json m = json::parse(line, nullptr, false);
     if (m.is_discarded()) continue;
-    if (m.contains("event")) print_event(m["event"]);
-    else if (m.contains("dropped")) printf("(%s events dropped: this client read too slowly)\n", scalar(m["dropped"]).c_str());
+    if (m.contains("event")) print_event(field(m, "event"));
+    else if (m.contains("dropped"))
+      printf("(%s events dropped: this client read too slowly)\n", scalar(field(m, "dropped")).c_str());
   }
   return g_interrupted ? 0 : kExitUnreachable;
 }
@@ -366,7 +371,8 @@ int main(int argc, char** argv) {
   // while that answer still waits to be read.)
   conn.send(hostlet::ctl::hello_request(HOSTLET_VERSION));
   if (!conn.line(line, wait_ms)) {
-    if (conn.closed()) fprintf(stderr, "hostlet-ctl: %s closed the connection without answering\n", socket_path.c_str());
+    if (conn.closed())
+      fprintf(stderr, "hostlet-ctl: %s closed the connection without answering\n", socket_path.c_str());
     else fprintf(stderr, "hostlet-ctl: no answer from the agent%s\n", timeout_s > 0 ? " (timed out)" : "");
     return kExitUnreachable;
   }
@@ -405,7 +411,7 @@ int main(int argc, char** argv) {
     fprintf(stderr, "hostlet-ctl: unreadable answer: %s\n", line.c_str());
     return kExitUnreachable;
   }
-  bool ok = reply.value("ok", false);
+  bool ok = flag(field(reply, "ok"));
   if (raw) printf("%s\n", line.c_str());
   else if (!ok) show_error(reply);
   else command->print(reply);

@@ -59,6 +59,25 @@ std::string duration_text(double seconds) {
 
 std::string scalar(const json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); }
 
+const json& field(const json& o, std::string_view key) {
+  static const json none;
+  if (!o.is_object()) return none;
+  auto it = o.find(key);
+  return it == o.end() ? none : *it;
+}
+
+double number(const json& v) {
+  if (!v.is_number()) return 0;
+  double d = v.get<double>();
+  return std::isfinite(d) ? d : 0;
+}
+
+bool flag(const json& v) { return v.is_boolean() && v.get<bool>(); }
+
+std::string text(const json& v) { return v.is_string() ? v.get<std::string>() : std::string(); }
+
+std::string count_text(const json& v) { return v.is_null() ? "0" : scalar(v); }
+
 void print_attrs(const json& attrs, const char* indent) {
   if (!attrs.is_object()) return;
   for (auto it = attrs.begin(); it != attrs.end(); ++it)
@@ -66,30 +85,30 @@ void print_attrs(const json& attrs, const char* indent) {
 }
 
 void print_status(const json& d) {
-  printf("hostlet %s  pid %s  up %s  config %s  pool %s threads  %s rules\n", scalar(d["version"]).c_str(),
-         scalar(d["pid"]).c_str(), duration_text(d.value("uptime_s", 0.0)).c_str(), scalar(d["config"]).c_str(),
-         scalar(d["threadpool"]).c_str(), scalar(d["rules"]).c_str());
-  if (d.contains("reload") && (d["reload"].value("running", false) || d["reload"].value("queued", 0) > 0))
-    printf("reload in progress, %s queued\n", scalar(d["reload"]["queued"]).c_str());
+  printf("hostlet %s  pid %s  up %s  config %s  pool %s threads  %s rules\n", scalar(field(d, "version")).c_str(),
+         scalar(field(d, "pid")).c_str(), duration_text(number(field(d, "uptime_s"))).c_str(),
+         scalar(field(d, "config")).c_str(), scalar(field(d, "threadpool")).c_str(), scalar(field(d, "rules")).c_str());
+  if (flag(field(field(d, "reload"), "running")) || number(field(field(d, "reload"), "queued")) > 0)
+    printf("reload in progress, %s queued\n", scalar(field(field(d, "reload"), "queued")).c_str());
   std::vector<std::vector<std::string>> rows{
       {"INSTANCE", "PLUGIN", "VERSION", "STATE", "HEALTH", "LOADS", "LAST_LOAD_UTC", "LAST_RESULT"}};
   std::vector<std::string> reasons;  // "NAME: HEALTH: REASON" lines under the table
-  for (const auto& i : d["instances"]) {
+  for (const auto& i : field(d, "instances")) {
     std::string when = "-";
-    if (i.contains("last_time") && i["last_time"].is_number()) {
-      time_t t = static_cast<time_t>(i["last_time"].get<double>());
+    if (double last = number(field(i, "last_time")); last > 0 && last < 253402300800.0) {  // before year 10000
+      time_t t = static_cast<time_t>(last);
       struct tm tm {};
       char b[32];
       if (gmtime_r(&t, &tm) && strftime(b, sizeof b, "%Y-%m-%d %H:%M:%S", &tm)) when = b;
     }
-    std::string state = scalar(i["state"]);
-    if (i.value("reloading", false)) state += " (reloading)";
-    std::string health = i.contains("health") ? scalar(i["health"]) : "-";
-    if (std::string why = i.value("health_reason", std::string()); !why.empty() && health != "ok")
-      reasons.push_back(scalar(i["name"]) + ": " + health + ": " + why);
-    rows.push_back({scalar(i["name"]), scalar(i["plugin"]), scalar(i["version"]), state, health,
-                    i.contains("loads") ? scalar(i["loads"]) : "-", when,
-                    i.contains("last_result") ? scalar(i["last_result"]) : "-"});
+    std::string state = scalar(field(i, "state"));
+    if (flag(field(i, "reloading"))) state += " (reloading)";
+    std::string health = i.contains("health") ? scalar(field(i, "health")) : "-";
+    if (std::string why = text(field(i, "health_reason")); !why.empty() && health != "ok")
+      reasons.push_back(scalar(field(i, "name")) + ": " + health + ": " + why);
+    rows.push_back({scalar(field(i, "name")), scalar(field(i, "plugin")), scalar(field(i, "version")), state, health,
+                    i.contains("loads") ? scalar(field(i, "loads")) : "-", when,
+                    i.contains("last_result") ? scalar(field(i, "last_result")) : "-"});
   }
   print_table(rows);
   for (const auto& r : reasons) printf("%s\n", r.c_str());
@@ -99,31 +118,37 @@ void print_plugins(const json& d) {
   std::vector<std::vector<std::string>> rows{{"INSTANCE", "PLUGIN", "VERSION", "STATE", "ACTIONS"}};
   for (const auto& p : d) {
     std::string acts;
-    for (const auto& a : p["actions"]) acts += (acts.empty() ? "" : " ") + scalar(a);
-    rows.push_back({scalar(p["instance"]), scalar(p["plugin"]), scalar(p["version"]), scalar(p["state"]), acts});
+    for (const auto& a : field(p, "actions")) acts += (acts.empty() ? "" : " ") + scalar(a);
+    rows.push_back({scalar(field(p, "instance")), scalar(field(p, "plugin")), scalar(field(p, "version")),
+                    scalar(field(p, "state")), acts});
   }
   print_table(rows);
 }
 
 void print_describe(const json& d) {
-  printf("%s %s (ABI %s)\n  %s\n", scalar(d["plugin"]).c_str(), scalar(d["version"]).c_str(),
-         scalar(d["abi"]).c_str(), scalar(d["description"]).c_str());
+  printf("%s %s (ABI %s)\n  %s\n", scalar(field(d, "plugin")).c_str(), scalar(field(d, "version")).c_str(),
+         scalar(field(d, "abi")).c_str(), scalar(field(d, "description")).c_str());
   printf("\nconfig:\n");
   std::vector<std::vector<std::string>> rows{{"  KEY", "TYPE", "DEFAULT", "DESCRIPTION"}};
-  for (const auto& k : d["config"]) {
-    std::string def = k["required"].get<bool>() ? "(required)" : k["default"].is_null() ? "-" : scalar(k["default"]);
-    std::string desc = scalar(k["description"]);
-    if (k.contains("range")) desc += " [" + scalar(k["range"][0]) + ".." + scalar(k["range"][1]) + "]";
-    rows.push_back({"  " + scalar(k["key"]), scalar(k["type"]), def, desc});
+  for (const auto& k : field(d, "config")) {
+    std::string def = flag(field(k, "required"))      ? "(required)"
+                      : field(k, "default").is_null() ? "-"
+                                                      : scalar(field(k, "default"));
+    std::string desc = scalar(field(k, "description"));
+    if (const json& range = field(k, "range"); range.is_array() && range.size() == 2)
+      desc += " [" + scalar(range[0]) + ".." + scalar(range[1]) + "]";
+    rows.push_back({"  " + scalar(field(k, "key")), scalar(field(k, "type")), def, desc});
   }
   print_table(rows);
   printf("\nactions:\n");
   rows = {{"  NAME", "ARGS", "DESCRIPTION"}};
-  for (const auto& a : d["actions"]) rows.push_back({"  " + scalar(a["name"]), scalar(a["args"]), scalar(a["description"])});
+  for (const auto& a : field(d, "actions"))
+    rows.push_back({"  " + scalar(field(a, "name")), scalar(field(a, "args")), scalar(field(a, "description"))});
   print_table(rows);
   printf("\nevents:\n");
   rows = {{"  TYPE", "ATTRS", "DESCRIPTION"}};
-  for (const auto& e : d["events"]) rows.push_back({"  " + scalar(e["type"]), scalar(e["attrs"]), scalar(e["description"])});
+  for (const auto& e : field(d, "events"))
+    rows.push_back({"  " + scalar(field(e, "type")), scalar(field(e, "attrs")), scalar(field(e, "description"))});
   print_table(rows);
 }
 
@@ -136,32 +161,35 @@ std::string stats_text(const json& d) {
     snprintf(b, sizeof b, f, a...);
     out += b;
   };
-  auto num = [](const json& v) { return v.is_number() ? v.get<double>() : 0.0; };
-  const json& l = d["loop"];
+  auto num = [](const json& v) { return number(v); };
+  const json& l = field(d, "loop");
   if (l.contains("lag_p99_1m_ms"))  // agents before the recent window lack it
-    line("loop lag p50/p99/max, last %s: %s/%s/%s ms\n", duration_text(num(l["window_s"])).c_str(),
-         fmt(num(l["lag_p50_1m_ms"]), 2).c_str(), fmt(num(l["lag_p99_1m_ms"]), 2).c_str(),
-         fmt(num(l["lag_max_1m_ms"]), 2).c_str());
-  line("loop lag p50/p99/max, since start: %s/%s/%s ms (%s samples)\n", fmt(num(l["lag_p50_ms"]), 2).c_str(),
-       fmt(num(l["lag_p99_ms"]), 2).c_str(), fmt(num(l["lag_max_ms"]), 2).c_str(), scalar(l["samples"]).c_str());
-  line("slow callbacks %s", scalar(l.value("slow_callbacks", json(0))).c_str());
-  if (l.contains("worst_instance") && !scalar(l["worst_instance"]).empty())
-    line("  worst %s ms (%s)", fmt(num(l["worst_callback_ms"]), 2).c_str(), scalar(l["worst_instance"]).c_str());
+    line("loop lag p50/p99/max, last %s: %s/%s/%s ms\n", duration_text(num(field(l, "window_s"))).c_str(),
+         fmt(num(field(l, "lag_p50_1m_ms")), 2).c_str(), fmt(num(field(l, "lag_p99_1m_ms")), 2).c_str(),
+         fmt(num(field(l, "lag_max_1m_ms")), 2).c_str());
+  line("loop lag p50/p99/max, since start: %s/%s/%s ms (%s samples)\n", fmt(num(field(l, "lag_p50_ms")), 2).c_str(),
+       fmt(num(field(l, "lag_p99_ms")), 2).c_str(), fmt(num(field(l, "lag_max_ms")), 2).c_str(),
+       scalar(field(l, "samples")).c_str());
+  line("slow callbacks %s", count_text(field(l, "slow_callbacks")).c_str());
+  if (l.contains("worst_instance") && !scalar(field(l, "worst_instance")).empty())
+    line("  worst %s ms (%s)", fmt(num(field(l, "worst_callback_ms")), 2).c_str(),
+         scalar(field(l, "worst_instance")).c_str());
   out += "\n";
-  const json& b = d["bus"];
+  const json& b = field(d, "bus");
   line("bus: published %s  dispatched %s  refused %s  depth %s/%s (max %s)  subscriptions %s\n",
-       scalar(b["published"]).c_str(), scalar(b["dispatched"]).c_str(), scalar(b["dropped"]).c_str(),
-       scalar(b["depth"]).c_str(), scalar(b["capacity"]).c_str(), scalar(b["max_depth"]).c_str(),
-       scalar(b["subscriptions"]).c_str());
-  const json& a = d["actions"];
+       scalar(field(b, "published")).c_str(), scalar(field(b, "dispatched")).c_str(),
+       scalar(field(b, "dropped")).c_str(), scalar(field(b, "depth")).c_str(), scalar(field(b, "capacity")).c_str(),
+       scalar(field(b, "max_depth")).c_str(), scalar(field(b, "subscriptions")).c_str());
+  const json& a = field(d, "actions");
   line("actions: pending %s  waiting for a lane %s (max %s)  waited %s  wait expired %s  refused %s\n",
-       scalar(a["pending"]).c_str(), scalar(a.value("waiting", json(0))).c_str(),
-       scalar(a.value("max_waiting", json(0))).c_str(), scalar(a.value("waited", json(0))).c_str(),
-       scalar(a.value("wait_expired", json(0))).c_str(), scalar(a.value("wait_refused", json(0))).c_str());
-  const json& c = d["control"];
+       scalar(field(a, "pending")).c_str(), count_text(field(a, "waiting")).c_str(),
+       count_text(field(a, "max_waiting")).c_str(), count_text(field(a, "waited")).c_str(),
+       count_text(field(a, "wait_expired")).c_str(), count_text(field(a, "wait_refused")).c_str());
+  const json& c = field(d, "control");
   line("control: connections %s  requests %s  refused requests %s  failed calls %s  refused peers %s\n",
-       scalar(c["connections"]).c_str(), scalar(c["requests"]).c_str(), scalar(c["errors"]).c_str(),
-       scalar(c.value("calls_failed", json(0))).c_str(), scalar(c.value("refused", json(0))).c_str());
+       scalar(field(c, "connections")).c_str(), scalar(field(c, "requests")).c_str(),
+       scalar(field(c, "errors")).c_str(), count_text(field(c, "calls_failed")).c_str(),
+       count_text(field(c, "refused")).c_str());
   // Lanes in three tables that each fit 100 columns: now, totals, latencies.
   out += "\nlanes:\n";
   std::vector<std::vector<std::string>> rows{{"  INSTANCE", "RUNNING/MAX", "QUEUED/MAX", "REJECTED", "TIMED_OUT"}};
@@ -169,15 +197,17 @@ std::string stats_text(const json& d) {
   std::vector<std::vector<std::string>> lat{{"  INSTANCE", "WAIT_P50_US", "WAIT_P99_US", "RUN_P50_US", "RUN_P99_US"}};
   std::vector<std::vector<std::string>> lat_1m = lat;
   bool have_1m = false;
-  for (auto it = d["lanes"].begin(); it != d["lanes"].end(); ++it) {
+  const json& lanes = field(d, "lanes").is_object() ? field(d, "lanes") : json::object();
+  for (auto it = lanes.begin(); it != lanes.end(); ++it) {
     const json& s = it.value();
-    rows.push_back({"  " + it.key(), scalar(s["running"]) + "/" + scalar(s["max_inflight"]),
-                    scalar(s["queued"]) + "/" + scalar(s["max_queue"]), scalar(s["rejected"]), scalar(s["timed_out"])});
-    totals.push_back({"  " + it.key(), scalar(s["submitted"]), scalar(s["done"]), scalar(s["cancelled"]),
-                      scalar(s["shutdown"])});
+    rows.push_back({"  " + it.key(), scalar(field(s, "running")) + "/" + scalar(field(s, "max_inflight")),
+                    scalar(field(s, "queued")) + "/" + scalar(field(s, "max_queue")), scalar(field(s, "rejected")),
+                    scalar(field(s, "timed_out"))});
+    totals.push_back({"  " + it.key(), scalar(field(s, "submitted")), scalar(field(s, "done")),
+                      scalar(field(s, "cancelled")), scalar(field(s, "shutdown"))});
     auto latency_row = [&](const char* wait, const char* run) -> std::vector<std::string> {
-      return {"  " + it.key(), fmt(num(s[wait]["p50"]), 0), fmt(num(s[wait]["p99"]), 0), fmt(num(s[run]["p50"]), 0),
-              fmt(num(s[run]["p99"]), 0)};
+      return {"  " + it.key(), fmt(num(field(field(s, wait), "p50")), 0), fmt(num(field(field(s, wait), "p99")), 0),
+              fmt(num(field(field(s, run), "p50")), 0), fmt(num(field(field(s, run), "p99")), 0)};
     };
     lat.push_back(latency_row("queue_wait_us", "run_time_us"));
     if (s.contains("queue_wait_us_1m")) {
@@ -189,7 +219,7 @@ std::string stats_text(const json& d) {
   out += "\nlane totals:\n";
   out += table_text(totals);
   if (have_1m) {
-    out += "\nlane latency, last " + duration_text(num(l["window_s"])) +
+    out += "\nlane latency, last " + duration_text(num(field(l, "window_s"))) +
            " (wait: submit to start on a pool thread; run: the work):\n";
     out += table_text(lat_1m);
     out += "\nlane latency, since start:\n";
@@ -197,13 +227,14 @@ std::string stats_text(const json& d) {
     out += "\nlane latency since start (wait: submit to start on a pool thread; run: the work):\n";
   }
   out += table_text(lat);
-  if (d.contains("rules") && !d["rules"].empty()) {
+  if (d.contains("rules") && !field(d, "rules").empty()) {
     out += "\nrules:\n";
     rows = {{"  RULE", "MATCHED", "FIRED", "DEBOUNCED", "RATE_LIMITED", "TEMPLATE_ERRORS", "OK", "FAILED"}};
-    for (const auto& r : d["rules"])
-      rows.push_back({"  " + scalar(r["rule"]), scalar(r["matched"]), scalar(r["fired"]), scalar(r["debounced"]),
-                      scalar(r["rate_limited"]), scalar(r["template_errors"]), scalar(r["actions_ok"]),
-                      scalar(r["actions_failed"])});
+    for (const auto& r : field(d, "rules"))
+      rows.push_back({"  " + scalar(field(r, "rule")), scalar(field(r, "matched")), scalar(field(r, "fired")),
+                      scalar(field(r, "debounced")), scalar(field(r, "rate_limited")),
+                      scalar(field(r, "template_errors")), scalar(field(r, "actions_ok")),
+                      scalar(field(r, "actions_failed"))});
     out += table_text(rows);
   }
   return out;
@@ -219,7 +250,9 @@ std::string attr_value_text(const std::string& v) {
 }
 
 std::string event_line(const json& e) {
-  const long long ms_total = std::llround(e.value("time", 0.0) * 1000);
+  double when = number(field(e, "time"));
+  if (when < 0 || when >= 253402300800.0) when = 0;  // 1970 to year 9999, else the epoch
+  const long long ms_total = std::llround(when * 1000);
   time_t secs = static_cast<time_t>(ms_total / 1000);
   struct tm tm;
   gmtime_r(&secs, &tm);
@@ -229,10 +262,12 @@ std::string event_line(const json& e) {
   char ms[8];
   snprintf(ms, sizeof ms, ".%03dZ", static_cast<int>(ms_total % 1000));
   line += ms;
-  line += " " + scalar(e["source"]) + " " + scalar(e["type"]);
-  if (e.contains("attrs") && e["attrs"].is_object())
-    for (auto it = e["attrs"].begin(); it != e["attrs"].end(); ++it)
-      line += " " + it.key() + "=" + attr_value_text(it.value().is_string() ? it.value().get<std::string>() : it.value().dump());
+  // quoted like values when odd (a space or a newline would break the line)
+  line += " " + attr_value_text(scalar(field(e, "source"))) + " " + attr_value_text(scalar(field(e, "type")));
+  if (e.contains("attrs") && field(e, "attrs").is_object())
+    for (auto it = field(e, "attrs").begin(); it != field(e, "attrs").end(); ++it)
+      line += " " + it.key() + "=" +
+              attr_value_text(it.value().is_string() ? it.value().get<std::string>() : it.value().dump());
   return line;
 }
 

@@ -27,4 +27,9 @@ TEST_CASE("ctl hello: an agent, an older agent, a refusal and another server are
   CHECK(notify.message == R"({"id":0,"ok":false,"error":"missing \"type\""})");
   CHECK(read_hello("SSH-2.0-OpenSSH_9.2").kind == Hello::not_control);
   CHECK(read_hello(R"({"id":0,"ok":true})").kind == Hello::not_control);  // ok, but not from hostlet
+  // Another server's JSON of other types is another server, never a throw.
+  Hello odd = read_hello(R"({"id":0,"ok":"yes","server":"hostlet"})");
+  CHECK(odd.kind == Hello::not_control);
+  CHECK(odd.message == R"({"id":0,"ok":"yes","server":"hostlet"})");
+  CHECK(read_hello(R"({"id":"0","ok":true,"server":7,"protocol":"1"})").kind == Hello::not_control);
 }

@@ -103,3 +103,41 @@ TEST_CASE("ctl print: stats show percentiles over the last minute before those s
   CHECK(text.find("last 55s") == std::string::npos);
   CHECK(text.find("lane latency since start (wait:") != std::string::npos);
 }
+
+TEST_CASE("ctl print: a reply with keys missing or of another type prints, it does not throw or abort") {
+  using nlohmann::json;
+  // As from an agent of another version: everything the printers read is
+  // absent or of a type they do not expect.
+  for (const char* text : {R"({})", R"([])", R"(7)", R"("x")", R"(null)",
+                           R"({"loop": "x", "bus": [1], "actions": 3, "control": null, "lanes": [1, 2],
+                               "rules": {"a": 1}})",
+                           R"({"lanes": {"w": {"queue_wait_us": 5, "run_time_us": {"p50": "slow"}}}})"}) {
+    json d = json::parse(text);
+    INFO(text);
+    std::string out;
+    CHECK_NOTHROW(out = hostlet::ctl::stats_text(d));
+    CHECK(out.find("loop lag p50/p99/max, since start: 0.00/0.00/0.00 ms") != std::string::npos);
+  }
+  json lanes = json::parse(R"({"lanes": {"w": {"queue_wait_us": 5, "run_time_us": {"p50": "slow", "p99": 12}}}})");
+  CHECK(hostlet::ctl::stats_text(lanes).find("  w         0            0            0           12\n") != std::string::npos);
+  // An event whose time is not a number, or is out of range, is put at the epoch.
+  CHECK(hostlet::ctl::event_line(json::parse(R"({"time": "soon", "source": "s", "type": "t"})")) ==
+        "1970-01-01T00:00:00.000Z s t");
+  CHECK(hostlet::ctl::event_line(json::parse(R"({"time": 1e300, "source": "s", "type": "t"})")) ==
+        "1970-01-01T00:00:00.000Z s t");
+  CHECK(hostlet::ctl::event_line(json::parse(R"({"time": -5, "source": 1, "type": null})")) ==
+        "1970-01-01T00:00:00.000Z 1 null");
+  CHECK(hostlet::ctl::event_line(json::parse("[1]")) == "1970-01-01T00:00:00.000Z null null");
+  CHECK(hostlet::ctl::event_line(json::parse(R"({"source": "a\nb", "type": "x y"})")) ==
+        "1970-01-01T00:00:00.000Z \"a\\nb\" \"x y\"");
+  // The readers themselves.
+  json o = json::parse(R"({"n": 2.5, "s": "x", "t": true, "f": "true"})");
+  CHECK(hostlet::ctl::field(o, "n") == 2.5);
+  CHECK(hostlet::ctl::field(o, "missing").is_null());
+  CHECK(hostlet::ctl::field(json::parse("[1]"), "n").is_null());
+  CHECK(hostlet::ctl::number(hostlet::ctl::field(o, "s")) == 0);
+  CHECK(hostlet::ctl::flag(hostlet::ctl::field(o, "t")));
+  CHECK_FALSE(hostlet::ctl::flag(hostlet::ctl::field(o, "f")));
+  CHECK(hostlet::ctl::text(hostlet::ctl::field(o, "n")).empty());
+  CHECK(hostlet::ctl::count_text(hostlet::ctl::field(o, "missing")) == "0");
+}
