@@ -1,0 +1,527 @@
+// End-to-end: a real mosquitto (started here on a free loopback port with a
+// generated config, stopped by pid), the real agent with the mqtt plugin,
+// and MQTT clients of the test's own (libmosquitto on its own thread: the
+// rule that the plugin runs on the agent's loop is the plugin's, not the
+// test's). Events come in through the control socket's notify.
+#include <catch2/catch.hpp>
+#include <mosquitto.h>
+#include <mqtt_protocol.h>
+#include <nlohmann/json.hpp>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <condition_variable>
+#include <mutex>
+#include <set>
+
+#include "support.hpp"
+
+using namespace hostlet::test;
+using json = nlohmann::json;
+using namespace std::chrono_literals;
+
+namespace {
+
+int free_port() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
+  socklen_t len = sizeof sa;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len);
+  ::close(fd);
+  return ntohs(sa.sin_port);
+}
+
+bool port_open(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(static_cast<uint16_t>(port));
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bool ok = connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0;
+  ::close(fd);
+  return ok;
+}
+
+// mosquitto on 127.0.0.1:port. Without persistence a restart forgets
+// retained messages and sessions (what the plugin must put back is its own
+// job); with it, the broker saves its state every second, so that a
+// subscriber's persistent session outlives a SIGKILL once it has been saved.
+class Broker {
+ public:
+  explicit Broker(bool persist = false) : port_(free_port()) {
+    std::string conf = "listener " + std::to_string(port_) + " 127.0.0.1\n" +
+                       "allow_anonymous true\n"
+                       "log_dest stderr\n"
+                       "log_type error\nlog_type warning\nlog_type notice\n";
+    if (persist)
+      conf += "persistence true\npersistence_location " + dir_.path() + "/\nautosave_interval 1\n";
+    else
+      conf += "persistence false\n";
+    conf_ = dir_.write("mosquitto.conf", conf);
+    start();
+  }
+  // Waits until the broker has saved its state (a persistent broker).
+  void wait_saved() {
+    const std::string db = dir_ / "mosquitto.db";
+    REQUIRE(wait_until([&] { return access(db.c_str(), F_OK) == 0; }, 10s));
+    std::this_thread::sleep_for(2500ms);  // at least one more save, after what the caller set up
+  }
+  void start() {
+    proc_ = std::make_unique<Process>(std::vector<std::string>{env_path("MOSQUITTO"), "-c", conf_});
+    REQUIRE(wait_until([&] { return port_open(port_); }, 20s));
+  }
+  void kill() {
+    auto st = proc_->stop(SIGKILL);
+    REQUIRE(st);
+    proc_.reset();
+  }
+  Process& process() { return *proc_; }
+  int port() const { return port_; }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  TempDir dir_;
+  int port_;
+  std::string conf_;
+  std::unique_ptr<Process> proc_;
+};
+
+struct Received {
+  std::string topic, payload, correlation;
+  bool retain = false;
+  json body() const { return json::parse(payload, nullptr, false); }
+};
+
+// A test-side MQTT client (its own network thread).
+class Client {
+ public:
+  // clean = false: a persistent session (MQTT 3.1.1 clean session off),
+  // which the broker keeps, queueing QoS 1 messages, while the client is away;
+  // the client's network thread reconnects by itself after a broker restart.
+  explicit Client(int port, int protocol = MQTT_PROTOCOL_V5, bool clean = true) {
+    static int n = 0;
+    id_ = "test-" + std::to_string(getpid()) + "-" + std::to_string(++n);
+    m_ = mosquitto_new(id_.c_str(), clean, this);
+    REQUIRE(m_);
+    mosquitto_int_option(m_, MOSQ_OPT_PROTOCOL_VERSION, protocol);
+    mosquitto_reconnect_delay_set(m_, 1, 1, false);
+    mosquitto_connect_v5_callback_set(m_, [](mosquitto*, void* self, int rc, int, const mosquitto_property*) {
+      auto* c = static_cast<Client*>(self);
+      std::lock_guard<std::mutex> l(c->mu_);
+      c->connack_ = rc == 0 ? 1 : -1;
+      if (rc == 0) c->connects_++;
+    });
+    mosquitto_subscribe_v5_callback_set(
+        m_, [](mosquitto*, void* self, int, int, const int*, const mosquitto_property*) {
+          auto* c = static_cast<Client*>(self);
+          std::lock_guard<std::mutex> l(c->mu_);
+          c->subacks_++;
+        });
+    mosquitto_message_v5_callback_set(
+        m_, [](mosquitto*, void* self, const mosquitto_message* msg, const mosquitto_property* props) {
+          auto* c = static_cast<Client*>(self);
+          Received r;
+          r.topic = msg->topic;
+          r.payload.assign(static_cast<const char*>(msg->payload), static_cast<size_t>(msg->payloadlen));
+          r.retain = msg->retain;
+          void* corr = nullptr;
+          uint16_t len = 0;
+          if (mosquitto_property_read_binary(props, MQTT_PROP_CORRELATION_DATA, &corr, &len, false)) {
+            r.correlation.assign(static_cast<const char*>(corr), len);
+            free(corr);
+          }
+          std::lock_guard<std::mutex> l(c->mu_);
+          c->got_.push_back(std::move(r));
+        });
+    REQUIRE(mosquitto_connect(m_, "127.0.0.1", port, 60) == MOSQ_ERR_SUCCESS);
+    REQUIRE(mosquitto_loop_start(m_) == MOSQ_ERR_SUCCESS);
+    REQUIRE(wait_until([&] {
+      std::lock_guard<std::mutex> l(mu_);
+      return connack_ != 0;
+    }));
+    std::lock_guard<std::mutex> l(mu_);
+    REQUIRE(connack_ == 1);
+  }
+  ~Client() {
+    mosquitto_disconnect(m_);
+    mosquitto_loop_stop(m_, true);
+    mosquitto_destroy(m_);
+  }
+  void subscribe(const std::string& topic, int qos = 1) {
+    int before;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      before = subacks_;
+    }
+    REQUIRE(mosquitto_subscribe_v5(m_, nullptr, topic.c_str(), qos, 0, nullptr) == MOSQ_ERR_SUCCESS);
+    REQUIRE(wait_until([&] {
+      std::lock_guard<std::mutex> l(mu_);
+      return subacks_ > before;
+    }));
+  }
+  void publish(const std::string& topic, const std::string& payload, const std::string& response_topic = "",
+               const std::string& correlation = "") {
+    mosquitto_property* props = nullptr;
+    if (!response_topic.empty()) mosquitto_property_add_string(&props, MQTT_PROP_RESPONSE_TOPIC, response_topic.c_str());
+    if (!correlation.empty())
+      mosquitto_property_add_binary(&props, MQTT_PROP_CORRELATION_DATA, correlation.data(),
+                                    static_cast<uint16_t>(correlation.size()));
+    int rc = mosquitto_publish_v5(m_, nullptr, topic.c_str(), static_cast<int>(payload.size()), payload.data(), 1,
+                                  false, props);
+    mosquitto_property_free_all(&props);
+    REQUIRE(rc == MOSQ_ERR_SUCCESS);
+  }
+  std::vector<Received> messages() {
+    std::lock_guard<std::mutex> l(mu_);
+    return got_;
+  }
+  std::vector<Received> on(const std::string& topic) {
+    std::vector<Received> out;
+    for (auto& r : messages())
+      if (r.topic == topic) out.push_back(r);
+    return out;
+  }
+  // The first message on `topic` for which pred holds, waiting up to timeout.
+  std::optional<Received> wait_for(const std::string& topic, const std::function<bool(const Received&)>& pred,
+                                   std::chrono::milliseconds timeout = 15s) {
+    std::optional<Received> found;
+    wait_until(
+        [&] {
+          for (auto& r : on(topic))
+            if (pred(r)) {
+              found = r;
+              return true;
+            }
+          return false;
+        },
+        timeout);
+    return found;
+  }
+  int connects() {
+    std::lock_guard<std::mutex> l(mu_);
+    return connects_;
+  }
+  void clear() {
+    std::lock_guard<std::mutex> l(mu_);
+    got_.clear();
+  }
+
+ private:
+  std::string id_;
+  mosquitto* m_ = nullptr;
+  std::mutex mu_;
+  int connack_ = 0, subacks_ = 0, connects_ = 0;
+  std::vector<Received> got_;
+};
+
+std::string plugin() { return env_path("HOSTLET_BUILD_ROOT") + "/plugins/mqtt/mqtt.so"; }
+
+// The agent with one mqtt instance "mqtt" on `broker`, prefix hostlet/h1; `extra` is more of its config.
+struct Fixture {
+  TempDir dir;
+  std::unique_ptr<Agent> agent;
+  static constexpr const char* kPublish =
+      "[{source: gen, type: \"test.*\", qos: 1}, {source: mqtt, type: \"mqtt.*\", qos: 1}]";
+  explicit Fixture(const Broker& broker, const std::string& extra = "", const std::string& publish = kPublish) {
+    std::string config = "agent: {control_socket: \"@DIR@/control.sock\", log_level: debug}\n"
+                         "plugins:\n"
+                         "  - name: mqtt\n"
+                         "    plugin: " + plugin() + "\n"
+                         "    config:\n"
+                         "      broker: \"" + broker.address() + "\"\n"
+                         "      prefix: hostlet/h1\n"
+                         "      client_id: h1\n"
+                         "      keepalive: 5s\n"
+                         "      reconnect_min: 50ms\n"
+                         "      reconnect_max: 500ms\n"
+                         "      connect_timeout: 2s\n"
+                         "      publish: " + publish + "\n"
+                         "      allow: [\"mqtt.stat*\"]\n"
+                         "      groups: [web]\n" + extra;
+    agent = std::make_unique<Agent>(dir, config);
+    REQUIRE(agent->start());
+  }
+  ~Fixture() {
+    if (agent && agent->process().running()) {
+      auto st = agent->stop();
+      CHECK(st);
+    }
+  }
+  json status() {
+    Run r = agent->ctl({"--json", "call", "mqtt.status"});
+    REQUIRE(r.exit_code == 0);
+    return json::parse(r.out)["attrs"];
+  }
+  bool connected() {
+    Run r = agent->ctl({"--json", "call", "mqtt.status"});
+    return r.exit_code == 0 && json::parse(r.out)["attrs"]["connected"] == "true";
+  }
+  // Publishes `n` events test.tick from source gen with attrs seq=first..first+n-1; returns their event ids.
+  std::vector<uint64_t> notify(int first, int n) {
+    LineClient c(agent->control_socket());
+    std::vector<uint64_t> ids;
+    for (int i = first; i < first + n; ++i) {
+      json req = {{"id", i}, {"cmd", "notify"}, {"source", "gen"}, {"type", "test.tick"},
+                  {"attrs", {{"seq", std::to_string(i)}}}};
+      REQUIRE(c.send_line(req.dump()));
+      auto line = c.recv_line();
+      REQUIRE(line);
+      json reply = json::parse(*line);
+      REQUIRE(reply["ok"] == true);
+      ids.push_back(reply["event"].get<uint64_t>());
+    }
+    return ids;
+  }
+};
+
+std::set<uint64_t> event_ids(Client& c) {
+  std::set<uint64_t> ids;
+  for (auto& r : c.on("hostlet/h1/events/gen/test.tick")) ids.insert(r.body()["id"].get<uint64_t>());
+  return ids;
+}
+
+}  // namespace
+
+TEST_CASE("mqtt: the retained status is online with version and instances, and the will turns it offline") {
+  Broker broker;
+  Fixture f(broker);
+  Client watcher(broker.port());
+  watcher.subscribe("hostlet/h1/status");
+  auto online = watcher.wait_for("hostlet/h1/status", [](const Received& r) { return r.body()["state"] == "online"; });
+  REQUIRE(online);
+  json s = online->body();
+  CHECK(s["client_id"] == "h1");
+  CHECK(s["version"].is_string());
+  CHECK(s["instances"] == json::array({"mqtt"}));
+  CHECK(s["started"].get<double>() > 1.6e9);
+  {
+    Client late(broker.port());  // a subscriber that comes later gets it retained
+    late.subscribe("hostlet/h1/status");
+    auto kept = late.wait_for("hostlet/h1/status", [](const Received& r) { return r.retain; });
+    REQUIRE(kept);
+    CHECK(kept->body()["state"] == "online");
+  }
+  // SIGKILL: no goodbye, the broker's last will says it.
+  f.agent->process().signal(SIGKILL);
+  auto offline =
+      watcher.wait_for("hostlet/h1/status", [](const Received& r) { return r.body()["state"] == "offline"; }, 20s);
+  REQUIRE(offline);
+  CHECK(offline->body()["client_id"] == "h1");
+  Client after(broker.port());
+  after.subscribe("hostlet/h1/status");
+  auto kept = after.wait_for("hostlet/h1/status", [](const Received& r) { return r.retain; });
+  REQUIRE(kept);
+  CHECK(kept->body()["state"] == "offline");
+}
+
+TEST_CASE("mqtt: events a publish entry selects arrive as JSON on events/<source>/<type>; others do not") {
+  Broker broker;
+  Fixture f(broker);
+  Client sub(broker.port());
+  sub.subscribe("hostlet/h1/events/#");
+  REQUIRE(wait_until([&] { return f.connected(); }));
+  auto ids = f.notify(1, 3);
+  Run other = f.agent->ctl({"notify", "--source", "gen", "other.kind", "x=1"});  // no entry matches
+  REQUIRE(other.exit_code == 0);
+  REQUIRE(wait_until([&] { return event_ids(sub).size() == 3; }));
+  auto got = sub.on("hostlet/h1/events/gen/test.tick");
+  REQUIRE(got.size() == 3);
+  json first = got[0].body();
+  CHECK(first["id"] == ids[0]);
+  CHECK(first["source"] == "gen");
+  CHECK(first["type"] == "test.tick");
+  CHECK(first["attrs"] == json{{"seq", "1"}});
+  CHECK(first["time"].get<double>() > 1.6e9);
+  std::this_thread::sleep_for(300ms);
+  for (auto& r : sub.messages()) CHECK(r.topic.find("other.kind") == std::string::npos);
+  // Rules can publish too: the publish action goes through the outbox.
+  Run pub = f.agent->ctl({"call", "mqtt.publish", "topic=hostlet/h1/events/custom", "payload=hello", "qos=1"});
+  REQUIRE(pub.exit_code == 0);
+  auto custom = sub.wait_for("hostlet/h1/events/custom", [](const Received&) { return true; });
+  REQUIRE(custom);
+  CHECK(custom->payload == "hello");
+  Run bad = f.agent->ctl({"call", "mqtt.publish", "topic=a/#"});
+  CHECK(bad.exit_code != 0);
+  CHECK((bad.out + bad.err).find("'+' or '#'") != std::string::npos);
+}
+
+TEST_CASE("mqtt: a call through the broker answers on the MQTT 5 response topic with the correlation data") {
+  Broker broker;
+  Fixture f(broker);
+  REQUIRE(wait_until([&] { return f.connected(); }));
+  Client caller(broker.port());
+  caller.subscribe("test/inbox/#");
+  caller.publish("hostlet/h1/call/mqtt.status", R"({"id": 7})", "test/inbox/1", "corr-abc");
+  auto ans = caller.wait_for("test/inbox/1", [](const Received&) { return true; });
+  REQUIRE(ans);
+  CHECK(ans->correlation == "corr-abc");
+  json a = ans->body();
+  CHECK(a["ok"] == true);
+  CHECK(a["id"] == 7);
+  CHECK(a["attrs"]["connected"] == "true");
+  CHECK(a["attrs"]["prefix"] == "hostlet/h1");
+
+  SECTION("an action outside the allow-list is refused, and counted") {
+    caller.publish("hostlet/h1/call/mqtt.publish", R"({"attrs": {"topic": "x/y"}})", "test/inbox/2", "c2");
+    auto no = caller.wait_for("test/inbox/2", [](const Received&) { return true; });
+    REQUIRE(no);
+    CHECK(no->correlation == "c2");
+    CHECK(no->body()["ok"] == false);
+    CHECK(no->body()["error"].get<std::string>().find("not allowed") != std::string::npos);
+    CHECK(f.status()["requests_refused"] == "1");
+  }
+  SECTION("malformed JSON gets an error answer, and the agent keeps serving") {
+    caller.publish("hostlet/h1/call/mqtt.status", "{nope", "test/inbox/3", "c3");
+    auto bad = caller.wait_for("test/inbox/3", [](const Received&) { return true; });
+    REQUIRE(bad);
+    CHECK(bad->body()["ok"] == false);
+    CHECK(bad->body()["error"] == "malformed request: not valid JSON");
+    caller.publish("hostlet/h1/call/mqtt.status", std::string(70000, 'x'), "test/inbox/4", "c4");
+    auto big = caller.wait_for("test/inbox/4", [](const Received&) { return true; });
+    REQUIRE(big);
+    CHECK(big->body()["error"].get<std::string>().find("request too large") == 0);
+    caller.publish("hostlet/h1/call/mqtt.status", "{}");  // nowhere to answer: not run, counted
+    REQUIRE(wait_until([&] { return f.status()["requests_without_reply_topic"] == "1"; }));
+    caller.publish("hostlet/h1/call/mqtt.status", "", "test/inbox/5", "c5");
+    auto again = caller.wait_for("test/inbox/5", [](const Received&) { return true; });
+    REQUIRE(again);
+    CHECK(again->body()["ok"] == true);
+    json st = f.status();
+    CHECK(st["requests_malformed"] == "1");
+    CHECK(st["requests_too_large"] == "1");
+  }
+  SECTION("a group topic reaches the host") {
+    caller.publish("hostlet/group/web/call/mqtt.status", "{}", "test/inbox/6", "c6");
+    auto g = caller.wait_for("test/inbox/6", [](const Received&) { return true; });
+    REQUIRE(g);
+    CHECK(g->body()["ok"] == true);
+    caller.publish("hostlet/group/db/call/mqtt.status", "{}", "test/inbox/7", "c7");  // not its group
+    std::this_thread::sleep_for(500ms);
+    CHECK(caller.on("test/inbox/7").empty());
+  }
+}
+
+TEST_CASE("mqtt: with MQTT 3.1.1 the answer goes to the request's reply_to") {
+  Broker broker;
+  Fixture f(broker, "      protocol: \"3.1.1\"\n");
+  REQUIRE(wait_until([&] { return f.connected(); }));
+  Client caller(broker.port(), MQTT_PROTOCOL_V311);
+  caller.subscribe("test/inbox311");
+  caller.publish("hostlet/h1/call/mqtt.status", R"({"id": "q1", "reply_to": "test/inbox311"})");
+  auto ans = caller.wait_for("test/inbox311", [](const Received&) { return true; });
+  REQUIRE(ans);
+  CHECK(ans->body()["ok"] == true);
+  CHECK(ans->body()["id"] == "q1");
+  caller.publish("hostlet/h1/call/mqtt.publish", R"({"reply_to": "test/inbox311", "id": "q2"})");
+  auto refused = caller.wait_for("test/inbox311", [](const Received& r) { return r.body()["id"] == "q2"; });
+  REQUIRE(refused);
+  CHECK(refused->body()["ok"] == false);
+}
+
+TEST_CASE("mqtt: QoS 1 events published while the broker is SIGKILLed and restarted all arrive, by id") {
+  Broker broker(true);
+  // The subscriber's persistent session survives the broker's restarts (it
+  // was saved before the first one), so it misses nothing whichever of it
+  // and the agent reconnects first.
+  Client sub(broker.port(), MQTT_PROTOCOL_V311, false);
+  sub.subscribe("hostlet/h1/events/gen/test.tick");
+  broker.wait_saved();
+  Fixture f(broker);
+  REQUIRE(wait_until([&] { return f.connected(); }));
+  std::set<uint64_t> want;
+  auto all_arrived = [&] {
+    auto got = event_ids(sub);
+    for (uint64_t id : want)
+      if (!got.count(id)) return false;
+    return true;
+  };
+  for (uint64_t id : f.notify(1, 200)) want.insert(id);
+  REQUIRE(wait_until(all_arrived, 30s));
+  const int rounds = 3;
+  for (int round = 1; round <= rounds; ++round) {
+    CAPTURE(round);
+    broker.kill();
+    // Accepted while the broker is away: they wait in the outbox.
+    for (uint64_t id : f.notify(1000 * round, 300)) want.insert(id);
+    REQUIRE(wait_until([&] { return !f.connected(); }, 20s));
+    CHECK(std::stoi(f.status()["outbox"].get<std::string>()) >= 300);
+    broker.start();
+    REQUIRE(wait_until([&] { return f.connected(); }, 20s));
+    REQUIRE(wait_until(all_arrived, 30s));
+  }
+  REQUIRE(wait_until([&] { return f.status()["outbox"] == "0"; }, 20s));  // every PUBACK came
+  json st = f.status();
+  CHECK(st["dropped"] == "0");
+  CHECK(st["connects"] == std::to_string(rounds + 1));
+  CHECK(st["disconnects"] == std::to_string(rounds));
+  // The agent subscribed again on each CONNACK: a call answers.
+  Client caller(broker.port());
+  caller.subscribe("test/inbox");
+  caller.publish("hostlet/h1/call/mqtt.status", "{}", "test/inbox", "after");
+  auto ans = caller.wait_for("test/inbox", [](const Received&) { return true; });
+  REQUIRE(ans);
+  CHECK(ans->correlation == "after");
+  CHECK(ans->body()["ok"] == true);
+}
+
+TEST_CASE("mqtt: a broker stopped (SIGSTOP) for longer than the keepalive: the agent reconnects, nothing lost") {
+  Broker broker;
+  Client sub(broker.port());  // keepalive 60 s: its connection outlives the stop
+  sub.subscribe("hostlet/h1/events/gen/test.tick");
+  Fixture f(broker);
+  REQUIRE(wait_until([&] { return f.connected(); }));
+  std::set<uint64_t> want;
+  for (uint64_t id : f.notify(1, 100)) want.insert(id);
+  broker.process().signal(SIGSTOP);
+  for (uint64_t id : f.notify(1000, 400)) want.insert(id);
+  // keepalive 5 s: the agent gives the connection up after at most two of them.
+  REQUIRE(wait_until([&] { return !f.connected(); }, 30s));
+  broker.process().signal(SIGCONT);
+  REQUIRE(wait_until([&] { return f.connected(); }, 30s));
+  for (uint64_t id : f.notify(5000, 100)) want.insert(id);
+  REQUIRE(wait_until([&] {
+    auto got = event_ids(sub);
+    for (uint64_t id : want)
+      if (!got.count(id)) return false;
+    return true;
+  }, 40s));
+  CHECK(f.status()["dropped"] == "0");
+  CHECK(sub.connects() == 1);  // the subscriber's view was never interrupted
+}
+
+TEST_CASE("mqtt: a small outbox drops the oldest while the broker is away, counts them exactly and says so") {
+  Broker broker(true);
+  Client sub(broker.port(), MQTT_PROTOCOL_V311, false);
+  sub.subscribe("hostlet/h1/events/gen/test.tick");
+  broker.wait_saved();
+  // Only the generated events go out, so that the drop reports (events
+  // themselves) take no room in the outbox and the count is exactly 30.
+  Fixture f(broker, "      outbox: 50\n      inflight: 10\n", "[{source: gen, type: \"test.*\", qos: 1}]");
+  REQUIRE(wait_until([&] { return f.connected(); }));
+  broker.kill();
+  REQUIRE(wait_until([&] { return !f.connected(); }, 20s));
+  f.notify(1, 80);  // 30 too many
+  json st = f.status();
+  CHECK(st["dropped"] == "30");
+  CHECK(st["outbox"] == "50");
+  broker.start();
+  REQUIRE(wait_until([&] { return f.connected(); }, 20s));
+  REQUIRE(wait_until([&] { return sub.on("hostlet/h1/events/gen/test.tick").size() >= 50; }, 30s));
+  REQUIRE(wait_until([&] { return f.status()["outbox"] == "0"; }, 20s));
+  std::this_thread::sleep_for(500ms);
+  std::set<int> seqs;
+  for (auto& r : sub.on("hostlet/h1/events/gen/test.tick")) seqs.insert(std::stoi(r.body()["attrs"]["seq"].get<std::string>()));
+  std::set<int> newest;
+  for (int i = 31; i <= 80; ++i) newest.insert(i);
+  CHECK(seqs == newest);  // the oldest 30 went
+  CHECK(f.status()["dropped"] == "30");
+  // The drop is reported (one report per 200 ms at most: the last names the total).
+  REQUIRE(wait_until([&] { return f.agent->log().find("(30 in all)") != std::string::npos; }));
+}
