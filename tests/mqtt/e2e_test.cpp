@@ -10,6 +10,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <pwd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -38,6 +39,12 @@ int free_port() {
   return ntohs(sa.sin_port);
 }
 
+std::string user_name() {
+  passwd* pw = getpwuid(getuid());
+  REQUIRE(pw);
+  return pw->pw_name;
+}
+
 bool port_open(int port) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in sa{};
@@ -58,6 +65,8 @@ class Broker {
   explicit Broker(bool persist = false) : port_(free_port()) {
     std::string conf = "listener " + std::to_string(port_) + " 127.0.0.1\n" +
                        "allow_anonymous true\n"
+                       // As root mosquitto would switch to user mosquitto, which cannot write our temp dir.
+                       "user " + user_name() + "\n"
                        "log_dest stderr\n"
                        "log_type error\nlog_type warning\nlog_type notice\n";
     if (persist)
