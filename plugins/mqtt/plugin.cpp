@@ -70,8 +70,10 @@ const hostlet_config_key kConfig[] = {
     {"broker", HOSTLET_CONFIG_STRING, nullptr,
      "the broker: HOST:PORT, [V6]:PORT or an absolute Unix socket path; a name is resolved off the loop", 0, 0,
      HOSTLET_CONFIG_REQUIRED},
-    {"prefix", HOSTLET_CONFIG_STRING, "", "topic prefix of this host (default hostlet/<hostname>)", 0, 0, 0},
-    {"client_id", HOSTLET_CONFIG_STRING, "", "MQTT client id (default the host name); unique per broker", 0, 0, 0},
+    {"prefix", HOSTLET_CONFIG_STRING, nullptr, "topic prefix of this host (when absent: hostlet/<hostname>)", 0, 0,
+     0},
+    {"client_id", HOSTLET_CONFIG_STRING, nullptr, "MQTT client id, unique per broker (when absent: the host name)", 1,
+     65535, 0},
     {"publish", HOSTLET_CONFIG_MAP_LIST, "[]",
      "events to publish: a list of {source, type, qos, retain} (globs as rules match; qos 0 or 1, default 1; "
      "the first entry that matches decides)",
@@ -241,13 +243,11 @@ Mqtt::Mqtt(Host& h)
   auto b = parse_broker(h.str("broker"), &err);
   if (!b) throw Error(-EINVAL, err);
   broker_ = *b;
-  prefix_ = h.str("prefix");
-  if (prefix_.empty()) prefix_ = "hostlet/" + hostname_;
-  if (prefix_.front() == '/' || prefix_.back() == '/' || prefix_.find_first_of("+#") != std::string::npos ||
+  prefix_ = h.opt_str("prefix").value_or("hostlet/" + hostname_);
+  if (prefix_.empty() || prefix_.front() == '/' || prefix_.back() == '/' || prefix_.find_first_of("+#") != std::string::npos ||
       !topic_problem(prefix_).empty())
     throw Error(-EINVAL, "prefix '" + prefix_ + "': a topic without '+', '#' or a leading or trailing '/'");
-  client_id_ = h.str("client_id");
-  if (client_id_.empty()) client_id_ = hostname_;
+  client_id_ = h.opt_str("client_id").value_or(hostname_);
   const std::string proto = h.str("protocol");
   if (proto == "5") protocol_ = MQTT_PROTOCOL_V5;
   else if (proto == "3.1.1") protocol_ = MQTT_PROTOCOL_V311;
