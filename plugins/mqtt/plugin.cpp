@@ -161,7 +161,6 @@ class Mqtt final : public Plugin {
   // Connection life.
   void connect();
   void connect_to(const std::string& address, int port);
-  void resolved(int status, const std::string& address);
   void lost(const std::string& why);
   void retry_later();
   void after_io();
@@ -226,6 +225,7 @@ class Mqtt final : public Plugin {
   bool lost_pending_ = false;  // a callback saw the connection go; torn down after the library call returns
   std::string lost_reason_;
   bool stopping_ = false;
+  uint64_t failed_attempts_ = 0;  // since the last CONNACK: picks the next address of a name
   std::map<int, uint64_t> mid_to_seq_;  // this connection's in-flight outbox messages
   Subscription events_;
   Timer misc_timer_;
@@ -389,37 +389,39 @@ void Mqtt::connect() {
   in_addr a4;
   if (inet_pton(AF_INET, broker_.host.c_str(), &a4) == 1 || inet_pton(AF_INET6, broker_.host.c_str(), &a6) == 1)
     return connect_to(broker_.host, broker_.port);
-  // A name: getaddrinfo may wait on DNS, so it runs off the loop.
+  // A name: getaddrinfo may wait on DNS, so it runs off the loop, again
+  // for each attempt (the name may move). Failed attempts go through its
+  // addresses in turn (localhost may be ::1 first, with a broker on 127.0.0.1).
   std::string name = broker_.host;
   int r = host().offload(
-      [name]() -> std::string {
+      [name]() -> std::vector<std::string> {
         addrinfo hints{};
         hints.ai_family = AF_UNSPEC;
         hints.ai_socktype = SOCK_STREAM;
         addrinfo* res = nullptr;
         int rc = getaddrinfo(name.c_str(), nullptr, &hints, &res);
         if (rc != 0) throw Error(-EHOSTUNREACH, "cannot resolve '" + name + "': " + gai_strerror(rc));
-        char buf[INET6_ADDRSTRLEN] = {};
-        getnameinfo(res->ai_addr, res->ai_addrlen, buf, sizeof buf, nullptr, 0, NI_NUMERICHOST);
+        std::vector<std::string> out;
+        for (addrinfo* a = res; a; a = a->ai_next) {
+          char buf[INET6_ADDRSTRLEN] = {};
+          if (getnameinfo(a->ai_addr, a->ai_addrlen, buf, sizeof buf, nullptr, 0, NI_NUMERICHOST) == 0) out.push_back(buf);
+        }
         freeaddrinfo(res);
-        return buf;
+        if (out.empty()) throw Error(-EHOSTUNREACH, "cannot resolve '" + name + "': no address");
+        return out;
       },
-      [this](int status, std::string address, const Error& e) {
+      [this](int status, std::vector<std::string> addresses, const Error& e) {
+        if (stopping_) return;
         if (status != 0) {
           host().warn("%s", e.what());
           return retry_later();
         }
-        resolved(status, address);
+        connect_to(addresses[failed_attempts_ % addresses.size()], broker_.port);
       });
   if (r != 0) {
     host().warn("cannot resolve the broker now: %s", hostlet_strerror(r));
     retry_later();
   }
-}
-
-void Mqtt::resolved(int, const std::string& address) {
-  if (stopping_) return;
-  connect_to(address, broker_.port);
 }
 
 void Mqtt::connect_to(const std::string& address, int port) {
@@ -568,6 +570,7 @@ void Mqtt::lost(const std::string& why) {
 
 void Mqtt::retry_later() {
   if (stopping_) return;
+  ++failed_attempts_;
   const uint64_t delay = backoff_.next();
   host().debug("reconnecting in %llu ms", static_cast<unsigned long long>(delay));
   start_timer(retry_timer_, delay);
@@ -577,15 +580,16 @@ void Mqtt::retry_later() {
 
 void Mqtt::on_connect(int rc) {
   if (rc != 0) {
+    const std::string why = protocol_ == MQTT_PROTOCOL_V5 ? mosquitto_reason_string(rc) : mosquitto_connack_string(rc);
     lost_pending_ = true;
-    lost_reason_ = std::string("refused: ") +
-                   (protocol_ == MQTT_PROTOCOL_V5 ? mosquitto_reason_string(rc) : mosquitto_connack_string(rc));
-    host().error("the broker refused the connection: %s", lost_reason_.c_str());
+    lost_reason_ = "refused: " + why;
+    host().error("the broker refused the connection: %s (reason code %d); retrying with backoff", why.c_str(), rc);
     return;
   }
   connected_ = true;
   stop_timer(deadline_timer_);
   backoff_.reset();
+  failed_attempts_ = 0;
   ++counters_.connects;
   // Every CONNACK: the subscriptions again (a clean start, or a broker that
   // lost its state, has none), then the status, then what waits.

@@ -62,9 +62,9 @@ bool port_open(int port) {
 // subscriber's persistent session outlives a SIGKILL once it has been saved.
 class Broker {
  public:
-  explicit Broker(bool persist = false) : port_(free_port()) {
+  explicit Broker(bool persist = false, bool anonymous = true) : port_(free_port()) {
     std::string conf = "listener " + std::to_string(port_) + " 127.0.0.1\n" +
-                       "allow_anonymous true\n"
+                       std::string(anonymous ? "allow_anonymous true\n" : "allow_anonymous false\n") +
                        // As root mosquitto would switch to user mosquitto, which cannot write our temp dir.
                        "user " + user_name() + "\n"
                        "log_dest stderr\n"
@@ -238,13 +238,14 @@ struct Fixture {
   std::unique_ptr<Agent> agent;
   static constexpr const char* kPublish =
       "[{source: gen, type: \"test.*\", qos: 1}, {source: mqtt, type: \"mqtt.*\", qos: 1}]";
-  explicit Fixture(const Broker& broker, const std::string& extra = "", const std::string& publish = kPublish) {
+  explicit Fixture(const Broker& broker, const std::string& extra = "", const std::string& publish = kPublish,
+                   const std::string& address = "") {
     std::string config = "agent: {control_socket: \"@DIR@/control.sock\", log_level: debug}\n"
                          "plugins:\n"
                          "  - name: mqtt\n"
                          "    plugin: " + plugin() + "\n"
                          "    config:\n"
-                         "      broker: \"" + broker.address() + "\"\n"
+                         "      broker: \"" + (address.empty() ? broker.address() : address) + "\"\n"
                          "      prefix: hostlet/h1\n"
                          "      client_id: h1\n"
                          "      keepalive: 5s\n"
@@ -396,6 +397,11 @@ TEST_CASE("mqtt: a call through the broker answers on the MQTT 5 response topic 
     auto big = caller.wait_for("test/inbox/4", [](const Received&) { return true; });
     REQUIRE(big);
     CHECK(big->body()["error"].get<std::string>().find("request too large") == 0);
+    caller.publish("hostlet/h1/call/mqtt.status", std::string(10 << 20, ' '), "test/inbox/4b", "c4b");  // 10 MiB
+    auto huge = caller.wait_for("test/inbox/4b", [](const Received&) { return true; }, 30s);
+    REQUIRE(huge);
+    CHECK(huge->correlation == "c4b");
+    CHECK(huge->body()["error"] == "request too large: 10485760 bytes, max_request is 65536");
     caller.publish("hostlet/h1/call/mqtt.status", "{}");  // nowhere to answer: not run, counted
     REQUIRE(wait_until([&] { return f.status()["requests_without_reply_topic"] == "1"; }));
     caller.publish("hostlet/h1/call/mqtt.status", "", "test/inbox/5", "c5");
@@ -404,7 +410,7 @@ TEST_CASE("mqtt: a call through the broker answers on the MQTT 5 response topic 
     CHECK(again->body()["ok"] == true);
     json st = f.status();
     CHECK(st["requests_malformed"] == "1");
-    CHECK(st["requests_too_large"] == "1");
+    CHECK(st["requests_too_large"] == "2");
   }
   SECTION("a group topic reaches the host") {
     caller.publish("hostlet/group/web/call/mqtt.status", "{}", "test/inbox/6", "c6");
@@ -533,4 +539,58 @@ TEST_CASE("mqtt: a small outbox drops the oldest while the broker is away, count
   CHECK(f.status()["dropped"] == "30");
   // The drop is reported (one report per 200 ms at most: the last names the total).
   REQUIRE(wait_until([&] { return f.agent->log().find("(30 in all)") != std::string::npos; }));
+}
+
+TEST_CASE("mqtt: requests beyond an origin's burst are answered 'rate limited' and counted") {
+  Broker broker;
+  Fixture f(broker, "      rate: 0.01\n      burst: 2\n");
+  REQUIRE(wait_until([&] { return f.connected(); }));
+  Client caller(broker.port());
+  caller.subscribe("test/inbox/#");
+  for (int i = 1; i <= 3; ++i)
+    caller.publish("hostlet/h1/call/mqtt.status", "{\"id\": " + std::to_string(i) + "}", "test/inbox/a");
+  REQUIRE(wait_until([&] { return caller.on("test/inbox/a").size() == 3; }));
+  int ok = 0, limited = 0;
+  for (auto& r : caller.on("test/inbox/a")) {
+    json b = r.body();
+    if (b["ok"] == true) ok++;
+    else if (b["error"].get<std::string>().find("rate limited") == 0) limited++;
+  }
+  CHECK(ok == 2);
+  CHECK(limited == 1);
+  // Another origin has its own bucket.
+  caller.publish("hostlet/h1/call/mqtt.status", "{}", "test/inbox/b");
+  auto other = caller.wait_for("test/inbox/b", [](const Received&) { return true; });
+  REQUIRE(other);
+  CHECK(other->body()["ok"] == true);
+  CHECK(f.status()["requests_rate_limited"] == "1");
+}
+
+TEST_CASE("mqtt: a broker given by name is resolved off the loop and reached") {
+  Broker broker;
+  Fixture f(broker, "", Fixture::kPublish, "localhost:" + std::to_string(broker.port()));
+  REQUIRE(wait_until([&] { return f.connected(); }, 20s));
+  Client watcher(broker.port());
+  watcher.subscribe("hostlet/h1/status");
+  REQUIRE(watcher.wait_for("hostlet/h1/status", [](const Received& r) { return r.body()["state"] == "online"; }));
+}
+
+TEST_CASE("mqtt: a broker that refuses the connection is retried with backoff, not in a tight loop") {
+  Broker broker(false, false);  // no anonymous clients: CONNACK "not authorized"
+  Fixture f(broker);
+  auto refusals = [&] {
+    const std::string log = f.agent->log();
+    size_t n = 0;
+    for (size_t at = log.find("the broker refused the connection"); at != std::string::npos;
+         at = log.find("the broker refused the connection", at + 1))
+      n++;
+    return n;
+  };
+  REQUIRE(wait_until([&] { return refusals() >= 2; }, 20s));
+  CHECK(f.agent->log().find("refused: ") != std::string::npos);
+  std::this_thread::sleep_for(3s);
+  // reconnect_max 500ms: some 6 to 12 attempts in 3 s; a loop without backoff makes thousands.
+  CHECK(refusals() < 60);
+  CHECK_FALSE(f.connected());
+  CHECK(f.agent->process().running());
 }
