@@ -56,4 +56,56 @@ void Outbox::requeue_in_flight() {
   first_waiting_ = messages_.empty() ? next_seq_ : messages_.begin()->first;
 }
 
+std::vector<Message> Outbox::contents() const {
+  std::vector<Message> out;
+  out.reserve(messages_.size());
+  for (const auto& [seq, slot] : messages_) out.push_back(slot.m);
+  return out;
+}
+
+namespace {
+constexpr std::string_view kMagic = "HLMQOB1\n";
+void put32(std::string& out, uint32_t v) {
+  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+uint32_t get32(std::string_view b, size_t at) {
+  uint32_t v = 0;
+  for (int i = 0; i < 4; ++i) v |= static_cast<uint32_t>(static_cast<unsigned char>(b[at + i])) << (8 * i);
+  return v;
+}
+}  // namespace
+
+std::string serialize(const std::vector<Message>& messages) {
+  std::string out(kMagic);
+  for (const Message& m : messages) {
+    out.push_back(static_cast<char>(m.qos));
+    out.push_back(m.retain ? 1 : 0);
+    put32(out, static_cast<uint32_t>(m.topic.size()));
+    put32(out, static_cast<uint32_t>(m.payload.size()));
+    out += m.topic;
+    out += m.payload;
+  }
+  return out;
+}
+
+bool deserialize(std::string_view b, std::vector<Message>& out) {
+  if (b.substr(0, kMagic.size()) != kMagic) return false;
+  size_t at = kMagic.size();
+  while (at < b.size()) {
+    if (b.size() - at < 10) return false;
+    Message m;
+    m.qos = b[at];
+    m.retain = b[at + 1] != 0;
+    if ((m.qos != 0 && m.qos != 1) || static_cast<unsigned char>(b[at + 1]) > 1) return false;
+    const size_t tl = get32(b, at + 2), pl = get32(b, at + 6);
+    at += 10;
+    if (b.size() - at < tl || b.size() - at - tl < pl) return false;
+    m.topic.assign(b.substr(at, tl));
+    m.payload.assign(b.substr(at + tl, pl));
+    at += tl + pl;
+    out.push_back(std::move(m));
+  }
+  return true;
+}
+
 }  // namespace hostlet::mqtt

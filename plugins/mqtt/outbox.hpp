@@ -19,6 +19,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace hostlet::mqtt {
@@ -51,6 +52,9 @@ class Outbox {
   // The connection is gone: every in-flight message waits again, oldest first.
   void requeue_in_flight();
 
+  // Every message held, in order (for the hand-over to the next version).
+  std::vector<Message> contents() const;
+
   size_t size() const { return messages_.size(); }
   size_t bytes() const { return bytes_; }
   size_t in_flight() const { return in_flight_; }
@@ -71,5 +75,13 @@ class Outbox {
   size_t bytes_ = 0, in_flight_ = 0;
   uint64_t dropped_ = 0, released_ = 0;
 };
+
+// The outbox as bytes, for the next version of the instance across a reload
+// (kept in a memfd in the host's fd store): "HLMQOB1\n", then per message
+// qos (1 byte), retain (1 byte), topic and payload lengths (4 bytes each,
+// little-endian) and the bytes.
+std::string serialize(const std::vector<Message>& messages);
+// The messages, or false when `bytes` is not what serialize writes.
+bool deserialize(std::string_view bytes, std::vector<Message>& out);
 
 }  // namespace hostlet::mqtt

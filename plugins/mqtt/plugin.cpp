@@ -44,7 +44,9 @@
 #include <mqtt_protocol.h>
 #include <netdb.h>
 #include <arpa/inet.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -53,6 +55,7 @@
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -178,6 +181,8 @@ class Mqtt final : public Plugin {
   void on_publish(int mid, int reason);
   void on_message(const mosquitto_message* msg, const mosquitto_property* props);
   // Outbox.
+  void hand_over();
+  void take_over();
   void enqueue(Message m);
   void flush();
   void report_dropped();
@@ -225,8 +230,14 @@ class Mqtt final : public Plugin {
   bool lost_pending_ = false;  // a callback saw the connection go; torn down after the library call returns
   std::string lost_reason_;
   bool stopping_ = false;
+  bool in_flush_ = false;  // flush() runs: a QoS 0 on_publish inside it must not start another
   uint64_t failed_attempts_ = 0;  // since the last CONNACK: picks the next address of a name
   std::map<int, uint64_t> mid_to_seq_;  // this connection's in-flight outbox messages
+  struct Sending {
+    uint64_t seq;
+    int mid;
+  };
+  std::optional<Sending> sending_;  // the message inside mosquitto_publish_v5 now
   Subscription events_;
   Timer misc_timer_;
 };
@@ -335,6 +346,7 @@ int Mqtt::start() {
     std::getline(f, password_);
   }
   started_unix_ = static_cast<double>(time(nullptr));
+  take_over();  // before any new event, so that the order holds
   events_ = host().subscribe("*", [this](const Event& ev) {
     for (const PublishRule& r : publish_) {
       if (!r.matches(ev.source(), ev.type())) continue;
@@ -376,8 +388,74 @@ void Mqtt::stop(std::function<void()> stopped) {
   close_watch();
   mosq_.reset();
   connected_ = false;
-  if (outbox_.size() > 0) host().warn("stopping with %zu messages not taken by the broker", outbox_.size());
+  hand_over();
   stopped();
+}
+
+// The outbox goes to the next version of the instance (a reload, or the old
+// version started again when the new one fails): in a memfd that the host's
+// fd store keeps across the swap. Copying it is a memory copy on the loop
+// (outbox_bytes at most) once per reload.
+constexpr std::string_view kHandOverState = "mqtt-outbox 1";
+
+void Mqtt::hand_over() {
+  if (outbox_.size() == 0) return;
+  const size_t n = outbox_.size();
+  const std::string bytes = serialize(outbox_.contents());
+  int fd = memfd_create("hostlet-mqtt-outbox", MFD_CLOEXEC);
+  size_t off = 0;
+  while (fd >= 0 && off < bytes.size()) {
+    ssize_t w = write(fd, bytes.data() + off, bytes.size() - off);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) {
+      host().error("cannot write the outbox for the next version: %s", strerror(errno));
+      close(fd);
+      fd = -1;
+    } else {
+      off += static_cast<size_t>(w);
+    }
+  }
+  int r = fd < 0 ? -errno : host().api()->keep_fd(host().c(), "outbox", fd, kHandOverState.data(), kHandOverState.size());
+  if (r == 0) {
+    host().info("handing %zu messages to the next version", n);
+    return;
+  }
+  if (fd >= 0) close(fd);
+  if (r == -ESHUTDOWN) host().warn("stopping with %zu messages not taken by the broker: they are lost", n);
+  else host().error("cannot hand %zu messages to the next version (%s): they are lost", n, hostlet_strerror(r));
+}
+
+void Mqtt::take_over() {
+  char state[64];
+  size_t len = 0;
+  int fd = host().api()->take_fd(host().c(), "outbox", state, sizeof state, &len);
+  if (fd == -ENOENT) return;
+  if (fd < 0) {
+    host().error("cannot take the previous version's outbox: %s", hostlet_strerror(fd));
+    return;
+  }
+  std::string bytes;
+  struct stat st {};
+  if (std::string_view(state, len) == kHandOverState && fstat(fd, &st) == 0) {
+    bytes.resize(static_cast<size_t>(st.st_size));
+    size_t off = 0;
+    while (off < bytes.size()) {
+      ssize_t rd = pread(fd, bytes.data() + off, bytes.size() - off, static_cast<off_t>(off));
+      if (rd < 0 && errno == EINTR) continue;
+      if (rd <= 0) break;
+      off += static_cast<size_t>(rd);
+    }
+    bytes.resize(off);
+  }
+  close(fd);
+  std::vector<Message> messages;
+  if (!deserialize(bytes, messages)) {
+    host().error("the previous version's outbox is not one this version reads (state '%.*s'): dropped",
+                 static_cast<int>(len), state);
+    return;
+  }
+  for (Message& m : messages) enqueue(std::move(m));
+  host().info("took %zu messages from the previous version", messages.size());
 }
 
 // --- connection ------------------------------------------------------------
@@ -618,10 +696,16 @@ void Mqtt::on_disconnect(int rc) {
 }
 
 void Mqtt::on_publish(int mid, int reason) {
-  auto it = mid_to_seq_.find(mid);
-  if (it == mid_to_seq_.end()) return;  // the status or an answer
-  const uint64_t seq = it->second;
-  mid_to_seq_.erase(it);
+  uint64_t seq = 0;
+  if (sending_ && sending_->mid == mid) {  // written during its own publish call (QoS 0)
+    seq = sending_->seq;
+    sending_.reset();
+  } else {
+    auto it = mid_to_seq_.find(mid);
+    if (it == mid_to_seq_.end()) return;  // the status or an answer
+    seq = it->second;
+    mid_to_seq_.erase(it);
+  }
   if (reason >= 0x80) {
     // The broker took the message and refused it (not authorized, quota...):
     // sending it again would be refused again.
@@ -630,7 +714,7 @@ void Mqtt::on_publish(int mid, int reason) {
       host().warn("the broker refused a message on %s: %s", m->topic.c_str(), mosquitto_reason_string(reason));
   }
   outbox_.release(seq);
-  if (!lost_pending_) flush();
+  if (!lost_pending_ && !in_flush_) flush();
 }
 
 void Mqtt::on_message(const mosquitto_message* msg, const mosquitto_property* props) {
@@ -703,14 +787,25 @@ void Mqtt::enqueue(Message m) {
 }
 
 void Mqtt::flush() {
-  if (!mosq_ || !connected_) return;
+  if (!mosq_ || !connected_ || in_flush_) return;
+  in_flush_ = true;
+  struct Done {
+    bool& flag;
+    ~Done() { flag = false; }
+  } done{in_flush_};
   while (auto seq = outbox_.next_to_send()) {
     const Message* m = outbox_.get(*seq);
-    int mid = 0;
-    int rc = mosquitto_publish_v5(mosq_.get(), &mid, m->topic.c_str(), static_cast<int>(m->payload.size()),
+    // libmosquitto writes the mid before it sends, and a QoS 0 message
+    // written at once reports on_publish before publish returns: the
+    // mapping must be in place by then.
+    sending_ = Sending{*seq, -1};
+    int rc = mosquitto_publish_v5(mosq_.get(), &sending_->mid, m->topic.c_str(), static_cast<int>(m->payload.size()),
                                   m->payload.data(), m->qos, m->retain, nullptr);
+    const bool released_already = !sending_;
+    const int mid = sending_ ? sending_->mid : -1;
+    sending_.reset();
     if (rc == MOSQ_ERR_SUCCESS) {
-      mid_to_seq_[mid] = *seq;
+      if (!released_already) mid_to_seq_[mid] = *seq;
       continue;
     }
     if (rc == MOSQ_ERR_NO_CONN || rc == MOSQ_ERR_CONN_LOST || rc == MOSQ_ERR_ERRNO) {

@@ -357,6 +357,27 @@ TEST_CASE("mqtt: events a publish entry selects arrive as JSON on events/<source
   auto custom = sub.wait_for("hostlet/h1/events/custom", [](const Received&) { return true; });
   REQUIRE(custom);
   CHECK(custom->payload == "hello");
+  // QoS 0 leaves the outbox once written, retained ones are kept by the broker.
+  Run pub0 = f.agent->ctl({"call", "mqtt.publish", "topic=hostlet/h1/events/kept", "payload=zero", "qos=0",
+                           "retain=true"});
+  REQUIRE(pub0.exit_code == 0);
+  auto zero = sub.wait_for("hostlet/h1/events/kept", [](const Received&) { return true; });
+  REQUIRE(zero);
+  CHECK(zero->payload == "zero");
+  {
+    Client late(broker.port());
+    late.subscribe("hostlet/h1/events/kept");
+    auto kept = late.wait_for("hostlet/h1/events/kept", [](const Received& r) { return r.retain; });
+    REQUIRE(kept);
+  }
+  REQUIRE(wait_until([&] { return f.status()["outbox"] == "0"; }));
+  CHECK(f.status()["sent"] == "5");  // 3 events, 2 published messages (the status is not the outbox's)
+  // The counters are metrics too.
+  Run metrics = f.agent->ctl({"metrics"});
+  REQUIRE(metrics.exit_code == 0);
+  CHECK(metrics.out.find("hostlet_mqtt_connected{instance=\"mqtt\"} 1") != std::string::npos);
+  CHECK(metrics.out.find("hostlet_mqtt_messages_sent_total{instance=\"mqtt\"} 5") != std::string::npos);
+  CHECK(metrics.out.find("hostlet_mqtt_requests_total{instance=\"mqtt\",result=\"refused\"} 0") != std::string::npos);
   Run bad = f.agent->ctl({"call", "mqtt.publish", "topic=a/#"});
   CHECK(bad.exit_code != 0);
   CHECK((bad.out + bad.err).find("'+' or '#'") != std::string::npos);
@@ -593,4 +614,37 @@ TEST_CASE("mqtt: a broker that refuses the connection is retried with backoff, n
   CHECK(refusals() < 60);
   CHECK_FALSE(f.connected());
   CHECK(f.agent->process().running());
+}
+
+TEST_CASE("mqtt: a reload hands the outbox to the new version: nothing accepted is lost") {
+  Broker broker(true);
+  Client sub(broker.port(), MQTT_PROTOCOL_V311, false);
+  sub.subscribe("hostlet/h1/events/gen/test.tick");
+  broker.wait_saved();
+  Fixture f(broker);
+  REQUIRE(wait_until([&] { return f.connected(); }));
+  broker.kill();
+  REQUIRE(wait_until([&] { return !f.connected(); }, 20s));
+  std::set<uint64_t> want;
+  for (uint64_t id : f.notify(1, 150)) want.insert(id);
+  Run reload = f.agent->ctl({"reload", "mqtt"});
+  REQUIRE(reload.exit_code == 0);
+  CHECK(f.agent->log().find("handing 150 messages to the next version") != std::string::npos);
+  REQUIRE(wait_until([&] { return f.agent->log().find("took 150 messages from the previous version") != std::string::npos; }));
+  CHECK(f.status()["outbox"] == "150");
+  for (uint64_t id : f.notify(500, 50)) want.insert(id);  // the new version's own, after them
+  broker.start();
+  REQUIRE(wait_until([&] { return f.connected(); }, 20s));
+  REQUIRE(wait_until([&] {
+    auto got = event_ids(sub);
+    for (uint64_t id : want)
+      if (!got.count(id)) return false;
+    return true;
+  }, 30s));
+  REQUIRE(wait_until([&] { return f.status()["outbox"] == "0"; }, 20s));
+  // In order: the handed-over events first.
+  std::vector<int> seqs;
+  for (auto& r : sub.on("hostlet/h1/events/gen/test.tick")) seqs.push_back(std::stoi(r.body()["attrs"]["seq"].get<std::string>()));
+  REQUIRE(seqs.size() >= 200);
+  CHECK(std::is_sorted(seqs.begin(), seqs.end()));
 }

@@ -89,3 +89,30 @@ TEST_CASE("outbox: a message that cannot fit beside the in-flight ones is itself
   CHECK(o.size() == 2);
   CHECK_FALSE(o.next_to_send());
 }
+
+TEST_CASE("outbox: its contents survive serialize and deserialize, in order; damaged bytes are refused") {
+  Outbox o(10, 1 << 20, 2);
+  o.push(Message{"a/b", "one", 1, false});
+  o.push(Message{"c", std::string("t\0wo", 4), 0, true});
+  o.push(Message{"d", "", 1, false});
+  REQUIRE(o.next_to_send());  // in flight or not, everything goes across
+  const std::string bytes = hostlet::mqtt::serialize(o.contents());
+  std::vector<Message> back;
+  REQUIRE(hostlet::mqtt::deserialize(bytes, back));
+  REQUIRE(back.size() == 3);
+  CHECK(back[0].topic == "a/b");
+  CHECK(back[0].payload == "one");
+  CHECK(back[1].payload == std::string("t\0wo", 4));
+  CHECK(back[1].retain);
+  CHECK(back[1].qos == 0);
+  CHECK(back[2].payload.empty());
+  std::vector<Message> none;
+  CHECK(hostlet::mqtt::deserialize(hostlet::mqtt::serialize({}), none));
+  CHECK(none.empty());
+  std::vector<Message> junk;
+  CHECK_FALSE(hostlet::mqtt::deserialize("HLMQOB2\n", junk));
+  CHECK_FALSE(hostlet::mqtt::deserialize(bytes.substr(0, bytes.size() - 1), junk));
+  std::string bad_qos = bytes;
+  bad_qos[8] = 2;
+  CHECK_FALSE(hostlet::mqtt::deserialize(bad_qos, junk));
+}
