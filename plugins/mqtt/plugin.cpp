@@ -23,7 +23,7 @@
  *   <prefix>/events/<source>/<type> each event a `publish:` entry selects, as
  *                                   {"id","time","source","type","attrs"}
  *   <prefix>/call/<action>          requests {"attrs":{...},"id":..,"reply_to":..};
- *   hostlet/group/<group>/call/<action>  the answer {"id","ok","attrs","data"|"error"}
+ *   hostlet/group/<group>/call/<action>  the answer {"id","from","ok","attrs","data"|"error"}
  *                                   goes to the MQTT 5 response topic with the
  *                                   request's correlation data, or (3.1.1) to reply_to
  *
@@ -33,7 +33,8 @@
  * non-blocking connect to a numeric address; a broker given by name is
  * resolved by offloaded getaddrinfo. Each connection is a fresh libmosquitto
  * client: what the previous one had in flight is the outbox's to send again
- * (outbox.hpp), so no message is owned twice.
+ * (outbox.hpp), so no message is owned twice. Across a reload the outbox
+ * goes to the next version in a memfd kept in the host's fd store.
  *
  * wire.hpp holds the formats and matching, outbox.hpp the bounded store,
  * backoff.hpp the reconnect delays, rate.hpp the request rate limit.
@@ -761,10 +762,10 @@ void Mqtt::on_message(const mosquitto_message* msg, const mosquitto_property* pr
       ++counters_.req_ok;
       std::vector<Attr> out;
       for (const auto& [k, v] : res.attrs) out.push_back({k, v});
-      answer(reply_topic, correlation, answer_ok(id_json, out, res.data_json));
+      answer(reply_topic, correlation, answer_ok(id_json, prefix_, out, res.data_json));
     } else {
       ++counters_.req_error;
-      answer(reply_topic, correlation, answer_error(id_json, res.error));
+      answer(reply_topic, correlation, answer_error(id_json, prefix_, res.error));
     }
   });
   if (r != 0)
@@ -846,7 +847,7 @@ void Mqtt::refuse(uint64_t Counters::*counter, const std::string& reply_topic, c
                   const std::string& id_json, const std::string& message) {
   ++(counters_.*counter);
   host().info("request refused: %s", message.c_str());
-  if (!reply_topic.empty()) answer(reply_topic, correlation, answer_error(id_json, message));
+  if (!reply_topic.empty()) answer(reply_topic, correlation, answer_error(id_json, prefix_, message));
 }
 
 void Mqtt::answer(const std::string& reply_topic, const std::string& correlation, const std::string& payload) {

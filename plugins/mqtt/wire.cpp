@@ -164,15 +164,18 @@ std::optional<Request> parse_request(std::string_view payload, std::string* erro
 }
 
 namespace {
-void append_id(std::string& out, const std::string& id_json) {
-  if (id_json.empty()) return;
-  out += "\"id\":" + id_json + ",";
+void append_id(std::string& out, const std::string& id_json, std::string_view from) {
+  if (!id_json.empty()) out += "\"id\":" + id_json + ",";
+  out += "\"from\":";
+  append_json_string(out, from);
+  out += ",";
 }
 }  // namespace
 
-std::string answer_ok(const std::string& id_json, const std::vector<Attr>& attrs, const std::string& data_json) {
+std::string answer_ok(const std::string& id_json, std::string_view from, const std::vector<Attr>& attrs,
+                      const std::string& data_json) {
   std::string out = "{";
-  append_id(out, id_json);
+  append_id(out, id_json, from);
   out += "\"ok\":true,\"attrs\":{";
   for (size_t i = 0; i < attrs.size(); ++i) {
     if (i) out.push_back(',');
@@ -186,9 +189,9 @@ std::string answer_ok(const std::string& id_json, const std::vector<Attr>& attrs
   return out;
 }
 
-std::string answer_error(const std::string& id_json, std::string_view message) {
+std::string answer_error(const std::string& id_json, std::string_view from, std::string_view message) {
   std::string out = "{";
-  append_id(out, id_json);
+  append_id(out, id_json, from);
   out += "\"ok\":false,\"error\":";
   append_json_string(out, message);
   out += "}";

@@ -60,10 +60,13 @@ struct Request {
 // reply_to, even when *error is set, so that the error can be answered.
 std::optional<Request> parse_request(std::string_view payload, std::string* error, std::string* reply_to);
 
-// {"id":..,"ok":true,"attrs":{..},"data":..} (data_json may be empty: no data member).
-std::string answer_ok(const std::string& id_json, const std::vector<Attr>& attrs, const std::string& data_json);
-// {"id":..,"ok":false,"error":".."}
-std::string answer_error(const std::string& id_json, std::string_view message);
+// {"id":..,"from":..,"ok":true,"attrs":{..},"data":..} (data_json may be empty: no
+// data member). `from` is the answering host's prefix: a group call gets one
+// answer per host on one answer topic.
+std::string answer_ok(const std::string& id_json, std::string_view from, const std::vector<Attr>& attrs,
+                      const std::string& data_json);
+// {"id":..,"from":..,"ok":false,"error":".."}
+std::string answer_error(const std::string& id_json, std::string_view from, std::string_view message);
 
 // The action named by a call topic ("<prefix>/call/<action>" or
 // "hostlet/group/<g>/call/<action>"): the last level.

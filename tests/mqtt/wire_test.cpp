@@ -104,12 +104,12 @@ TEST_CASE("wire: a malformed request says what is wrong and keeps its reply_to")
 }
 
 TEST_CASE("wire: answers are the action's ok/attrs/data or error, with the request's id") {
-  json ok = json::parse(answer_ok("7", {{"state", "running"}}, "[1,2]"));
-  CHECK(ok == json{{"id", 7}, {"ok", true}, {"attrs", {{"state", "running"}}}, {"data", {1, 2}}});
-  json bare = json::parse(answer_ok("", {}, ""));
-  CHECK(bare == json{{"ok", true}, {"attrs", json::object()}});
-  json err = json::parse(answer_error("\"a\"", "no such action"));
-  CHECK(err == json{{"id", "a"}, {"ok", false}, {"error", "no such action"}});
+  json ok = json::parse(answer_ok("7", "hostlet/h1", {{"state", "running"}}, "[1,2]"));
+  CHECK(ok == json{{"id", 7}, {"from", "hostlet/h1"}, {"ok", true}, {"attrs", {{"state", "running"}}}, {"data", {1, 2}}});
+  json bare = json::parse(answer_ok("", "p", {}, ""));
+  CHECK(bare == json{{"from", "p"}, {"ok", true}, {"attrs", json::object()}});
+  json err = json::parse(answer_error("\"a\"", "p", "no such action"));
+  CHECK(err == json{{"id", "a"}, {"from", "p"}, {"ok", false}, {"error", "no such action"}});
 }
 
 TEST_CASE("wire: topics") {
