@@ -239,22 +239,22 @@ struct Fixture {
   static constexpr const char* kPublish =
       "[{source: gen, type: \"test.*\", qos: 1}, {source: mqtt, type: \"mqtt.*\", qos: 1}]";
   explicit Fixture(const Broker& broker, const std::string& extra = "", const std::string& publish = kPublish,
-                   const std::string& address = "") {
+                   const std::string& address = "", const std::string& host = "h1", const std::string& groups = "[web]") {
     std::string config = "agent: {control_socket: \"@DIR@/control.sock\", log_level: debug}\n"
                          "plugins:\n"
                          "  - name: mqtt\n"
                          "    plugin: " + plugin() + "\n"
                          "    config:\n"
                          "      broker: \"" + (address.empty() ? broker.address() : address) + "\"\n"
-                         "      prefix: hostlet/h1\n"
-                         "      client_id: h1\n"
+                         "      prefix: hostlet/" + host + "\n"
+                         "      client_id: " + host + "\n"
                          "      keepalive: 5s\n"
                          "      reconnect_min: 50ms\n"
                          "      reconnect_max: 500ms\n"
                          "      connect_timeout: 2s\n"
                          "      publish: " + publish + "\n"
                          "      allow: [\"mqtt.stat*\"]\n"
-                         "      groups: [web]\n" + extra;
+                         "      groups: " + groups + "\n" + extra;
     agent = std::make_unique<Agent>(dir, config);
     REQUIRE(agent->start());
   }
@@ -647,4 +647,68 @@ TEST_CASE("mqtt: a reload hands the outbox to the new version: nothing accepted 
   for (auto& r : sub.on("hostlet/h1/events/gen/test.tick")) seqs.push_back(std::stoi(r.body()["attrs"]["seq"].get<std::string>()));
   REQUIRE(seqs.size() >= 200);
   CHECK(std::is_sorted(seqs.begin(), seqs.end()));
+}
+
+TEST_CASE("fleet: three agents on one broker: hosts, a call to all, a group call, a refusal, events") {
+  Broker broker;
+  Fixture h1(broker, "", Fixture::kPublish, "", "h1", "[web]");
+  Fixture h2(broker, "", Fixture::kPublish, "", "h2", "[web]");
+  Fixture h3(broker, "", Fixture::kPublish, "", "h3", "[db]");
+  for (Fixture* f : {&h1, &h2, &h3}) REQUIRE(wait_until([&] { return f->connected(); }));
+  const std::string fleet = env_path("HOSTLET_FLEET");
+  auto run_fleet = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {fleet, "-b", broker.address(), "--timeout", "5"});
+    return run(args);
+  };
+  Run hosts = run_fleet({"--json", "hosts"});
+  REQUIRE(hosts.exit_code == 0);
+  json hs = json::parse(hosts.out);
+  for (const char* h : {"h1", "h2", "h3"}) CHECK(hs[h]["state"] == "online");
+  CHECK(hs["h3"]["groups"] == json::array({"db"}));
+  Run table = run_fleet({"hosts"});
+  CHECK(table.out.find("h2") != std::string::npos);
+
+  Run all = run_fleet({"--json", "call", "--all", "mqtt.status"});
+  CAPTURE(all.out, all.err);
+  REQUIRE(all.exit_code == 0);
+  json a = json::parse(all.out);
+  CHECK(a["answers"].size() == 3);
+  CHECK(a["missing"].empty());
+  for (const char* h : {"h1", "h2", "h3"}) {
+    CHECK(a["answers"][h]["answer"]["ok"] == true);
+    CHECK(a["answers"][h]["answer"]["attrs"]["prefix"] == std::string("hostlet/") + h);
+    CHECK(a["answers"][h]["ms"].get<double>() >= 0);
+  }
+
+  Run web = run_fleet({"--json", "call", "--group", "web", "mqtt.status"});
+  REQUIRE(web.exit_code == 0);
+  json w = json::parse(web.out);
+  CHECK(w["answers"].size() == 2);
+  CHECK(w["answers"].contains("h1"));
+  CHECK(w["answers"].contains("h2"));
+  CHECK_FALSE(w["answers"].contains("h3"));
+
+  Run refused = run_fleet({"call", "--host", "h3", "mqtt.publish", "topic=x/y"});
+  CHECK(refused.exit_code == 1);
+  CHECK(refused.out.find("not allowed") != std::string::npos);
+
+  // A host that is gone: listed as not answering.
+  h2.agent->process().signal(SIGKILL);
+  REQUIRE(wait_until([&] { return json::parse(run_fleet({"--json", "hosts"}).out)["h2"]["state"] == "offline"; }, 20s));
+  Run missing = run_fleet({"--timeout", "1", "call", "--host", "h2", "mqtt.status"});
+  CHECK(missing.exit_code == 1);
+  CHECK(missing.out.find("no answer within") != std::string::npos);
+
+  // Events from every host, filtered by type.
+  Process stream({fleet, "-b", broker.address(), "events", "--type", "test.*", "--count", "2"});
+  std::this_thread::sleep_for(1s);  // its subscription is up (the events below would otherwise pass it by)
+  REQUIRE(h1.agent->ctl({"notify", "--source", "gen", "other.kind"}).exit_code == 0);
+  h1.notify(1, 1);
+  h3.notify(2, 1);
+  auto st = stream.wait(20s);
+  REQUIRE(st);
+  CHECK(WIFEXITED(*st));
+  CHECK(stream.out().find("h1 gen test.tick seq=1") != std::string::npos);
+  CHECK(stream.out().find("h3 gen test.tick seq=2") != std::string::npos);
+  CHECK(stream.out().find("other.kind") == std::string::npos);
 }
