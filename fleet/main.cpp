@@ -312,7 +312,7 @@ int cmd_events(Session& s, const Options& o) {
     else usage(("events: unknown argument '" + a + "'").c_str());
   }
   s.subscribe("hostlet/" + host + "/events/#");
-  fflush(stdout);
+  fprintf(stderr, "hostlet-fleet: streaming hostlet/%s/events/# (type %s)\n", host.c_str(), type_glob.c_str());
   for (long n = 0; count < 0 || n < count;) {
     auto m = s.next(Clock::now() + std::chrono::hours(24));
     if (!m) continue;
