@@ -80,21 +80,22 @@ class Session {
     mosquitto_connect_v5_callback_set(m_, [](mosquitto*, void* self, int rc, int, const mosquitto_property*) {
       static_cast<Session*>(self)->set([&](Session& s) { s.connack_ = rc == 0 ? 1 : -rc - 1; });
     });
-    mosquitto_subscribe_v5_callback_set(m_, [](mosquitto*, void* self, int, int, const int*, const mosquitto_property*) {
-      static_cast<Session*>(self)->set([](Session& s) { s.subacks_++; });
+    mosquitto_subscribe_v5_callback_set(m_,
+                                        [](mosquitto*, void* self, int, int, const int*, const mosquitto_property*) {
+                                          static_cast<Session*>(self)->set([](Session& s) { s.subacks_++; });
+                                        });
+    mosquitto_message_v5_callback_set(m_, [](mosquitto*, void* self, const mosquitto_message* msg,
+                                             const mosquitto_property* props) {
+      Message m{msg->topic, std::string(static_cast<const char*>(msg->payload), static_cast<size_t>(msg->payloadlen)),
+                "", Clock::now()};
+      void* corr = nullptr;
+      uint16_t len = 0;
+      if (mosquitto_property_read_binary(props, MQTT_PROP_CORRELATION_DATA, &corr, &len, false)) {
+        m.correlation.assign(static_cast<const char*>(corr), len);
+        free(corr);
+      }
+      static_cast<Session*>(self)->set([&](Session& s) { s.queue_.push_back(std::move(m)); });
     });
-    mosquitto_message_v5_callback_set(
-        m_, [](mosquitto*, void* self, const mosquitto_message* msg, const mosquitto_property* props) {
-          Message m{msg->topic, std::string(static_cast<const char*>(msg->payload), static_cast<size_t>(msg->payloadlen)),
-                    "", Clock::now()};
-          void* corr = nullptr;
-          uint16_t len = 0;
-          if (mosquitto_property_read_binary(props, MQTT_PROP_CORRELATION_DATA, &corr, &len, false)) {
-            m.correlation.assign(static_cast<const char*>(corr), len);
-            free(corr);
-          }
-          static_cast<Session*>(self)->set([&](Session& s) { s.queue_.push_back(std::move(m)); });
-        });
     int rc = mosquitto_connect(m_, o.host.c_str(), o.port, 30);
     if (rc != MOSQ_ERR_SUCCESS)
       fail("cannot connect to " + o.host + ":" + std::to_string(o.port) + ": " +
@@ -146,7 +147,8 @@ class Session {
   }
 
  private:
-  template <class F> void set(F f) {
+  template <class F>
+  void set(F f) {
     {
       std::lock_guard<std::mutex> l(mu_);
       f(*this);
@@ -209,10 +211,14 @@ int cmd_call(Session& s, const Options& o) {
   json attrs = json::object();
   for (size_t i = 1; i < o.args.size(); ++i) {
     const std::string& a = o.args[i];
-    if (a == "--host" && i + 1 < o.args.size()) host = o.args[++i];
-    else if (a == "--group" && i + 1 < o.args.size()) group = o.args[++i];
-    else if (a == "--all") all = true;
-    else if (action.empty()) action = a;
+    if (a == "--host" && i + 1 < o.args.size())
+      host = o.args[++i];
+    else if (a == "--group" && i + 1 < o.args.size())
+      group = o.args[++i];
+    else if (a == "--all")
+      all = true;
+    else if (action.empty())
+      action = a;
     else {
       const size_t eq = a.find('=');
       if (eq == std::string::npos || eq == 0) usage(("expected KEY=VALUE, got '" + a + "'").c_str());
@@ -229,7 +235,8 @@ int cmd_call(Session& s, const Options& o) {
   } else {
     for (auto& [h, st] : statuses(s)) {
       if (st.value("state", "") != "online") continue;
-      if (all) expected.insert(h);
+      if (all)
+        expected.insert(h);
       else
         for (const auto& g : st.value("groups", json::array()))
           if (g == group) expected.insert(h);
@@ -268,8 +275,10 @@ int cmd_call(Session& s, const Options& o) {
     json j = json::parse(m->payload, nullptr, false);
     if (!j.is_object()) continue;
     std::string h;
-    if (auto it = correlation_host.find(m->correlation); it != correlation_host.end()) h = it->second;
-    else if (j.contains("from") && j["from"].is_string()) h = host_of(j["from"].get<std::string>());
+    if (auto it = correlation_host.find(m->correlation); it != correlation_host.end())
+      h = it->second;
+    else if (j.contains("from") && j["from"].is_string())
+      h = host_of(j["from"].get<std::string>());
     if (h.empty() || answers.count(h)) continue;
     answers[h] = {j, std::chrono::duration<double, std::milli>(m->at - sent).count()};
   }
@@ -306,10 +315,14 @@ int cmd_events(Session& s, const Options& o) {
   long count = -1;
   for (size_t i = 1; i < o.args.size(); ++i) {
     const std::string& a = o.args[i];
-    if (a == "--host" && i + 1 < o.args.size()) host = o.args[++i];
-    else if (a == "--type" && i + 1 < o.args.size()) type_glob = o.args[++i];
-    else if (a == "--count" && i + 1 < o.args.size()) count = std::stol(o.args[++i]);
-    else usage(("events: unknown argument '" + a + "'").c_str());
+    if (a == "--host" && i + 1 < o.args.size())
+      host = o.args[++i];
+    else if (a == "--type" && i + 1 < o.args.size())
+      type_glob = o.args[++i];
+    else if (a == "--count" && i + 1 < o.args.size())
+      count = std::stol(o.args[++i]);
+    else
+      usage(("events: unknown argument '" + a + "'").c_str());
   }
   s.subscribe("hostlet/" + host + "/events/#");
   fprintf(stderr, "hostlet-fleet: streaming hostlet/%s/events/# (type %s)\n", host.c_str(), type_glob.c_str());
@@ -326,8 +339,7 @@ int cmd_events(Session& s, const Options& o) {
     } else {
       std::string attrs;
       const json ev_attrs = j.value("attrs", json::object());
-      for (auto& [k, v] : ev_attrs.items())
-        attrs += " " + k + "=" + (v.is_string() ? v.get<std::string>() : v.dump());
+      for (auto& [k, v] : ev_attrs.items()) attrs += " " + k + "=" + (v.is_string() ? v.get<std::string>() : v.dump());
       printf("%s %s %s%s\n", host_of(m->topic).c_str(), j.value("source", "?").c_str(), type.c_str(), attrs.c_str());
     }
     fflush(stdout);
@@ -345,22 +357,31 @@ int main(int argc, char** argv) {
       if (i + 1 >= argc) usage((a + " needs a value").c_str());
       return argv[++i];
     };
-    if (!o.args.empty()) o.args.push_back(a);
+    if (!o.args.empty())
+      o.args.push_back(a);
     else if (a == "-b" || a == "--broker") {
       std::string b = value();
       const size_t colon = b.rfind(':');
       if (colon == std::string::npos) usage("-b: expected HOST:PORT");
       o.host = b.substr(0, colon);
-      if (!o.host.empty() && o.host.front() == '[' && o.host.back() == ']') o.host = o.host.substr(1, o.host.size() - 2);
+      if (!o.host.empty() && o.host.front() == '[' && o.host.back() == ']')
+        o.host = o.host.substr(1, o.host.size() - 2);
       o.port = atoi(b.c_str() + colon + 1);
       if (o.port <= 0 || o.port > 65535) usage("-b: bad port");
-    } else if (a == "-u") o.user = value();
-    else if (a == "-P") o.password_file = value();
-    else if (a == "--json") o.as_json = true;
-    else if (a == "--timeout") o.timeout_s = atof(value().c_str());
-    else if (a == "-h" || a == "--help") usage(nullptr);
-    else if (a[0] == '-') usage(("unknown option " + a).c_str());
-    else o.args.push_back(a);
+    } else if (a == "-u")
+      o.user = value();
+    else if (a == "-P")
+      o.password_file = value();
+    else if (a == "--json")
+      o.as_json = true;
+    else if (a == "--timeout")
+      o.timeout_s = atof(value().c_str());
+    else if (a == "-h" || a == "--help")
+      usage(nullptr);
+    else if (a[0] == '-')
+      usage(("unknown option " + a).c_str());
+    else
+      o.args.push_back(a);
   }
   if (o.args.empty()) usage("no command");
   if (o.timeout_s <= 0) usage("--timeout must be more than 0");

@@ -74,8 +74,7 @@ const hostlet_config_key kConfig[] = {
     {"broker", HOSTLET_CONFIG_STRING, nullptr,
      "the broker: HOST:PORT, [V6]:PORT or an absolute Unix socket path; a name is resolved off the loop", 0, 0,
      HOSTLET_CONFIG_REQUIRED},
-    {"prefix", HOSTLET_CONFIG_STRING, nullptr, "topic prefix of this host (when absent: hostlet/<hostname>)", 0, 0,
-     0},
+    {"prefix", HOSTLET_CONFIG_STRING, nullptr, "topic prefix of this host (when absent: hostlet/<hostname>)", 0, 0, 0},
     {"client_id", HOSTLET_CONFIG_STRING, nullptr, "MQTT client id, unique per broker (when absent: the host name)", 1,
      65535, 0},
     {"publish", HOSTLET_CONFIG_MAP_LIST, "[]",
@@ -92,12 +91,12 @@ const hostlet_config_key kConfig[] = {
      1, 10000000, 0},
     {"outbox_bytes", HOSTLET_CONFIG_SIZE, "64MiB", "bytes (topics and payloads) the outbox holds at most", 1024,
      1LL << 34, 0},
-    {"inflight", HOSTLET_CONFIG_INT, "100", "messages handed to the broker and not yet acknowledged, at most", 1,
-     65535, 0},
+    {"inflight", HOSTLET_CONFIG_INT, "100", "messages handed to the broker and not yet acknowledged, at most", 1, 65535,
+     0},
     {"keepalive", HOSTLET_CONFIG_DURATION, "30s",
      "MQTT keepalive; the broker sends the last will after 1.5 times it without a word", 5000, 65535000, 0},
-    {"connect_timeout", HOSTLET_CONFIG_DURATION, "10s", "time for a connection to be accepted (CONNACK)", 100,
-     600000, 0},
+    {"connect_timeout", HOSTLET_CONFIG_DURATION, "10s", "time for a connection to be accepted (CONNACK)", 100, 600000,
+     0},
     {"reconnect_min", HOSTLET_CONFIG_DURATION, "500ms", "first delay before reconnecting (doubles, with jitter)", 1,
      3600000, 0},
     {"reconnect_max", HOSTLET_CONFIG_DURATION, "30s", "longest delay before reconnecting", 1, 3600000, 0},
@@ -106,8 +105,8 @@ const hostlet_config_key kConfig[] = {
     {"username", HOSTLET_CONFIG_STRING, nullptr, "user name for the broker", 0, 0, 0},
     {"password_file", HOSTLET_CONFIG_STRING, nullptr,
      "file whose first line is the password (read at start; needs username)", 0, 0, 0},
-    {"max_request", HOSTLET_CONFIG_SIZE, "64KiB", "largest request payload; a larger one is refused", 16,
-     256LL << 20, 0},
+    {"max_request", HOSTLET_CONFIG_SIZE, "64KiB", "largest request payload; a larger one is refused", 16, 256LL << 20,
+     0},
     {"rate", HOSTLET_CONFIG_DOUBLE, "20", "requests a second per origin (answer topic)", 0, 0, 0},
     {"burst", HOSTLET_CONFIG_INT, "40", "requests an origin may send at once", 1, 1000000, 0},
     {nullptr, HOSTLET_CONFIG_STRING, nullptr, nullptr, 0, 0, 0},
@@ -121,8 +120,9 @@ const hostlet_action_info kActions[] = {
 };
 
 const hostlet_event_info kEvents[] = {
-    {"mqtt.dropped", "dropped total outbox", "the outbox was full: `dropped` messages were dropped since the last "
-                                              "report (at most one report per 200 ms), `total` since start"},
+    {"mqtt.dropped", "dropped total outbox",
+     "the outbox was full: `dropped` messages were dropped since the last "
+     "report (at most one report per 200 ms), `total` since start"},
     {"connected", "broker", "a connection to the broker was accepted"},
     {"disconnected", "broker reason", "the connection to the broker was lost or refused"},
     {nullptr, nullptr, nullptr},
@@ -149,8 +149,8 @@ std::string mosq_error(int rc) {
 
 struct Counters {
   uint64_t connects = 0, disconnects = 0, rejected = 0;
-  uint64_t req_ok = 0, req_error = 0, req_refused = 0, req_malformed = 0, req_too_large = 0,
-           req_rate_limited = 0, req_no_reply = 0, answers_lost = 0;
+  uint64_t req_ok = 0, req_error = 0, req_refused = 0, req_malformed = 0, req_too_large = 0, req_rate_limited = 0,
+           req_no_reply = 0, answers_lost = 0;
 };
 
 class Mqtt final : public Plugin {
@@ -231,8 +231,8 @@ class Mqtt final : public Plugin {
   bool lost_pending_ = false;  // a callback saw the connection go; torn down after the library call returns
   std::string lost_reason_;
   bool stopping_ = false;
-  bool in_flush_ = false;  // flush() runs: a QoS 0 on_publish inside it must not start another
-  uint64_t failed_attempts_ = 0;  // since the last CONNACK: picks the next address of a name
+  bool in_flush_ = false;               // flush() runs: a QoS 0 on_publish inside it must not start another
+  uint64_t failed_attempts_ = 0;        // since the last CONNACK: picks the next address of a name
   std::map<int, uint64_t> mid_to_seq_;  // this connection's in-flight outbox messages
   struct Sending {
     uint64_t seq;
@@ -256,14 +256,17 @@ Mqtt::Mqtt(Host& h)
   if (!b) throw Error(-EINVAL, err);
   broker_ = *b;
   prefix_ = h.opt_str("prefix").value_or("hostlet/" + hostname_);
-  if (prefix_.empty() || prefix_.front() == '/' || prefix_.back() == '/' || prefix_.find_first_of("+#") != std::string::npos ||
-      !topic_problem(prefix_).empty())
+  if (prefix_.empty() || prefix_.front() == '/' || prefix_.back() == '/' ||
+      prefix_.find_first_of("+#") != std::string::npos || !topic_problem(prefix_).empty())
     throw Error(-EINVAL, "prefix '" + prefix_ + "': a topic without '+', '#' or a leading or trailing '/'");
   client_id_ = h.opt_str("client_id").value_or(hostname_);
   const std::string proto = h.str("protocol");
-  if (proto == "5") protocol_ = MQTT_PROTOCOL_V5;
-  else if (proto == "3.1.1") protocol_ = MQTT_PROTOCOL_V311;
-  else throw Error(-EINVAL, "protocol: expected 5 or 3.1.1, got '" + proto + "'");
+  if (proto == "5")
+    protocol_ = MQTT_PROTOCOL_V5;
+  else if (proto == "3.1.1")
+    protocol_ = MQTT_PROTOCOL_V311;
+  else
+    throw Error(-EINVAL, "protocol: expected 5 or 3.1.1, got '" + proto + "'");
   clean_start_ = h.boolean("clean_start");
   keepalive_s_ = static_cast<int>(h.integer("keepalive") / 1000);
   connect_timeout_ms_ = static_cast<uint64_t>(h.integer("connect_timeout"));
@@ -309,8 +312,7 @@ Mqtt::Mqtt(Host& h)
     m.retain = retain == "true";
     const uint64_t before = outbox_.dropped();
     enqueue(std::move(m));
-    call.ok({{"outbox", std::to_string(outbox_.size())},
-             {"dropped", std::to_string(outbox_.dropped() - before)}});
+    call.ok({{"outbox", std::to_string(outbox_.size())}, {"dropped", std::to_string(outbox_.dropped() - before)}});
   });
   h.action("status", [this](Call& call) {
     auto n = [](uint64_t v) { return std::to_string(v); };
@@ -416,14 +418,17 @@ void Mqtt::hand_over() {
       off += static_cast<size_t>(w);
     }
   }
-  int r = fd < 0 ? -errno : host().api()->keep_fd(host().c(), "outbox", fd, kHandOverState.data(), kHandOverState.size());
+  int r =
+      fd < 0 ? -errno : host().api()->keep_fd(host().c(), "outbox", fd, kHandOverState.data(), kHandOverState.size());
   if (r == 0) {
     host().info("handing %zu messages to the next version", n);
     return;
   }
   if (fd >= 0) close(fd);
-  if (r == -ESHUTDOWN) host().warn("stopping with %zu messages not taken by the broker: they are lost", n);
-  else host().error("cannot hand %zu messages to the next version (%s): they are lost", n, hostlet_strerror(r));
+  if (r == -ESHUTDOWN)
+    host().warn("stopping with %zu messages not taken by the broker: they are lost", n);
+  else
+    host().error("cannot hand %zu messages to the next version (%s): they are lost", n, hostlet_strerror(r));
 }
 
 void Mqtt::take_over() {
@@ -483,7 +488,8 @@ void Mqtt::connect() {
         std::vector<std::string> out;
         for (addrinfo* a = res; a; a = a->ai_next) {
           char buf[INET6_ADDRSTRLEN] = {};
-          if (getnameinfo(a->ai_addr, a->ai_addrlen, buf, sizeof buf, nullptr, 0, NI_NUMERICHOST) == 0) out.push_back(buf);
+          if (getnameinfo(a->ai_addr, a->ai_addrlen, buf, sizeof buf, nullptr, 0, NI_NUMERICHOST) == 0)
+            out.push_back(buf);
         }
         freeaddrinfo(res);
         if (out.empty()) throw Error(-EHOSTUNREACH, "cannot resolve '" + name + "': no address");
@@ -511,8 +517,8 @@ void Mqtt::connect_to(const std::string& address, int port) {
   }
   mosquitto_int_option(m.get(), MOSQ_OPT_PROTOCOL_VERSION, protocol_);
   const std::string will = status_json(false);
-  int rc = mosquitto_will_set_v5(m.get(), (prefix_ + "/status").c_str(), static_cast<int>(will.size()), will.data(),
-                                 1, true, nullptr);
+  int rc = mosquitto_will_set_v5(m.get(), (prefix_ + "/status").c_str(), static_cast<int>(will.size()), will.data(), 1,
+                                 true, nullptr);
   if (rc == MOSQ_ERR_SUCCESS && has_username_)
     rc = mosquitto_username_pw_set(m.get(), username_.c_str(), password_file_.empty() ? nullptr : password_.c_str());
   if (rc != MOSQ_ERR_SUCCESS) {
@@ -525,9 +531,10 @@ void Mqtt::connect_to(const std::string& address, int port) {
   mosquitto_disconnect_v5_callback_set(m.get(), [](mosquitto*, void* self, int rc, const mosquitto_property*) {
     static_cast<Mqtt*>(self)->on_disconnect(rc);
   });
-  mosquitto_publish_v5_callback_set(m.get(), [](mosquitto*, void* self, int mid, int reason, const mosquitto_property*) {
-    static_cast<Mqtt*>(self)->on_publish(mid, reason);
-  });
+  mosquitto_publish_v5_callback_set(m.get(),
+                                    [](mosquitto*, void* self, int mid, int reason, const mosquitto_property*) {
+                                      static_cast<Mqtt*>(self)->on_publish(mid, reason);
+                                    });
   mosquitto_message_v5_callback_set(
       m.get(), [](mosquitto*, void* self, const mosquitto_message* msg, const mosquitto_property* props) {
         static_cast<Mqtt*>(self)->on_message(msg, props);
@@ -535,8 +542,8 @@ void Mqtt::connect_to(const std::string& address, int port) {
 
   rc = mosquitto_connect_bind_async(m.get(), address.c_str(), port, keepalive_s_, nullptr);
   if (rc != MOSQ_ERR_SUCCESS) {
-    host().warn("cannot connect to %s: %s", broker_.unix_socket() ? address.c_str()
-                                                                     : (address + ":" + std::to_string(port)).c_str(),
+    host().warn("cannot connect to %s: %s",
+                broker_.unix_socket() ? address.c_str() : (address + ":" + std::to_string(port)).c_str(),
                 mosq_error(rc).c_str());
     return retry_later();
   }
@@ -619,8 +626,8 @@ void Mqtt::after_io() {
 
 void Mqtt::update_watch() {
   if (!mosq_ || !watch_) return;
-  host().api()->watch_update(watch_, HOSTLET_WATCH_READABLE |
-                                         (mosquitto_want_write(mosq_.get()) ? HOSTLET_WATCH_WRITABLE : 0u));
+  host().api()->watch_update(
+      watch_, HOSTLET_WATCH_READABLE | (mosquitto_want_write(mosq_.get()) ? HOSTLET_WATCH_WRITABLE : 0u));
 }
 
 void Mqtt::lost(const std::string& why) {
@@ -637,9 +644,10 @@ void Mqtt::lost(const std::string& why) {
   if (was_connected) {
     ++counters_.disconnects;
     host().warn("broker connection lost: %s; %zu messages held", why.c_str(), outbox_.size());
-    host().publish("disconnected", {{"broker", broker_.unix_socket() ? broker_.host
-                                                                     : broker_.host + ":" + std::to_string(broker_.port)},
-                                    {"reason", why}});
+    host().publish(
+        "disconnected",
+        {{"broker", broker_.unix_socket() ? broker_.host : broker_.host + ":" + std::to_string(broker_.port)},
+         {"reason", why}});
   } else {
     host().info("cannot connect to the broker: %s", why.c_str());
   }
@@ -738,8 +746,9 @@ void Mqtt::on_message(const mosquitto_message* msg, const mosquitto_property* pr
                       std::to_string(max_request_));
   }
   std::string error, payload_reply_to;
-  auto req = parse_request(std::string_view(static_cast<const char*>(msg->payload), static_cast<size_t>(msg->payloadlen)),
-                           &error, &payload_reply_to);
+  auto req =
+      parse_request(std::string_view(static_cast<const char*>(msg->payload), static_cast<size_t>(msg->payloadlen)),
+                    &error, &payload_reply_to);
   if (reply_topic.empty()) reply_topic = payload_reply_to;
   if (!req) return refuse(&Counters::req_malformed, reply_topic, correlation, "", error);
   if (reply_topic.empty())
@@ -870,10 +879,8 @@ void Mqtt::answer(const std::string& reply_topic, const std::string& correlation
 }
 
 std::string Mqtt::status_json(bool online) const {
-  nlohmann::json j = {{"state", online ? "online" : "offline"},
-                      {"host", hostname_},
-                      {"client_id", client_id_},
-                      {"prefix", prefix_}};
+  nlohmann::json j = {
+      {"state", online ? "online" : "offline"}, {"host", hostname_}, {"client_id", client_id_}, {"prefix", prefix_}};
   if (online) {
     j["version"] = HOSTLET_VERSION;
     j["started"] = started_unix_;
@@ -915,14 +922,13 @@ void Mqtt::collect(Metrics& m) {
   m.counter("hostlet_mqtt_disconnects_total", "Accepted connections that were lost.");
   one(static_cast<double>(counters_.disconnects));
   m.counter("hostlet_mqtt_requests_total", "Requests received from the broker, by outcome.");
-  const std::pair<const char*, uint64_t> results[] = {
-      {"ok", counters_.req_ok},
-      {"failed", counters_.req_error},
-      {"refused", counters_.req_refused},
-      {"malformed", counters_.req_malformed},
-      {"too_large", counters_.req_too_large},
-      {"rate_limited", counters_.req_rate_limited},
-      {"no_reply_topic", counters_.req_no_reply}};
+  const std::pair<const char*, uint64_t> results[] = {{"ok", counters_.req_ok},
+                                                      {"failed", counters_.req_error},
+                                                      {"refused", counters_.req_refused},
+                                                      {"malformed", counters_.req_malformed},
+                                                      {"too_large", counters_.req_too_large},
+                                                      {"rate_limited", counters_.req_rate_limited},
+                                                      {"no_reply_topic", counters_.req_no_reply}};
   for (const auto& [name, v] : results) m.sample(static_cast<double>(v), {{"instance", inst}, {"result", name}});
   m.counter("hostlet_mqtt_answers_lost_total", "Answers that could not be sent (no connection).");
   one(static_cast<double>(counters_.answers_lost));

@@ -79,8 +79,10 @@ std::optional<PublishRule> parse_publish_rule(const std::string& json_item, std:
       }
       r.qos = v == "1" ? 1 : 0;
     } else if (key == "retain") {
-      if (v == "true" || v == "yes" || v == "on") r.retain = true;
-      else if (v == "false" || v == "no" || v == "off") r.retain = false;
+      if (v == "true" || v == "yes" || v == "on")
+        r.retain = true;
+      else if (v == "false" || v == "no" || v == "off")
+        r.retain = false;
       else {
         *error = "retain: expected true or false, got '" + v + "'";
         return std::nullopt;
@@ -152,8 +154,10 @@ std::optional<Request> parse_request(std::string_view payload, std::string* erro
         *error = "malformed request: an attribute name is empty";
         return std::nullopt;
       }
-      if (value.is_string()) r.attrs.push_back({key, value.get<std::string>()});
-      else if (value.is_number() || value.is_boolean()) r.attrs.push_back({key, value.dump()});
+      if (value.is_string())
+        r.attrs.push_back({key, value.get<std::string>()});
+      else if (value.is_number() || value.is_boolean())
+        r.attrs.push_back({key, value.dump()});
       else {
         *error = "malformed request: attribute '" + key + "' must be a string, a number or a boolean";
         return std::nullopt;

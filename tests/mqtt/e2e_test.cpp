@@ -66,7 +66,8 @@ class Broker {
     std::string conf = "listener " + std::to_string(port_) + " 127.0.0.1\n" +
                        std::string(anonymous ? "allow_anonymous true\n" : "allow_anonymous false\n") +
                        // As root mosquitto would switch to user mosquitto, which cannot write our temp dir.
-                       "user " + user_name() + "\n"
+                       "user " + user_name() +
+                       "\n"
                        "log_dest stderr\n"
                        "log_type error\nlog_type warning\nlog_type notice\n"
                        // Room for what a persistent subscriber is owed while it is away (default 1000).
@@ -129,12 +130,12 @@ class Client {
       c->connack_ = rc == 0 ? 1 : -1;
       if (rc == 0) c->connects_++;
     });
-    mosquitto_subscribe_v5_callback_set(
-        m_, [](mosquitto*, void* self, int, int, const int*, const mosquitto_property*) {
-          auto* c = static_cast<Client*>(self);
-          std::lock_guard<std::mutex> l(c->mu_);
-          c->subacks_++;
-        });
+    mosquitto_subscribe_v5_callback_set(m_,
+                                        [](mosquitto*, void* self, int, int, const int*, const mosquitto_property*) {
+                                          auto* c = static_cast<Client*>(self);
+                                          std::lock_guard<std::mutex> l(c->mu_);
+                                          c->subacks_++;
+                                        });
     mosquitto_message_v5_callback_set(
         m_, [](mosquitto*, void* self, const mosquitto_message* msg, const mosquitto_property* props) {
           auto* c = static_cast<Client*>(self);
@@ -180,7 +181,8 @@ class Client {
   void publish(const std::string& topic, const std::string& payload, const std::string& response_topic = "",
                const std::string& correlation = "") {
     mosquitto_property* props = nullptr;
-    if (!response_topic.empty()) mosquitto_property_add_string(&props, MQTT_PROP_RESPONSE_TOPIC, response_topic.c_str());
+    if (!response_topic.empty())
+      mosquitto_property_add_string(&props, MQTT_PROP_RESPONSE_TOPIC, response_topic.c_str());
     if (!correlation.empty())
       mosquitto_property_add_binary(&props, MQTT_PROP_CORRELATION_DATA, correlation.data(),
                                     static_cast<uint16_t>(correlation.size()));
@@ -245,22 +247,35 @@ struct Fixture {
   static constexpr const char* kPublish =
       "[{source: gen, type: \"test.*\", qos: 1}, {source: mqtt, type: \"mqtt.*\", qos: 1}]";
   explicit Fixture(const Broker& broker, const std::string& extra = "", const std::string& publish = kPublish,
-                   const std::string& address = "", const std::string& host = "h1", const std::string& groups = "[web]") {
-    std::string config = "agent: {control_socket: \"@DIR@/control.sock\", log_level: debug}\n"
-                         "plugins:\n"
-                         "  - name: mqtt\n"
-                         "    plugin: " + plugin() + "\n"
-                         "    config:\n"
-                         "      broker: \"" + (address.empty() ? broker.address() : address) + "\"\n"
-                         "      prefix: hostlet/" + host + "\n"
-                         "      client_id: " + host + "\n"
-                         "      keepalive: 5s\n"
-                         "      reconnect_min: 50ms\n"
-                         "      reconnect_max: 500ms\n"
-                         "      connect_timeout: 2s\n"
-                         "      publish: " + publish + "\n"
-                         "      allow: [\"mqtt.stat*\"]\n"
-                         "      groups: " + groups + "\n" + extra;
+                   const std::string& address = "", const std::string& host = "h1",
+                   const std::string& groups = "[web]") {
+    std::string config =
+        "agent: {control_socket: \"@DIR@/control.sock\", log_level: debug}\n"
+        "plugins:\n"
+        "  - name: mqtt\n"
+        "    plugin: " +
+        plugin() +
+        "\n"
+        "    config:\n"
+        "      broker: \"" +
+        (address.empty() ? broker.address() : address) +
+        "\"\n"
+        "      prefix: hostlet/" +
+        host +
+        "\n"
+        "      client_id: " +
+        host +
+        "\n"
+        "      keepalive: 5s\n"
+        "      reconnect_min: 50ms\n"
+        "      reconnect_max: 500ms\n"
+        "      connect_timeout: 2s\n"
+        "      publish: " +
+        publish +
+        "\n"
+        "      allow: [\"mqtt.stat*\"]\n"
+        "      groups: " +
+        groups + "\n" + extra;
     agent = std::make_unique<Agent>(dir, config);
     REQUIRE(agent->start());
   }
@@ -284,7 +299,10 @@ struct Fixture {
     LineClient c(agent->control_socket());
     std::vector<uint64_t> ids;
     for (int i = first; i < first + n; ++i) {
-      json req = {{"id", i}, {"cmd", "notify"}, {"source", "gen"}, {"type", "test.tick"},
+      json req = {{"id", i},
+                  {"cmd", "notify"},
+                  {"source", "gen"},
+                  {"type", "test.tick"},
                   {"attrs", {{"seq", std::to_string(i)}}}};
       REQUIRE(c.send_line(req.dump()));
       auto line = c.recv_line();
@@ -326,8 +344,8 @@ TEST_CASE("mqtt: the retained status is online with version and instances, and t
   }
   // SIGKILL: no goodbye, the broker's last will says it.
   f.agent->process().signal(SIGKILL);
-  auto offline =
-      watcher.wait_for("hostlet/h1/status", [](const Received& r) { return r.body()["state"] == "offline"; }, 20s);
+  auto offline = watcher.wait_for(
+      "hostlet/h1/status", [](const Received& r) { return r.body()["state"] == "offline"; }, 20s);
   REQUIRE(offline);
   CHECK(offline->body()["client_id"] == "h1");
   Client after(broker.port());
@@ -364,8 +382,8 @@ TEST_CASE("mqtt: events a publish entry selects arrive as JSON on events/<source
   REQUIRE(custom);
   CHECK(custom->payload == "hello");
   // QoS 0 leaves the outbox once written, retained ones are kept by the broker.
-  Run pub0 = f.agent->ctl({"call", "mqtt.publish", "topic=hostlet/h1/events/kept", "payload=zero", "qos=0",
-                           "retain=true"});
+  Run pub0 =
+      f.agent->ctl({"call", "mqtt.publish", "topic=hostlet/h1/events/kept", "payload=zero", "qos=0", "retain=true"});
   REQUIRE(pub0.exit_code == 0);
   auto zero = sub.wait_for("hostlet/h1/events/kept", [](const Received&) { return true; });
   REQUIRE(zero);
@@ -425,7 +443,8 @@ TEST_CASE("mqtt: a call through the broker answers on the MQTT 5 response topic 
     REQUIRE(big);
     CHECK(big->body()["error"].get<std::string>().find("request too large") == 0);
     caller.publish("hostlet/h1/call/mqtt.status", std::string(10 << 20, ' '), "test/inbox/4b", "c4b");  // 10 MiB
-    auto huge = caller.wait_for("test/inbox/4b", [](const Received&) { return true; }, 30s);
+    auto huge = caller.wait_for(
+        "test/inbox/4b", [](const Received&) { return true; }, 30s);
     REQUIRE(huge);
     CHECK(huge->correlation == "c4b");
     CHECK(huge->body()["error"] == "request too large: 10485760 bytes, max_request is 65536");
@@ -530,12 +549,14 @@ TEST_CASE("mqtt: a broker stopped (SIGSTOP) for longer than the keepalive: the a
   broker.process().signal(SIGCONT);
   REQUIRE(wait_until([&] { return f.connected(); }, 30s));
   for (uint64_t id : f.notify(5000, 100)) want.insert(id);
-  REQUIRE(wait_until([&] {
-    auto got = event_ids(sub);
-    for (uint64_t id : want)
-      if (!got.count(id)) return false;
-    return true;
-  }, 40s));
+  REQUIRE(wait_until(
+      [&] {
+        auto got = event_ids(sub);
+        for (uint64_t id : want)
+          if (!got.count(id)) return false;
+        return true;
+      },
+      40s));
   CHECK(f.status()["dropped"] == "0");
   CHECK(sub.connects() == 1);  // the subscriber's view was never interrupted
 }
@@ -561,7 +582,8 @@ TEST_CASE("mqtt: a small outbox drops the oldest while the broker is away, count
   REQUIRE(wait_until([&] { return f.status()["outbox"] == "0"; }, 20s));
   std::this_thread::sleep_for(500ms);
   std::set<int> seqs;
-  for (auto& r : sub.on("hostlet/h1/events/gen/test.tick")) seqs.insert(std::stoi(r.body()["attrs"]["seq"].get<std::string>()));
+  for (auto& r : sub.on("hostlet/h1/events/gen/test.tick"))
+    seqs.insert(std::stoi(r.body()["attrs"]["seq"].get<std::string>()));
   std::set<int> newest;
   for (int i = 31; i <= 80; ++i) newest.insert(i);
   CHECK(seqs == newest);  // the oldest 30 went
@@ -582,8 +604,10 @@ TEST_CASE("mqtt: requests beyond an origin's burst are answered 'rate limited' a
   int ok = 0, limited = 0;
   for (auto& r : caller.on("test/inbox/a")) {
     json b = r.body();
-    if (b["ok"] == true) ok++;
-    else if (b["error"].get<std::string>().find("rate limited") == 0) limited++;
+    if (b["ok"] == true)
+      ok++;
+    else if (b["error"].get<std::string>().find("rate limited") == 0)
+      limited++;
   }
   CHECK(ok == 2);
   CHECK(limited == 1);
@@ -638,21 +662,25 @@ TEST_CASE("mqtt: a reload hands the outbox to the new version: nothing accepted 
   Run reload = f.agent->ctl({"reload", "mqtt"});
   REQUIRE(reload.exit_code == 0);
   CHECK(f.agent->log().find("handing 150 messages to the next version") != std::string::npos);
-  REQUIRE(wait_until([&] { return f.agent->log().find("took 150 messages from the previous version") != std::string::npos; }));
+  REQUIRE(wait_until(
+      [&] { return f.agent->log().find("took 150 messages from the previous version") != std::string::npos; }));
   CHECK(f.status()["outbox"] == "150");
   for (uint64_t id : f.notify(500, 50)) want.insert(id);  // the new version's own, after them
   broker.start();
   REQUIRE(wait_until([&] { return f.connected(); }, 20s));
-  REQUIRE(wait_until([&] {
-    auto got = event_ids(sub);
-    for (uint64_t id : want)
-      if (!got.count(id)) return false;
-    return true;
-  }, 30s));
+  REQUIRE(wait_until(
+      [&] {
+        auto got = event_ids(sub);
+        for (uint64_t id : want)
+          if (!got.count(id)) return false;
+        return true;
+      },
+      30s));
   REQUIRE(wait_until([&] { return f.status()["outbox"] == "0"; }, 20s));
   // In order: the handed-over events first.
   std::vector<int> seqs;
-  for (auto& r : sub.on("hostlet/h1/events/gen/test.tick")) seqs.push_back(std::stoi(r.body()["attrs"]["seq"].get<std::string>()));
+  for (auto& r : sub.on("hostlet/h1/events/gen/test.tick"))
+    seqs.push_back(std::stoi(r.body()["attrs"]["seq"].get<std::string>()));
   REQUIRE(seqs.size() >= 200);
   CHECK(std::is_sorted(seqs.begin(), seqs.end()));
 }
@@ -720,4 +748,32 @@ TEST_CASE("fleet: three agents on one broker: hosts, a call to all, a group call
   CHECK(stream.out().find("h1 gen test.tick seq=1") != std::string::npos);
   CHECK(stream.out().find("h3 gen test.tick seq=2") != std::string::npos);
   CHECK(stream.out().find("other.kind") == std::string::npos);
+}
+
+TEST_CASE("mqtt: hostlet --check reports a bad publish entry, allow glob or broker, naming it") {
+  TempDir dir;
+  auto check = [&](const std::string& config) {
+    const std::string path = dir.write("hostlet.yaml", "agent: {control_socket: \"" + dir.path() +
+                                                           "/c.sock\"}\nplugins:\n  - name: mqtt\n    plugin: " +
+                                                           plugin() + "\n    config: " + config + "\n");
+    return run({env_path("HOSTLET_BIN"), "--check", "-c", path});
+  };
+  Run ok = check("{broker: \"127.0.0.1:1883\", publish: [{type: \"vm.*\", qos: 0}], allow: [\"virt.*\"]}");
+  CAPTURE(ok.out, ok.err);
+  CHECK(ok.exit_code == 0);
+  Run qos = check("{broker: \"127.0.0.1:1883\", publish: [{type: x}, {type: y, qos: 2}]}");
+  CHECK(qos.exit_code == 1);
+  CHECK((qos.out + qos.err).find("publish[1]: qos: must be 0 or 1, got '2'") != std::string::npos);
+  Run key = check("{broker: \"127.0.0.1:1883\", publish: [{sorce: x}]}");
+  CHECK(key.exit_code == 1);
+  CHECK((key.out + key.err).find("unknown key 'sorce'") != std::string::npos);
+  Run glob = check("{broker: \"127.0.0.1:1883\", allow: [\"virt.[x\"]}");
+  CHECK(glob.exit_code == 1);
+  CHECK((glob.out + glob.err).find("allow: 'virt.[x'") != std::string::npos);
+  Run broker = check("{broker: \"nowhere\"}");
+  CHECK(broker.exit_code == 1);
+  CHECK((broker.out + broker.err).find("broker 'nowhere': expected HOST:PORT") != std::string::npos);
+  Run shape = check("{broker: \"127.0.0.1:1883\", publish: [\"vm.*\"]}");
+  CHECK(shape.exit_code == 1);
+  CHECK((shape.out + shape.err).find("config.publish[0]: expected a mapping") != std::string::npos);
 }

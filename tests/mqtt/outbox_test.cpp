@@ -69,7 +69,7 @@ TEST_CASE("outbox: when full the oldest waiting messages are dropped and counted
 }
 
 TEST_CASE("outbox: the byte bound drops as many old messages as the new one needs") {
-  Outbox o(100, 10, 10);  // topic "t" is 1 byte: each message below is 1 + payload
+  Outbox o(100, 10, 10);            // topic "t" is 1 byte: each message below is 1 + payload
   CHECK(o.push(msg("aaaa")) == 0);  // 5
   CHECK(o.push(msg("bbbb")) == 0);  // 10
   CHECK(o.bytes() == 10);

@@ -74,8 +74,8 @@ TEST_CASE("wire: an event is JSON with id, time, source, type and attrs") {
 
 TEST_CASE("wire: a request carries attrs, an id and a reply_to") {
   std::string err, reply;
-  auto r = parse_request(R"({"attrs":{"name":"vm1","count":3,"force":true},"id":"x-1","reply_to":"me/inbox"})",
-                         &err, &reply);
+  auto r = parse_request(R"({"attrs":{"name":"vm1","count":3,"force":true},"id":"x-1","reply_to":"me/inbox"})", &err,
+                         &reply);
   REQUIRE(r);
   REQUIRE(r->attrs.size() == 3);
   CHECK(r->attrs[0].key == "count");  // nlohmann orders keys
@@ -105,7 +105,8 @@ TEST_CASE("wire: a malformed request says what is wrong and keeps its reply_to")
 
 TEST_CASE("wire: answers are the action's ok/attrs/data or error, with the request's id") {
   json ok = json::parse(answer_ok("7", "hostlet/h1", {{"state", "running"}}, "[1,2]"));
-  CHECK(ok == json{{"id", 7}, {"from", "hostlet/h1"}, {"ok", true}, {"attrs", {{"state", "running"}}}, {"data", {1, 2}}});
+  CHECK(ok ==
+        json{{"id", 7}, {"from", "hostlet/h1"}, {"ok", true}, {"attrs", {{"state", "running"}}}, {"data", {1, 2}}});
   json bare = json::parse(answer_ok("", "p", {}, ""));
   CHECK(bare == json{{"from", "p"}, {"ok", true}, {"attrs", json::object()}});
   json err = json::parse(answer_error("\"a\"", "p", "no such action"));
@@ -145,7 +146,7 @@ TEST_CASE("rate: a burst, then the rate, per origin") {
   CHECK(r.take("a", t0));
   CHECK(r.take("a", t0));
   CHECK_FALSE(r.take("a", t0));
-  CHECK(r.take("b", t0));               // another origin has its own bucket
+  CHECK(r.take("b", t0));                // another origin has its own bucket
   CHECK(r.take("a", t0 + 100'000'000));  // 0.1 s at 10/s: one more token
   CHECK_FALSE(r.take("a", t0 + 100'000'000));
 }
