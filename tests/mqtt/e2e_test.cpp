@@ -63,7 +63,8 @@ bool port_open(int port) {
 class Broker {
  public:
   explicit Broker(bool persist = false, bool anonymous = true) : port_(free_port()) {
-    std::string conf = "listener " + std::to_string(port_) + " 127.0.0.1\n" +
+    // Also a Unix socket listener (mosquitto 2.0: port 0 and a path).
+    std::string conf = "listener " + std::to_string(port_) + " 127.0.0.1\n" + "listener 0 " + socket_path() + "\n" +
                        std::string(anonymous ? "allow_anonymous true\n" : "allow_anonymous false\n") +
                        // As root mosquitto would switch to user mosquitto, which cannot write our temp dir.
                        "user " + user_name() +
@@ -96,6 +97,7 @@ class Broker {
   }
   Process& process() { return *proc_; }
   int port() const { return port_; }
+  std::string socket_path() const { return dir_ / "mqtt.sock"; }
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
 
  private:
@@ -776,4 +778,15 @@ TEST_CASE("mqtt: hostlet --check reports a bad publish entry, allow glob or brok
   Run shape = check("{broker: \"127.0.0.1:1883\", publish: [\"vm.*\"]}");
   CHECK(shape.exit_code == 1);
   CHECK((shape.out + shape.err).find("config.publish[0]: expected a mapping") != std::string::npos);
+}
+
+TEST_CASE("mqtt: a broker on a Unix socket") {
+  Broker broker;
+  Fixture f(broker, "", Fixture::kPublish, broker.socket_path());
+  REQUIRE(wait_until([&] { return f.connected(); }, 20s));
+  Client sub(broker.port());
+  sub.subscribe("hostlet/h1/events/gen/test.tick");
+  auto ids = f.notify(1, 5);
+  REQUIRE(wait_until([&] { return event_ids(sub).size() == 5; }));
+  CHECK(*event_ids(sub).begin() == ids.front());
 }
