@@ -28,6 +28,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -193,6 +194,23 @@ double plain_rate(int port, uint64_t n, int qos) {
   return static_cast<double>(n) / std::chrono::duration<double>(t1 - t0).count();
 }
 
+// The agent's loop lateness while it runs `load`: bench_plugin's probe (a 1 ms
+// timer's ticks, how late each ran) over the control socket, in parallel.
+std::string with_probe(const std::string& control_sock, int ms, const std::function<void()>& load) {
+  std::string answer;
+  std::thread t([&] {
+    int fd = unix_connect(control_sock);
+    std::string buf;
+    send_all(fd, "{\"id\":1,\"cmd\":\"call\",\"action\":\"probe.probe\",\"attrs\":{\"ms\":\"" + std::to_string(ms) +
+                     "\"}}\n");
+    answer = read_line(fd, buf);
+    close(fd);
+  });
+  load();
+  t.join();
+  return answer;
+}
+
 double agent_rate(int port, const std::string& notify_sock, uint64_t n, int qos, uint64_t already) {
   Client sub(port);
   sub.subscribe("hostlet/bench/events/gen/bench.q" + std::to_string(qos), 1);
@@ -290,6 +308,7 @@ int main(int argc, char** argv) {
         << "plugins:\n"
         << "  - {name: gen, plugin: " << build << "/plugins/unixsock/unixsock.so, config: {socket: " << dir
         << "/notify.sock}}\n"
+        << "  - {name: probe, plugin: " << build << "/bench/bench_plugin.so}\n"
         << "  - name: mqtt\n    plugin: " << build << "/plugins/mqtt/mqtt.so\n"
         << "    config: {broker: \"127.0.0.1:" << port << "\", prefix: hostlet/bench, allow: [mqtt.status], "
         << "outbox: 1000000, outbox_bytes: 1GiB, rate: 1000000, burst: 1000000, "
@@ -303,9 +322,13 @@ int main(int argc, char** argv) {
          kPayload.size());
   for (int qos : {0, 1}) {
     const double plain = plain_rate(port, n, qos);
-    const double via = agent_rate(port, dir + "/notify.sock", n, qos, 0);
+    double via = 0;
+    // The probe's window: about as long as the run at the rates seen so far.
+    const std::string lag = with_probe(dir + "/control.sock", 1000,
+                                       [&] { via = agent_rate(port, dir + "/notify.sock", n, qos, 0); });
     printf("QoS %d   plain libmosquitto %9.0f msg/s   hostlet mqtt %9.0f events/s   ratio %.2f\n", qos, plain, via,
            via / plain);
+    printf("        loop lateness during the first second of it (probe): %s\n", lag.c_str());
   }
   const int calls = 2000;
   const Pct self = broker_rtt(port, "bench/self", "{}", calls, true);
