@@ -6,6 +6,8 @@
 #include <set>
 #include <type_traits>
 
+#include <hostlet/json_text.hpp>
+
 #include "config_node.hpp"
 #include "config_yaml.hpp"
 
@@ -28,10 +30,10 @@ std::optional<hostlet_config_type> ConfigValues::declared_type(std::string_view 
 
 namespace {
 
-bool known_type(int t) { return t >= HOSTLET_CONFIG_STRING && t <= HOSTLET_CONFIG_INT_LIST; }
+bool known_type(int t) { return t >= HOSTLET_CONFIG_STRING && t <= HOSTLET_CONFIG_MAP_LIST; }
 
 bool is_list(hostlet_config_type t) {
-  return t == HOSTLET_CONFIG_STRING_LIST || t == HOSTLET_CONFIG_INT_LIST;
+  return t == HOSTLET_CONFIG_STRING_LIST || t == HOSTLET_CONFIG_INT_LIST || t == HOSTLET_CONFIG_MAP_LIST;
 }
 
 struct Problem {
@@ -45,10 +47,50 @@ struct Problem {
 constexpr const char* kNulProblem =
     "contains a NUL byte, which the plugin cannot receive (config strings reach it as C strings)";
 
+// A MAP_LIST value: each item a flat mapping of scalars, handed on as a JSON
+// object of strings in the file's key order (plugin.h).
+Problem convert_map_list(const YAML::Node& n, ConfigValue& v) {
+  std::vector<YAML::Node> items;
+  if (n.IsSequence()) {
+    for (const YAML::Node& item : n) items.push_back(item);
+  } else if (n.IsMap()) {
+    items.push_back(n);
+  } else {
+    return {expected("a mapping or a list of mappings", n), {}, {}};
+  }
+  const bool seq = n.IsSequence();
+  for (size_t i = 0; i < items.size(); ++i) {
+    const YAML::Node& item = items[i];
+    const Mark m = seq ? mark_of(item) : Mark{};
+    const std::string suffix = seq ? "[" + std::to_string(i) + "]" : "";
+    if (!item.IsMap()) return {expected("a mapping", item), m, suffix};
+    std::string obj = "{";
+    std::set<std::string> seen;
+    for (const auto& kv : item) {
+      std::string key, value;
+      if (std::string p = to_string(kv.first, key); !p.empty()) return {"key: " + p, mark_of(kv.first), suffix};
+      if (!seen.insert(key).second) return {"key '" + key + "' given twice", mark_of(kv.first), suffix};
+      if (std::string p = to_string(kv.second, value); !p.empty())
+        return {p, mark_of(kv.second), suffix + "." + key};
+      if (key.find('\0') != std::string::npos || value.find('\0') != std::string::npos)
+        return {kNulProblem, mark_of(kv.second), suffix + "." + key};
+      if (obj.size() > 1) obj.push_back(',');
+      append_json_string(obj, key);
+      obj.push_back(':');
+      append_json_string(obj, value);
+    }
+    obj.push_back('}');
+    v.text += (v.list.empty() ? "" : ",") + obj;
+    v.list.push_back(std::move(obj));
+  }
+  return {};
+}
+
 // Converts one value of schema key `k`.
 Problem convert(const YAML::Node& n, const hostlet_config_key& k, ConfigValue& v) {
   const Bounds b{k.min, k.max};
   v.type = k.type;
+  if (k.type == HOSTLET_CONFIG_MAP_LIST) return convert_map_list(n, v);
   if (is_list(k.type)) {
     std::vector<YAML::Node> items;
     if (n.IsSequence()) {

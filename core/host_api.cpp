@@ -83,7 +83,7 @@ int config_double(hostlet_host* h, const char* key, double* out) {
 }
 int config_list_size(hostlet_host* h, const char* key, size_t* out) {
   const ConfigValue* v;
-  int r = lookup(h, key, {HOSTLET_CONFIG_STRING_LIST, HOSTLET_CONFIG_INT_LIST}, &v);
+  int r = lookup(h, key, {HOSTLET_CONFIG_STRING_LIST, HOSTLET_CONFIG_INT_LIST, HOSTLET_CONFIG_MAP_LIST}, &v);
   if (r == -ENOENT) {
     if (out) *out = 0;
     return 0;
@@ -93,7 +93,7 @@ int config_list_size(hostlet_host* h, const char* key, size_t* out) {
 }
 int config_list_string(hostlet_host* h, const char* key, size_t i, const char** out) {
   const ConfigValue* v;
-  int r = lookup(h, key, {HOSTLET_CONFIG_STRING_LIST, HOSTLET_CONFIG_INT_LIST}, &v);
+  int r = lookup(h, key, {HOSTLET_CONFIG_STRING_LIST, HOSTLET_CONFIG_INT_LIST, HOSTLET_CONFIG_MAP_LIST}, &v);
   if (r != 0) return r == -ENOENT ? -ERANGE : r;
   if (i >= v->list.size()) return -ERANGE;
   if (out) *out = v->list[i].c_str();

@@ -12,6 +12,7 @@ PACKAGES=(
   libuv1-dev libyaml-cpp-dev nlohmann-json3-dev libvirt-dev   # build
   libxml2-dev                                                 # the libvirt plugin reads domain XML
   zlib1g-dev                                                  # gzip of the prometheus plugin
+  libmosquitto-dev                                            # the mqtt plugin (MQTT 5 and 3.1.1 client)
   scdoc                                                       # man pages (man/*.scd)
   netcat-openbsd                                              # the README's raw-socket example
 )
@@ -23,6 +24,7 @@ TEST_PACKAGES=(
   dpkg-dev debhelper lintian                                  # scripts/package.sh and its install test
   prometheus                                                  # promtool and a real server for the metrics tests
   prometheus-libvirt-exporter                                 # the libvirt metrics' compatibility peer
+  mosquitto                                                   # a real broker for the mqtt plugin's tests
 )
 if [ "${1:-}" = --tests ]; then
   shift

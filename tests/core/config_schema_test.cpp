@@ -297,3 +297,35 @@ TEST_CASE("schema: a string value with a NUL is an error, since the plugin gets 
   CHECK(tab.ok);
   CHECK(tab.values.find("uri")->text == "a\tb");
 }
+
+TEST_CASE("schema: a mapping list reaches the plugin as JSON objects of strings, in the file's order") {
+  const hostlet_config_key schema[] = {{"publish", HOSTLET_CONFIG_MAP_LIST, "[]", "", 0, 0, 0},
+                                       {nullptr, HOSTLET_CONFIG_STRING, nullptr, nullptr, 0, 0, 0}};
+  const Validated v = validate(instance("{publish: [{type: 'vm.*', source: notify, qos: 1}, {say: \"a\\\"b\"}]}"),
+                               schema);
+  CAPTURE(v.lines());
+  REQUIRE(v.ok);
+  CHECK(v.values.find("publish")->type == HOSTLET_CONFIG_MAP_LIST);
+  CHECK(v.values.find("publish")->list ==
+        std::vector<std::string>{R"({"type":"vm.*","source":"notify","qos":"1"})", R"({"say":"a\"b"})"});
+  // One mapping is a list of one; the default applies when absent.
+  const Validated one = validate(instance("{publish: {type: x}}"), schema);
+  REQUIRE(one.ok);
+  CHECK(one.values.find("publish")->list == std::vector<std::string>{R"({"type":"x"})"});
+  const Validated none = validate(instance("{}"), schema);
+  REQUIRE(none.ok);
+  CHECK(none.values.find("publish")->list.empty());
+}
+
+TEST_CASE("schema: a mapping list refuses scalars, nested values and repeated keys where they are") {
+  const hostlet_config_key schema[] = {{"publish", HOSTLET_CONFIG_MAP_LIST, "[]", "", 0, 0, 0},
+                                       {nullptr, HOSTLET_CONFIG_STRING, nullptr, nullptr, 0, 0, 0}};
+  CHECK(validate(instance("{publish: x}"), schema).lines() ==
+        std::vector<std::string>{"test.yaml:4:23: config.publish: expected a mapping or a list of mappings, got 'x'"});
+  CHECK(validate(instance("{publish: [{a: 1}, y]}"), schema).lines() ==
+        std::vector<std::string>{"test.yaml:4:32: config.publish[1]: expected a mapping, got 'y'"});
+  CHECK(validate(instance("{publish: [{a: [1]}]}"), schema).lines() ==
+        std::vector<std::string>{"test.yaml:4:28: config.publish[0].a: expected a string, got a sequence"});
+  CHECK(validate(instance("{publish: [{a: 1, a: 2}]}"), schema).lines() ==
+        std::vector<std::string>{"test.yaml:4:31: config.publish[0]: key 'a' given twice"});
+}

@@ -204,6 +204,7 @@ void check_value(const hostlet_config_key& k, const ConfigValue& v) {
     case HOSTLET_CONFIG_BOOL: break;
     case HOSTLET_CONFIG_STRING_LIST:
     case HOSTLET_CONFIG_INT_LIST:
+    case HOSTLET_CONFIG_MAP_LIST:
       for (const auto& item : v.list) check(item.find('\0') == std::string::npos);
       if (k.type == HOSTLET_CONFIG_INT_LIST) {
         check(v.ilist.size() == v.list.size());

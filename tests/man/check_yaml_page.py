@@ -76,7 +76,7 @@ for title, real in core.items():
         problems.append(f"{title}: '{k}' is on the page but the agent does not accept it")
 
 # --- the plugins' schemas, from a running agent ------------------------------
-SHIPPED = ("unixsock", "libvirt", "sysfs", "uevent", "prometheus")
+SHIPPED = ("unixsock", "libvirt", "sysfs", "uevent", "prometheus", "mqtt")
 plugins = [p for p in SHIPPED if os.path.exists(os.path.join(plugin_build, p, p + ".so"))]
 for title in sections:
     if title.startswith("plugin ") and title[7:] not in SHIPPED:
@@ -92,6 +92,7 @@ try:
         "sysfs": {},
         "uevent": {},
         "prometheus": {"listen": [os.path.join(tmp, "http.sock")]},  # no TCP port: nothing to collide with
+        "mqtt": {"broker": os.path.join(tmp, "no-broker.sock")},  # it keeps retrying, which --describe needs not
     }
     with open(os.path.join(tmp, "hostlet.yaml"), "w") as f:
         f.write(f"agent: {{control_socket: {sock}}}\nplugins:\n")

@@ -31,6 +31,10 @@ done
 if [ -f "$build/plugins/libvirt/libvirt.so" ]; then
   [ -f "$plugins/libvirt.so" ] || fail "libvirt.so was built but is not in $plugins"
 fi
+if [ -f "$build/plugins/mqtt/mqtt.so" ]; then
+  [ -f "$plugins/mqtt.so" ] || fail "mqtt.so was built but is not in $plugins"
+  [ -x "$stage$(under_prefix "$bindir")/hostlet-fleet" ] || fail "hostlet-fleet was built but is not in bindir"
+fi
 [ -f "$config" ] || fail "no config at $config"
 cmp -s "$config" "$demo" && fail "the installed config is the embedded demo"
 fragment=$(dirname "$config")/conf.d/50-libvirt.yaml

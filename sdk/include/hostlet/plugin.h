@@ -196,7 +196,13 @@ typedef enum hostlet_config_type {
   HOSTLET_CONFIG_DURATION = 5,    /* "250ms", "5s", "2m", "1h" or a plain number of ms; read as int ms */
   HOSTLET_CONFIG_SIZE = 6,        /* "64KiB", "1MiB", "2GiB" or a plain number of bytes; read as int */
   HOSTLET_CONFIG_STRING_LIST = 7, /* a YAML sequence of scalars (a single scalar is a list of one) */
-  HOSTLET_CONFIG_INT_LIST = 8     /* a YAML sequence of integers (a single integer is a list of one) */
+  HOSTLET_CONFIG_INT_LIST = 8,    /* a YAML sequence of integers (a single integer is a list of one) */
+  /* since 1.1 */
+  /** A YAML sequence of flat mappings of scalars (a single mapping is a list of
+   *  one), e.g. `[{source: notify, type: "vm.*", qos: 1}]`. config_list_size and
+   *  config_list_string read it: item i as a JSON object whose values are
+   *  strings, keys in the file's order ({"source":"notify","type":"vm.*","qos":"1"}). */
+  HOSTLET_CONFIG_MAP_LIST = 9
 } hostlet_config_type;
 
 /** The key is required: the host reports its absence and never calls init. */
@@ -406,9 +412,9 @@ typedef struct hostlet_host_api {
   int (*config_int)(hostlet_host *host, const char *key, int64_t *out);
   int (*config_bool)(hostlet_host *host, const char *key, int *out);
   int (*config_double)(hostlet_host *host, const char *key, double *out);
-  /** Number of items of a STRING_LIST or INT_LIST key (0 when absent). -EINVAL: not a list key. */
+  /** Number of items of a STRING_LIST, INT_LIST or MAP_LIST key (0 when absent). -EINVAL: not a list key. */
   int (*config_list_size)(hostlet_host *host, const char *key, size_t *out);
-  /** Item i of a list key, as text (INT_LIST items too). -ERANGE: i out of range. */
+  /** Item i of a list key, as text (INT_LIST items too; a MAP_LIST item as JSON). -ERANGE: i out of range. */
   int (*config_list_string)(hostlet_host *host, const char *key, size_t i, const char **out);
 
   /* --- offload --- */
