@@ -84,6 +84,7 @@ const char* type_name(hostlet_config_type t) {
     case HOSTLET_CONFIG_SIZE: return "size";
     case HOSTLET_CONFIG_STRING_LIST: return "string list";
     case HOSTLET_CONFIG_INT_LIST: return "int list";
+    case HOSTLET_CONFIG_MAP: return "map";
   }
   return "?";
 }

@@ -196,8 +196,22 @@ typedef enum hostlet_config_type {
   HOSTLET_CONFIG_DURATION = 5,    /* "250ms", "5s", "2m", "1h" or a plain number of ms; read as int ms */
   HOSTLET_CONFIG_SIZE = 6,        /* "64KiB", "1MiB", "2GiB" or a plain number of bytes; read as int */
   HOSTLET_CONFIG_STRING_LIST = 7, /* a YAML sequence of scalars (a single scalar is a list of one) */
-  HOSTLET_CONFIG_INT_LIST = 8     /* a YAML sequence of integers (a single integer is a list of one) */
+  HOSTLET_CONFIG_INT_LIST = 8,    /* a YAML sequence of integers (a single integer is a list of one) */
+  /* since 1.1 */
+  HOSTLET_CONFIG_MAP = 9          /* a YAML mapping with names of the user's choice; see below */
 } hostlet_config_type;
+
+/*
+ * Maps (since 1.1). A MAP key "K" holds a mapping whose keys the user names
+ * (not containing '.'); the schema describes its values with keys below it,
+ * a '*' segment standing for each name:
+ *   "K.*"   (any scalar or list type): a map of values, e.g. env: {HOME: /root};
+ *   "K.*.x" (any type, MAP included):  a map of mappings, each with the keys x...
+ * The host validates each value (unknown keys with a suggestion, types,
+ * bounds, required keys and defaults per entry) and the getters read it under
+ * its concrete dotted name: config_string(host, "commands.backup.cwd", ...).
+ * config_map_size / config_map_key list a map's names in document order.
+ */
 
 /** The key is required: the host reports its absence and never calls init. */
 #define HOSTLET_CONFIG_REQUIRED 0x1u
@@ -648,6 +662,19 @@ typedef struct hostlet_host_api {
    *         in the store: call again with room); -EINVAL. Loop thread.
    */
   int (*take_fd)(hostlet_host *host, const char *name, void *buf, size_t cap, size_t *len_out);
+
+  /* --- since 1.1: maps in the config (HOSTLET_CONFIG_MAP) --- */
+
+  /**
+   * Number of names in a MAP key's mapping, e.g. key "commands" or
+   * "commands.backup.env" (0 when absent). \return 0; -EINVAL not a MAP key.
+   */
+  int (*config_map_size)(hostlet_host *host, const char *key, size_t *out);
+  /**
+   * Name i of a MAP key, in document order; *out is owned by the host, valid
+   * until destroy. \return 0; -ERANGE i out of range; -EINVAL not a MAP key.
+   */
+  int (*config_map_key)(hostlet_host *host, const char *key, size_t i, const char **out);
 
   /* later additions of 1.1 and later minors append here */
 } hostlet_host_api;
