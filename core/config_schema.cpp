@@ -335,8 +335,6 @@ bool validate_plugin_config(const std::string& file, const YAML::Node& section, 
     if (values && mappings)
       r.error(where, "plugin schema: MAP key '" + std::string(k->key) + "' has both '" + star + "' and keys below it");
   }
-  if (errs.size() != before) return false;
-
   Walker(r, valid, out).mapping(section, where, "", "", path);
   return errs.size() == before;
 }

@@ -25,8 +25,8 @@
 //
 // Arguments: each argv item is one argument, whatever the attributes hold:
 // "${volume}" with the value "a; rm -rf /" is that one string, never split,
-// never read by a shell. An item may mix text and several ${attr}; `$$` is a
-// '$'. argv[0] takes no template; it is resolved at init (PATH of the agent
+// never read by a shell. An item may mix text and several ${attr}; `$${`
+// is a literal "${", any other '$' is literal. argv[0] takes no template; it is resolved at init (PATH of the agent
 // when it has no '/') and must be an executable file: `hostlet --check`
 // reports it. A call naming no value for a template's attribute fails
 // ("missing attribute 'volume' for argv[2]").

@@ -13,13 +13,13 @@ std::string Template::parse(std::string_view text, Template& out) {
   std::string literal;
   for (size_t i = 0; i < text.size(); i++) {
     const char c = text[i];
-    if (c != '$' || i + 1 == text.size() || (text[i + 1] != '$' && text[i + 1] != '{')) {
-      literal += c;
+    if (text.compare(i, 3, "$${") == 0) {
+      literal += "${";
+      i += 2;
       continue;
     }
-    if (text[i + 1] == '$') {
-      literal += '$';
-      i++;
+    if (c != '$' || i + 1 == text.size() || text[i + 1] != '{') {
+      literal += c;
       continue;
     }
     const size_t close = text.find('}', i + 2);

@@ -3,8 +3,8 @@
 // of an attribute never becomes more than the text it is.
 //
 //   ${name}   the attribute `name` ([A-Za-z0-9_.-]+); absent: the call fails
-//   $$        a literal '$'
-//   $x        any other '$' is literal ("$(id)" stays "$(id)")
+//   $${       a literal "${" (a shell's ${VAR} in `sh -c` code: $${VAR})
+//   $         any other '$' is literal: "$(id)", "$$" and "$1" stay as written
 #pragma once
 
 #include <functional>
