@@ -48,13 +48,17 @@
 // against agent.action_timeout (30 s by default): keep command timeouts and
 // queues below it.
 //
-// Children never outlive the instance: its stop (agent shutdown, removal,
-// reload) sends SIGKILL to every child's process group, fails queued calls,
-// reaps the children and closes their handles before it reports stopped. A
-// reload therefore kills the old version's running commands (their calls
-// fail with "killed: the instance is stopping"); the new version runs the
-// calls that come after. Background processes a command leaves in its group
-// are killed when it exits.
+// Children never outlive the instance: its stop (agent shutdown, removal)
+// sends SIGKILL to every child's process group, fails queued calls, reaps
+// the children and closes their handles before it reports stopped (the host
+// has answered their calls "instance 'run' is stopping" by then).
+// Reload: the host pauses the instance's intake and waits for its calls in
+// progress for up to agent.reload_timeout before it stops the old version
+// (core/reload.cpp). Running commands are therefore allowed to finish, and
+// answered by the old version; if one is still running at the deadline, the
+// reload fails and the old version keeps running it and keeps serving. A
+// reload never kills a command. Background processes a command leaves in its
+// group are killed when it exits.
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
