@@ -209,6 +209,21 @@ void Child::kill_now() {
   }
 }
 
+void Child::abandon() {
+  signal_group(SIGKILL);
+  write_req_.cb = nullptr;  // closing stdin cancels a pending write: no callback for it
+  std::vector<uv_handle_t*> handles{reinterpret_cast<uv_handle_t*>(&timer_), reinterpret_cast<uv_handle_t*>(&proc_),
+                                    reinterpret_cast<uv_handle_t*>(&out_.pipe),
+                                    reinterpret_cast<uv_handle_t*>(&err_.pipe)};
+  if (spec_.input) handles.push_back(reinterpret_cast<uv_handle_t*>(&in_));
+  for (uv_handle_t* h : handles) {
+    if (uv_is_closing(h))
+      h->close_cb = nullptr;  // already closing (or closed): drop the callback it was given
+    else
+      uv_close(h, nullptr);
+  }
+}
+
 void Child::maybe_finish() {
   if (finished_ || !exited_ || out_.open || err_.open) return;
   finished_ = true;

@@ -70,6 +70,12 @@ class Child {
   // (the handles then close and `reaped` follows).
   int spawn(uv_loop_t* loop);
   void kill_now();
+  // For an instance destroyed while this child still runs (only when its
+  // stop deadline passed: a process stuck in the kernel outlives SIGKILL
+  // until it leaves it). SIGKILL to the group, then every handle closed
+  // without callbacks, so that nothing calls into the plugin's code again;
+  // the caller must then leak the Child, whose memory the loop still uses.
+  void abandon();
   pid_t pid() const { return pid_; }
 
  private:

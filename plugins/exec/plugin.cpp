@@ -278,9 +278,16 @@ class ExecPlugin final : public hostlet::Plugin {
   }
 
   ~ExecPlugin() override {
-    // stop() has reaped every child before the host destroys the instance.
-    // Should one remain (a host bug), kill its group rather than leave it.
-    for (auto& [child, owned] : children_) child->kill_now();
+    // stop() reaps every child before it reports stopped. One can remain
+    // only when the host gave up waiting (shutdown_timeout / reload_timeout):
+    // a process in uninterruptible sleep. Cut it loose without a callback
+    // into this code, which may be unloaded next.
+    for (auto& [child, owned] : children_) {
+      host().error("destroyed with pid %d still running (it did not die of SIGKILL in time); abandoning it",
+                   static_cast<int>(child->pid()));
+      child->abandon();
+      (void)owned.release();  // the loop still holds its handles' memory
+    }
   }
 
   int start() override {
