@@ -69,6 +69,7 @@
 #include <hostlet/plugin.hpp>
 #include <nlohmann/json.hpp>
 
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <deque>
@@ -324,6 +325,10 @@ class ExecPlugin final : public hostlet::Plugin {
     Host& h = host();
     const std::string key = "commands." + name;
     const std::string where = "config." + key;
+    for (char ch : name)
+      if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '_' && ch != '-')
+        throw Error(-EINVAL, where + ": a command name is part of an action name and may hold only letters, digits, "
+                                     "'_' and '-'");
     auto cmd = std::make_unique<Command>();
     cmd->name = name;
     cmd->action = std::string(h.name()) + "." + name;

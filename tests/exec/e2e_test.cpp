@@ -322,6 +322,11 @@ TEST_CASE("exec: calls beyond the limit and the queue fail at once as busy", "[e
   }
   CHECK(ok == 3);
   CHECK(busy == 3);
+  Run metrics = a.ctl({"metrics"});
+  INFO(metrics.out);
+  CHECK(metrics.out.find("hostlet_exec_busy_total{instance=\"run\"} 3") != std::string::npos);
+  CHECK(metrics.out.find("hostlet_exec_running{instance=\"run\"} 0") != std::string::npos);
+  CHECK(metrics.out.find("hostlet_exec_queued{instance=\"run\"} 0") != std::string::npos);
   stop_clean(a);
 }
 
@@ -344,6 +349,14 @@ TEST_CASE("exec: a missing binary is a clear error at --check and at call time",
   check = run({env_path("HOSTLET_BIN"), "--check", "-c", nopath.config_path()});
   CHECK(check.exit_code == 1);
   CHECK(check.err.find("config.commands.argz: unknown key 'argx'; did you mean 'argv'?") != std::string::npos);
+
+  TempDir dir5;
+  Agent badname(dir5, agent_yaml("      commands:\n"
+                                 "        \"a b\": {argv: [/bin/true]}\n"));
+  check = run({env_path("HOSTLET_BIN"), "--check", "-c", badname.config_path()});
+  CHECK(check.exit_code == 1);
+  CHECK(check.err.find("config.commands.a b: a command name is part of an action name and may hold only letters, "
+                       "digits, '_' and '-'") != std::string::npos);
 
   TempDir dir3;
   std::string prog = script(dir3, "tool.sh", "echo hi\n");
