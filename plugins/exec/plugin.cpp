@@ -311,13 +311,15 @@ class ExecPlugin final : public hostlet::Plugin {
     for (Child* c : running) c->kill_now();
   }
 
+  // Labelled by instance: two exec instances write the same families.
   void collect(Metrics& m) override {
+    const hostlet_attr instance{"instance", host().name()};
     m.gauge("hostlet_exec_running", "Commands running now.");
-    m.sample(static_cast<double>(children_.size()));
+    m.sample(static_cast<double>(children_.size()), &instance, 1);
     m.gauge("hostlet_exec_queued", "Calls waiting for a free slot.");
-    m.sample(static_cast<double>(queue_.size()));
+    m.sample(static_cast<double>(queue_.size()), &instance, 1);
     m.counter("hostlet_exec_busy_total", "Calls refused because the queue was full.");
-    m.sample(static_cast<double>(busy_total_));
+    m.sample(static_cast<double>(busy_total_), &instance, 1);
   }
 
  private:
