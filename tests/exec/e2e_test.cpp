@@ -463,6 +463,26 @@ TEST_CASE("exec: what a command leaves in its process group is killed when it ex
   stop_clean(a);
 }
 
+TEST_CASE("exec: a process that left the group and holds the pipes does not hold up the answer", "[exec][e2e]") {
+  TempDir dir;
+  Agent a(dir, agent_yaml("      commands:\n"
+                          "        escape:\n"
+                          "          argv: [/bin/sh, -c, \"setsid sleep 60 & echo $! > @DIR@/escaped.pid; echo out\"]\n"
+                          "          kill_grace: 300ms\n"));
+  REQUIRE(a.start());
+  json r = ctl_json(a, {"call", "run.escape"});
+  const pid_t escaped = read_pid(dir / "escaped.pid");
+  INFO(r.dump());
+  CHECK(r["ok"] == true);
+  CHECK(r["attrs"]["stdout"] == "out\n");  // answered once the pipes' drain gave up, not after 60 s
+  if (escaped > 0) {
+    CHECK(alive(escaped));  // in its own session: out of the command's reach, as documented
+    ::kill(escaped, SIGKILL);
+  }
+  REQUIRE(escaped > 0);
+  stop_clean(a);
+}
+
 TEST_CASE("exec: a reload waits for running children; one outliving reload_timeout keeps the old version",
           "[exec][e2e]") {
   TempDir dir;
