@@ -464,10 +464,14 @@ TEST_CASE("exec: what a command leaves in its process group is killed when it ex
 }
 
 TEST_CASE("exec: a process that left the group and holds the pipes does not hold up the answer", "[exec][e2e]") {
+  // The command waits until its background child leads a session of its
+  // own (its session id, field 6 of /proc/PID/stat, is its pid), so that the
+  // exit's group kill cannot reach it.
   TempDir dir;
   Agent a(dir, agent_yaml("      commands:\n"
                           "        escape:\n"
-                          "          argv: [/bin/sh, -c, \"setsid sleep 60 & echo $! > @DIR@/escaped.pid; echo out\"]\n"
+                          "          argv: [/bin/sh, -c, \"setsid sleep 60 & echo $! > @DIR@/escaped.pid; "
+                          "until [ \\\"$(cut -d' ' -f6 /proc/$!/stat)\\\" = $! ]; do sleep 0.05; done; echo out\"]\n"
                           "          kill_grace: 300ms\n"));
   REQUIRE(a.start());
   json r = ctl_json(a, {"call", "run.escape"});
