@@ -30,7 +30,7 @@ std::optional<hostlet_config_type> ConfigValues::declared_type(std::string_view 
 
 namespace {
 
-bool known_type(int t) { return t >= HOSTLET_CONFIG_STRING && t <= HOSTLET_CONFIG_MAP_LIST; }
+bool known_type(int t) { return t >= HOSTLET_CONFIG_STRING && t <= HOSTLET_CONFIG_MAP; }
 
 bool is_list(hostlet_config_type t) {
   return t == HOSTLET_CONFIG_STRING_LIST || t == HOSTLET_CONFIG_INT_LIST || t == HOSTLET_CONFIG_MAP_LIST;
@@ -169,6 +169,168 @@ bool validate_plugin_config(const std::string& file, const YAML::Node& section, 
   return validate_plugin_config(file, section, where, schema, out, errs, "config");
 }
 
+namespace {
+
+// "commands.*.env.*" -> {"commands", "*", "env", "*"}
+std::vector<std::string> segments(const std::string& name) {
+  std::vector<std::string> out;
+  size_t from = 0;
+  for (;;) {
+    size_t dot = name.find('.', from);
+    out.push_back(name.substr(from, dot == std::string::npos ? std::string::npos : dot - from));
+    if (dot == std::string::npos) return out;
+    from = dot + 1;
+  }
+}
+
+// What is wrong with a key name of the schema ("" when nothing): names below
+// a MAP key alternate "*" and a name, and every "*" follows a MAP key.
+std::string name_problem(const std::string& name, const std::vector<const hostlet_config_key*>& keys) {
+  const std::vector<std::string> segs = segments(name);
+  std::string prefix;
+  for (size_t i = 0; i < segs.size(); ++i) {
+    const std::string& seg = segs[i];
+    const bool star_here = i % 2 == 1;
+    if (seg.empty()) return "has an empty segment";
+    if (star_here != (seg == "*") || (!star_here && seg.find('*') != std::string::npos))
+      return "must alternate names and '*' (e.g. \"commands.*.argv\")";
+    if (star_here) {
+      bool is_map = false;
+      for (const hostlet_config_key* k : keys) is_map |= k->key == prefix && k->type == HOSTLET_CONFIG_MAP;
+      if (!is_map) return "has '*' after '" + prefix + "', which is not a MAP key";
+    }
+    prefix += (i ? "." : "") + seg;
+  }
+  return "";
+}
+
+// Walks the section and the maps in it, one schema level at a time: the
+// level of pattern `pattern` ("" at the top, "commands.*." inside each entry
+// of commands) holds the keys named pattern + one segment.
+class Walker {
+ public:
+  Walker(Reporter& r, const std::vector<const hostlet_config_key*>& keys, ConfigValues& out)
+      : r_(r), keys_(keys), out_(out) {}
+
+  // A mapping of fixed keys; values land under `concrete` + key.
+  void mapping(const YAML::Node& section, Mark where, const std::string& pattern, const std::string& concrete,
+               const std::string& path) {
+    std::vector<const hostlet_config_key*> level;
+    std::vector<std::string> names;
+    for (const hostlet_config_key* k : keys_) {
+      const std::string name = k->key;
+      if (name.size() <= pattern.size() || name.compare(0, pattern.size(), pattern) != 0) continue;
+      const std::string seg = name.substr(pattern.size());
+      if (seg.find('.') != std::string::npos) continue;
+      level.push_back(k);
+      names.push_back(seg);
+      out_.declare(concrete + seg, k->type);
+    }
+
+    std::set<std::string> present;
+    if (section.IsDefined() && !section.IsNull()) {
+      if (!section.IsMap()) {
+        r_.error(mark_of(section).line ? mark_of(section) : where, path + ": " + expected("a mapping", section));
+        return;
+      }
+      for (const Entry& e : known_entries(r_, section, path, names)) {
+        present.insert(e.key);
+        const hostlet_config_key& k =
+            *level[static_cast<size_t>(std::find(names.begin(), names.end(), e.key) - names.begin())];
+        value(e.node, e.mark, k, concrete + e.key, e.path);
+      }
+    }
+
+    for (size_t i = 0; i < level.size(); ++i) {
+      const hostlet_config_key* k = level[i];
+      if (present.count(names[i])) continue;
+      if (k->flags & HOSTLET_CONFIG_REQUIRED) {
+        std::string msg = path + ": missing required key '" + names[i] + "'";
+        if (k->description && *k->description) msg += std::string(" (") + k->description + ")";
+        r_.error(where, msg);
+        continue;
+      }
+      if (k->default_value == nullptr || k->type == HOSTLET_CONFIG_MAP) continue;
+      std::string problem;
+      const std::optional<YAML::Node> n = default_node(*k, problem);
+      ConfigValue v;
+      if (n) problem = convert(*n, *k, v).what;
+      if (!problem.empty()) {
+        r_.error(where, "plugin schema: bad default for key '" + std::string(k->key) + "': " + problem);
+        continue;
+      }
+      out_.set(concrete + names[i], std::move(v));
+    }
+  }
+
+ private:
+  void value(const YAML::Node& n, Mark mark, const hostlet_config_key& k, const std::string& concrete,
+             const std::string& path) {
+    if (k.type == HOSTLET_CONFIG_MAP) return map(n, mark, k, concrete, path);
+    ConfigValue v;
+    const Problem p = convert(n, k, v);
+    if (p.what.empty())
+      out_.set(concrete, std::move(v));
+    else
+      r_.error(p.mark.line ? p.mark : mark, path + p.suffix + ": " + p.what);
+  }
+
+  // A MAP key's mapping: names of the user's choice, each value described by
+  // the schema key "K.*" (a map of values) or the level "K.*." (of mappings).
+  void map(const YAML::Node& n, Mark mark, const hostlet_config_key& k, const std::string& concrete,
+           const std::string& path) {
+    ConfigValue v;
+    v.type = HOSTLET_CONFIG_MAP;
+    const std::string star = std::string(k.key) + ".*";
+    const hostlet_config_key* leaf = nullptr;
+    for (const hostlet_config_key* c : keys_)
+      if (c->key == star) leaf = c;
+    if (n.IsDefined() && !n.IsNull()) {
+      if (!n.IsMap()) {
+        r_.error(mark, path + ": " + expected("a mapping", n));
+        return;
+      }
+      std::map<std::string, Mark> seen;
+      for (const auto& kv : n) {
+        const YAML::Node name_node = kv.first;
+        const YAML::Node child = kv.second;
+        const Mark km = mark_of(name_node);
+        if (!name_node.IsScalar() || name_node.Scalar().empty()) {
+          r_.error(km, path + ": expected a name, got " + describe(name_node));
+          continue;
+        }
+        const std::string& name = name_node.Scalar();
+        if (name.find('.') != std::string::npos || name.find('\0') != std::string::npos) {
+          r_.error(km, path + ": the name '" + name + "' must not contain '.'");
+          continue;
+        }
+        if (auto [prev, fresh] = seen.emplace(name, km); !fresh) {
+          r_.error(km, path + ": duplicate name '" + name + "' (first at line " + std::to_string(prev->second.line) +
+                           ")");
+          continue;
+        }
+        v.list.push_back(name);
+        const std::string child_concrete = concrete + "." + name;
+        const std::string child_path = path + "." + name;
+        if (leaf) {
+          out_.declare(child_concrete, leaf->type);
+          value(child, value_mark(km, child), *leaf, child_concrete, child_path);
+        } else {
+          mapping(child, km, star + ".", child_concrete + ".", child_path);
+        }
+      }
+    }
+    v.text = std::to_string(v.list.size());
+    out_.set(concrete, std::move(v));
+  }
+
+  Reporter& r_;
+  const std::vector<const hostlet_config_key*>& keys_;
+  ConfigValues& out_;
+};
+
+}  // namespace
+
 bool validate_plugin_config(const std::string& file, const YAML::Node& section, Mark where,
                             const hostlet_config_key* schema, ConfigValues& out,
                             ConfigErrors& errs, std::string_view path_view) {
@@ -195,47 +357,27 @@ bool validate_plugin_config(const std::string& file, const YAML::Node& section, 
     }
     keys.push_back(k);
     names.push_back(name);
-    out.declare(name, k->type);
   }
-
-  std::set<std::string> present;
-  if (section.IsDefined() && !section.IsNull()) {
-    if (!section.IsMap()) {
-      r.error(mark_of(section), path + ": " + expected("a mapping", section));
-      return false;
-    }
-    for (const Entry& e : known_entries(r, section, path, names)) {
-      present.insert(e.key);
-      const hostlet_config_key& k = *keys[static_cast<size_t>(
-          std::find(names.begin(), names.end(), e.key) - names.begin())];
-      ConfigValue v;
-      const Problem p = convert(e.node, k, v);
-      if (p.what.empty())
-        out.set(e.key, std::move(v));
-      else
-        r.error(p.mark.line ? p.mark : e.mark, e.path + p.suffix + ": " + p.what);
-    }
-  }
-
+  // Names below a MAP key are checked once every MAP key is known.
+  std::vector<const hostlet_config_key*> valid;
   for (const hostlet_config_key* k : keys) {
-    if (present.count(k->key)) continue;
-    if (k->flags & HOSTLET_CONFIG_REQUIRED) {
-      std::string msg = path + ": missing required key '" + k->key + "'";
-      if (k->description && *k->description) msg += std::string(" (") + k->description + ")";
-      r.error(where, msg);
+    if (const std::string p = name_problem(k->key, keys); !p.empty()) {
+      r.error(where, "plugin schema: key '" + std::string(k->key) + "' " + p);
       continue;
     }
-    if (k->default_value == nullptr) continue;
-    std::string problem;
-    const std::optional<YAML::Node> n = default_node(*k, problem);
-    ConfigValue v;
-    if (n) problem = convert(*n, *k, v).what;
-    if (!problem.empty()) {
-      r.error(where, "plugin schema: bad default for key '" + std::string(k->key) + "': " + problem);
-      continue;
-    }
-    out.set(k->key, std::move(v));
+    valid.push_back(k);
   }
+  for (const hostlet_config_key* k : valid) {
+    const std::string star = std::string(k->key) + ".*";
+    bool values = false, mappings = false;
+    for (const hostlet_config_key* c : valid) {
+      values |= c->key == star;
+      mappings |= std::string(c->key).compare(0, star.size() + 1, star + ".") == 0;
+    }
+    if (values && mappings)
+      r.error(where, "plugin schema: MAP key '" + std::string(k->key) + "' has both '" + star + "' and keys below it");
+  }
+  Walker(r, valid, out).mapping(section, where, "", "", path);
   return errs.size() == before;
 }
 

@@ -88,6 +88,7 @@ const char* type_name(hostlet_config_type t) {
     case HOSTLET_CONFIG_STRING_LIST: return "string list";
     case HOSTLET_CONFIG_INT_LIST: return "int list";
     case HOSTLET_CONFIG_MAP_LIST: return "mapping list";
+    case HOSTLET_CONFIG_MAP: return "map";
   }
   return "?";
 }

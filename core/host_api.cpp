@@ -100,6 +100,26 @@ int config_list_string(hostlet_host* h, const char* key, size_t i, const char** 
   return 0;
 }
 
+// A MAP value holds its names in `list`, in document order.
+int config_map_size(hostlet_host* h, const char* key, size_t* out) {
+  const ConfigValue* v;
+  int r = lookup(h, key, {HOSTLET_CONFIG_MAP}, &v);
+  if (r == -ENOENT) {
+    if (out) *out = 0;
+    return 0;
+  }
+  if (r == 0 && out) *out = v->list.size();
+  return r;
+}
+int config_map_key(hostlet_host* h, const char* key, size_t i, const char** out) {
+  const ConfigValue* v;
+  int r = lookup(h, key, {HOSTLET_CONFIG_MAP}, &v);
+  if (r != 0) return r == -ENOENT ? -ERANGE : r;
+  if (i >= v->list.size()) return -ERANGE;
+  if (out) *out = v->list[i].c_str();
+  return 0;
+}
+
 // offload ---------------------------------------------------------------
 // The plugin's work, done, late and arg go straight into the lane's item
 // (hostlet_work is that item): no context of our own per offload. The lane
@@ -477,6 +497,8 @@ const hostlet_host_api kHostApi = {
     &agent_health,
     &keep_fd,
     &take_fd,
+    &config_map_size,
+    &config_map_key,
 };
 
 }  // namespace

@@ -329,3 +329,76 @@ TEST_CASE("schema: a mapping list refuses scalars, nested values and repeated ke
   CHECK(validate(instance("{publish: [{a: 1, a: 2}]}"), schema).lines() ==
         std::vector<std::string>{"test.yaml:4:31: config.publish[0]: key 'a' given twice"});
 }
+
+namespace {
+const hostlet_config_key kMapSchema[] = {
+    {"commands", HOSTLET_CONFIG_MAP, nullptr, "name -> command", 0, 0, HOSTLET_CONFIG_REQUIRED},
+    {"commands.*.argv", HOSTLET_CONFIG_STRING_LIST, nullptr, "program and arguments", 0, 0, HOSTLET_CONFIG_REQUIRED},
+    {"commands.*.timeout", HOSTLET_CONFIG_DURATION, "20s", "timeout", 0, 60000, 0},
+    {"commands.*.env", HOSTLET_CONFIG_MAP, nullptr, "environment", 0, 0, 0},
+    {"commands.*.env.*", HOSTLET_CONFIG_STRING, nullptr, "a variable", 0, 0, 0},
+    {"limit", HOSTLET_CONFIG_INT, "4", "a top-level key beside the map", 1, 10, 0},
+    {nullptr, HOSTLET_CONFIG_STRING, nullptr, nullptr, 0, 0, 0},
+};
+}  // namespace
+
+TEST_CASE("schema: a map of mappings is read under concrete dotted names, in document order") {
+  const Validated v = validate(
+      "plugins:\n  - name: i\n    plugin: p\n    config:\n      commands:\n"
+      "        zeta: {argv: [/bin/true], env: {A: x, B: \"${b}\"}}\n"
+      "        alpha: {argv: [/bin/false, -v], timeout: 5s}\n",
+      kMapSchema);
+  CAPTURE(v.lines());
+  REQUIRE(v.ok);
+  const ConfigValues& c = v.values;
+  REQUIRE(c.find("commands"));
+  CHECK(c.find("commands")->type == HOSTLET_CONFIG_MAP);
+  CHECK(c.find("commands")->list == std::vector<std::string>{"zeta", "alpha"});
+  CHECK(c.find("commands.zeta.argv")->list == std::vector<std::string>{"/bin/true"});
+  CHECK(c.find("commands.alpha.argv")->list == std::vector<std::string>{"/bin/false", "-v"});
+  CHECK(c.find("commands.alpha.timeout")->i == 5000);
+  CHECK(c.find("commands.zeta.timeout")->i == 20000);  // the default, per entry
+  CHECK(c.find("commands.zeta.env")->list == std::vector<std::string>{"A", "B"});
+  CHECK(c.find("commands.zeta.env.B")->text == "${b}");
+  CHECK(c.find("commands.alpha.env") == nullptr);  // absent map
+  CHECK(c.declared_type("commands.alpha.env") == HOSTLET_CONFIG_MAP);
+  CHECK(c.find("limit")->i == 4);
+}
+
+TEST_CASE("schema: errors inside a map name the entry, with line and column and a suggestion") {
+  const Validated v = validate(
+      "plugins:\n  - name: i\n    plugin: p\n    config:\n      commands:\n"
+      "        a: {argz: [/bin/true]}\n"
+      "        b: {argv: [/bin/true], timeout: 2m, env: [x]}\n"
+      "        c.d: {argv: [x]}\n"
+      "        e: [1]\n",
+      kMapSchema);
+  CHECK_FALSE(v.ok);
+  CHECK(v.lines() == std::vector<std::string>{
+                         "test.yaml:6:9: config.commands.a: missing required key 'argv' (program and arguments)",
+                         "test.yaml:6:13: config.commands.a: unknown key 'argz'; did you mean 'argv'?",
+                         "test.yaml:7:41: config.commands.b.timeout: must be between 0ms and 1m, got 2m",
+                         "test.yaml:7:50: config.commands.b.env: expected a mapping, got a sequence",
+                         "test.yaml:8:9: config.commands: the name 'c.d' must not contain '.'",
+                         "test.yaml:9:12: config.commands.e: expected a mapping, got a sequence",
+                     });
+  const Validated missing = validate(instance("{limit: 2}"), kMapSchema);
+  CHECK(missing.lines() ==
+        std::vector<std::string>{"test.yaml:2:5: config: missing required key 'commands' (name -> command)"});
+}
+
+TEST_CASE("schema: names below a MAP key must alternate with '*' under a MAP key") {
+  const hostlet_config_key bad[] = {
+      {"env", HOSTLET_CONFIG_STRING, nullptr, "not a map", 0, 0, 0},
+      {"env.*", HOSTLET_CONFIG_STRING, nullptr, "", 0, 0, 0},
+      {"m", HOSTLET_CONFIG_MAP, nullptr, "", 0, 0, 0},
+      {"m.x", HOSTLET_CONFIG_STRING, nullptr, "", 0, 0, 0},
+      {nullptr, HOSTLET_CONFIG_STRING, nullptr, nullptr, 0, 0, 0},
+  };
+  const Validated v = validate(instance("{}"), bad);
+  CHECK_FALSE(v.ok);
+  CHECK(v.lines() == std::vector<std::string>{
+                         "test.yaml:2:5: plugin schema: key 'env.*' has '*' after 'env', which is not a MAP key",
+                         "test.yaml:2:5: plugin schema: key 'm.x' must alternate names and '*' (e.g. \"commands.*.argv\")",
+                     });
+}

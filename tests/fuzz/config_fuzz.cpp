@@ -211,6 +211,9 @@ void check_value(const hostlet_config_key& k, const ConfigValue& v) {
         for (int64_t x : v.ilist) check(in_bounds(x));
       }
       break;
+    case HOSTLET_CONFIG_MAP:  // names, each without a '.'
+      for (const auto& name : v.list) check(!name.empty() && name.find('.') == std::string::npos);
+      break;
   }
 }
 

@@ -243,6 +243,7 @@ const hostlet_host_api MiniHost::Impl::api = {
     &Impl::set_error, &Impl::publish_id, &Impl::set_health,
     nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,  // metrics
     nullptr, nullptr,                                      // fd store
+    nullptr, nullptr,                                      // config maps
 };
 
 MiniHost::MiniHost(uv_loop_t* loop) : loop_(loop), handle_(new hostlet_host{this}) {

@@ -28,7 +28,7 @@ problems = []
 # --- the page --------------------------------------------------------------
 sections = {}  # "# TITLE" or "## sub" under PLUGIN KEYS -> [(key, meta)]
 title = None
-entry = re.compile(r"^\*([a-z_]+)\* \(([^)]*)\)$")
+entry = re.compile(r"^\*([a-z_]+(?:\.(?:\\\*|[a-z_]+))*)\* \(([^)]*)\)$")  # commands.\*.argv
 for line in open(page_path, encoding="utf-8"):
     line = line.rstrip("\n")
     if line.startswith("# "):
@@ -38,7 +38,7 @@ for line in open(page_path, encoding="utf-8"):
     elif line.startswith("The keys of *on:*"):
         title = "ON KEYS"
     elif title and (m := entry.match(line)):
-        sections.setdefault(title, []).append((m.group(1), m.group(2)))
+        sections.setdefault(title, []).append((m.group(1).replace("\\*", "*"), m.group(2)))
 
 
 def page_keys(title):
@@ -76,7 +76,7 @@ for title, real in core.items():
         problems.append(f"{title}: '{k}' is on the page but the agent does not accept it")
 
 # --- the plugins' schemas, from a running agent ------------------------------
-SHIPPED = ("unixsock", "libvirt", "sysfs", "uevent", "prometheus", "mqtt")
+SHIPPED = ("unixsock", "libvirt", "sysfs", "uevent", "prometheus", "mqtt", "exec")
 plugins = [p for p in SHIPPED if os.path.exists(os.path.join(plugin_build, p, p + ".so"))]
 for title in sections:
     if title.startswith("plugin ") and title[7:] not in SHIPPED:
@@ -93,6 +93,7 @@ try:
         "uevent": {},
         "prometheus": {"listen": [os.path.join(tmp, "http.sock")]},  # no TCP port: nothing to collide with
         "mqtt": {"broker": os.path.join(tmp, "no-broker.sock")},  # it keeps retrying, which --describe needs not
+        "exec": {"commands": {"true": {"argv": ["/bin/true"]}}},
     }
     with open(os.path.join(tmp, "hostlet.yaml"), "w") as f:
         f.write(f"agent: {{control_socket: {sock}}}\nplugins:\n")

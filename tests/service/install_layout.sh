@@ -25,7 +25,7 @@ unit=$stage$unitdir/hostlet.service
 [ -x "$agent" ] || fail "no agent at $agent"
 [ -x "$ctl" ] || fail "no hostlet-ctl at $ctl"
 [ ! -e "$stage$(under_prefix "$bindir")/hostlet" ] || fail "the agent is in bindir too"
-for p in unixsock sysfs uevent prometheus; do
+for p in unixsock sysfs uevent prometheus exec; do
   [ -f "$plugins/$p.so" ] || fail "no plugin $p.so in $plugins"
 done
 if [ -f "$build/plugins/libvirt/libvirt.so" ]; then
@@ -47,6 +47,7 @@ grep -qx "ExecStart=$(under_prefix "$sbindir")/hostlet -c $(under_prefix "$sysco
   fail "the unit's ExecStart= does not name the installed agent and config: $(grep ExecStart= "$unit")"
 [ -f "$stage$(under_prefix "$libdir")/pkgconfig/hostlet-sdk.pc" ] || fail "no hostlet-sdk.pc"
 [ -f "$stage$prefix/share/bash-completion/completions/hostlet-ctl" ] || fail "no bash completion for hostlet-ctl"
+[ -f "$stage$prefix/share/hostlet/examples/exec.yaml" ] || fail "no exec example in share/hostlet/examples"
 
 # The staged agent on the staged config and its conf.d: libvirt needs no
 # daemon for --check. Without the libvirt plugin in this build, the main file

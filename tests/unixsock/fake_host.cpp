@@ -219,8 +219,9 @@ const hostlet_host_api kApi = {
     timer_start, timer_stop, watch_fd, watch_update, watch_close, post, publish, publish_tracked, subscribe,
     unsubscribe, register_action, call_attr, call_reply_ok, call_reply_error, call_action, stopped, uv_loop,
     // since 1.1 (the metrics entries stay null: nothing scrapes a fake host;
-    // no fd store: a plugin binds its own sockets)
+    // no fd store: a plugin binds its own sockets; no config maps: unixsock has none)
     set_error, publish_id, set_health, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
+    nullptr, nullptr,
 };
 
 }  // namespace

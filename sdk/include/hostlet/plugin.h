@@ -202,8 +202,21 @@ typedef enum hostlet_config_type {
    *  one), e.g. `[{source: notify, type: "vm.*", qos: 1}]`. config_list_size and
    *  config_list_string read it: item i as a JSON object whose values are
    *  strings, keys in the file's order ({"source":"notify","type":"vm.*","qos":"1"}). */
-  HOSTLET_CONFIG_MAP_LIST = 9
+  HOSTLET_CONFIG_MAP_LIST = 9,
+  HOSTLET_CONFIG_MAP = 10         /* a YAML mapping with names of the user's choice; see below */
 } hostlet_config_type;
+
+/*
+ * Maps (since 1.1). A MAP key "K" holds a mapping whose keys the user names
+ * (not containing '.'); the schema describes its values with keys below it,
+ * a '*' segment standing for each name:
+ *   "K.*"   (any scalar or list type): a map of values, e.g. env: {HOME: /root};
+ *   "K.*.x" (any type, MAP included):  a map of mappings, each with the keys x...
+ * The host validates each value (unknown keys with a suggestion, types,
+ * bounds, required keys and defaults per entry) and the getters read it under
+ * its concrete dotted name: config_string(host, "commands.backup.cwd", ...).
+ * config_map_size / config_map_key list a map's names in document order.
+ */
 
 /** The key is required: the host reports its absence and never calls init. */
 #define HOSTLET_CONFIG_REQUIRED 0x1u
@@ -654,6 +667,19 @@ typedef struct hostlet_host_api {
    *         in the store: call again with room); -EINVAL. Loop thread.
    */
   int (*take_fd)(hostlet_host *host, const char *name, void *buf, size_t cap, size_t *len_out);
+
+  /* --- since 1.1: maps in the config (HOSTLET_CONFIG_MAP) --- */
+
+  /**
+   * Number of names in a MAP key's mapping, e.g. key "commands" or
+   * "commands.backup.env" (0 when absent). \return 0; -EINVAL not a MAP key.
+   */
+  int (*config_map_size)(hostlet_host *host, const char *key, size_t *out);
+  /**
+   * Name i of a MAP key, in document order; *out is owned by the host, valid
+   * until destroy. \return 0; -ERANGE i out of range; -EINVAL not a MAP key.
+   */
+  int (*config_map_key)(hostlet_host *host, const char *key, size_t i, const char **out);
 
   /* later additions of 1.1 and later minors append here */
 } hostlet_host_api;

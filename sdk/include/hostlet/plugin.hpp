@@ -47,6 +47,7 @@
 #include <hostlet/plugin.h>
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <exception>
@@ -401,6 +402,25 @@ class Host {
     for (size_t i = 0; i < n; i++) {
       const char* v = nullptr;
       check(api_->config_list_string(host_, key, i, &v), key);
+      out.emplace_back(v);
+    }
+    return out;
+  }
+
+  /**
+   * The names of a MAP key's mapping, in document order (ABI 1.1; see
+   * HOSTLET_CONFIG_MAP in plugin.h): names("commands"), then e.g.
+   * list("commands." + name + ".argv"). Empty when the key is absent.
+   */
+  std::vector<std::string> names(const char* key) const {
+    if (api_->struct_size < offsetof(hostlet_host_api, config_map_key) + sizeof(api_->config_map_key))
+      throw Error(-ENOSYS, std::string(key) + ": this agent has no config maps (it predates them)");
+    size_t n = 0;
+    check(api_->config_map_size(host_, key, &n), key);
+    std::vector<std::string> out;
+    for (size_t i = 0; i < n; i++) {
+      const char* v = nullptr;
+      check(api_->config_map_key(host_, key, i, &v), key);
       out.emplace_back(v);
     }
     return out;
