@@ -1,5 +1,9 @@
 // hostlet: the agent daemon. See README.md for the command line and config.
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/close_range.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -45,9 +49,29 @@ void usage(FILE* f) {
           "with offloaded work still running, 3 a second signal during shutdown (exited at\n"
           "once), 64 bad command line.\n");
 }
+// Descriptors the agent inherited from whoever started it (a shell's, a test
+// harness's, a supervisor's) must not reach the processes it spawns (the exec
+// plugin's children): every fd above stderr becomes close-on-exec before
+// anything else runs. The agent itself keeps using them; the socket-activated
+// ones (LISTEN_FDS) are adopted by the fd store, which marks them so as well.
+void cloexec_inherited_fds() {
+  if (close_range(3, ~0u, CLOSE_RANGE_CLOEXEC) == 0) return;
+  DIR* d = opendir("/proc/self/fd");  // kernels before 5.11
+  if (!d) return;
+  const int own = dirfd(d);
+  while (const dirent* e = readdir(d)) {
+    char* end = nullptr;
+    const long fd = strtol(e->d_name, &end, 10);
+    if (*end != '\0' || end == e->d_name || fd < 3 || fd == own) continue;
+    const int flags = fcntl(static_cast<int>(fd), F_GETFD);
+    if (flags >= 0) fcntl(static_cast<int>(fd), F_SETFD, flags | FD_CLOEXEC);
+  }
+  closedir(d);
+}
 }  // namespace
 
 int main(int argc, char** argv) {
+  cloexec_inherited_fds();
   hostlet::AgentOptions opts;
   bool config_given = false, demo = false;
   for (int i = 1; i < argc; i++) {

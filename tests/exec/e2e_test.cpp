@@ -2,6 +2,7 @@
 // through hostlet-ctl and the control socket. Nothing is faked: the commands
 // are /usr/bin programs and small shell scripts written into a temp dir,
 // whose pid files let the tests check that no process is left behind.
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -532,4 +533,28 @@ TEST_CASE("exec: the shipped example passes --check", "[exec][e2e]") {
   INFO(check.out << check.err);
   CHECK(check.exit_code == 0);
   CHECK(check.out.find("ok (1 instance, 2 rules)") != std::string::npos);
+}
+
+TEST_CASE("exec: a child gets no descriptor the agent inherited from whoever started it", "[exec][e2e]") {
+  // fd 200, open without close-on-exec in the test while the agent starts:
+  // the agent inherits it, its children must not.
+  int fd = open("/dev/null", O_RDONLY);
+  REQUIRE(fd >= 0);
+  int high = fcntl(fd, F_DUPFD, 200);  // F_DUPFD leaves FD_CLOEXEC clear
+  close(fd);
+  REQUIRE(high == 200);
+  TempDir dir;
+  Agent a(dir, agent_yaml("      commands:\n"
+                          "        fds:\n"
+                          "          argv: [/bin/sh, -c, \"if [ -e /proc/self/fd/200 ]; then echo inherited; "
+                          "else echo clean; fi\"]\n"));
+  const bool started = a.start();
+  close(high);
+  REQUIRE(started);
+  CHECK(access(("/proc/" + std::to_string(a.process().pid()) + "/fd/200").c_str(), F_OK) == 0);  // the agent has it
+  json r = ctl_json(a, {"call", "run.fds"});
+  INFO(r.dump());
+  REQUIRE(r["ok"] == true);
+  CHECK(r["attrs"]["stdout"] == "clean\n");
+  stop_clean(a);
 }
