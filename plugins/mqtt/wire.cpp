@@ -117,9 +117,40 @@ std::string event_json(uint64_t id, uint64_t time_ns, std::string_view source, s
   return out;
 }
 
+namespace {
+// How deep arrays and objects nest in `text`, read as JSON (brackets inside
+// strings do not count), stopping once past `limit`. nlohmann parses
+// iteratively but dump()s recursively: an "id" nested a million deep (a
+// max_request of a few MiB allows it) would overflow the loop's stack when
+// echoed in the answer.
+size_t nesting(std::string_view text, size_t limit) {
+  size_t depth = 0, deepest = 0;
+  bool in_string = false, escaped = false;
+  for (char c : text) {
+    if (in_string) {
+      if (escaped) escaped = false;
+      else if (c == '\\') escaped = true;
+      else if (c == '"') in_string = false;
+      continue;
+    }
+    if (c == '"') in_string = true;
+    else if (c == '[' || c == '{') {
+      if (++depth > deepest && (deepest = depth) > limit) break;
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return deepest;
+}
+}  // namespace
+
 std::optional<Request> parse_request(std::string_view payload, std::string* error, std::string* reply_to) {
   Request r;
   if (payload.find_first_not_of(" \t\r\n") == std::string_view::npos) return r;  // empty: no attrs
+  if (nesting(payload, kMaxRequestDepth) > kMaxRequestDepth) {
+    *error = "malformed request: nests deeper than " + std::to_string(kMaxRequestDepth) + " levels";
+    return std::nullopt;
+  }
   json j = json::parse(payload.begin(), payload.end(), nullptr, false);
   if (j.is_discarded()) {
     *error = "malformed request: not valid JSON";

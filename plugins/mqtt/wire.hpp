@@ -50,14 +50,17 @@ std::string event_json(uint64_t id, uint64_t time_ns, std::string_view source, s
 // {"attrs": {KEY: VALUE...}, "id": ANY, "reply_to": TOPIC}, every member
 // optional; an empty payload is {}. Values of attrs are strings, numbers or
 // booleans (read as their JSON text).
+inline constexpr size_t kMaxRequestDepth = 32;
 struct Request {
   std::vector<Attr> attrs;
   std::string id_json;   // the "id" member as JSON text, or "" when absent
   std::string reply_to;  // the 3.1.1 answer topic, or ""
 };
-// The request, or the problem in *error (malformed JSON, wrong member types).
+// The request, or the problem in *error (malformed JSON, wrong member types,
+// arrays and objects nested deeper than kMaxRequestDepth).
 // `reply_to` is filled whenever the payload is an object with a string
-// reply_to, even when *error is set, so that the error can be answered.
+// reply_to, even when *error is set, so that the error can be answered
+// (except past kMaxRequestDepth: such a payload is not parsed at all).
 std::optional<Request> parse_request(std::string_view payload, std::string* error, std::string* reply_to);
 
 // {"id":..,"from":..,"ok":true,"attrs":{..},"data":..} (data_json may be empty: no

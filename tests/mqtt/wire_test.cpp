@@ -101,6 +101,20 @@ TEST_CASE("wire: a malformed request says what is wrong and keeps its reply_to")
   CHECK(reply == "r/1");
   CHECK_FALSE(parse_request(R"({"attrs":{}, "extra":1})", &err, &reply));
   CHECK(err.find("unknown member 'extra'") != std::string::npos);
+  // Nesting: 32 levels are read, deeper is refused before parsing (an id a
+  // million deep would overflow the stack when the answer echoes it).
+  auto nested = [](size_t n) { return R"({"id":)" + std::string(n - 1, '[') + std::string(n - 1, ']') + "}"; };
+  err.clear();
+  auto ok = parse_request(nested(32), &err, &reply);
+  REQUIRE(ok);
+  CHECK(ok->id_json == std::string(31, '[') + std::string(31, ']'));
+  CHECK_FALSE(parse_request(nested(33), &err, &reply));
+  CHECK(err == "malformed request: nests deeper than 32 levels");
+  err.clear();
+  CHECK_FALSE(parse_request(nested(1000000), &err, &reply));
+  CHECK(err == "malformed request: nests deeper than 32 levels");
+  // Brackets inside strings do not count.
+  CHECK(parse_request(R"({"attrs":{"a":"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\"[[["}})", &err, &reply));
 }
 
 TEST_CASE("wire: answers are the action's ok/attrs/data or error, with the request's id") {
