@@ -71,6 +71,44 @@ class EventParser {
     return true;
   }
 
+  // The byte that starts character `column` of line `line` (libyaml's
+  // 0-based mark, which counts characters, not bytes), or '\0'.
+  char char_at(size_t line, size_t column) const {
+    size_t i = 0;
+    for (size_t l = 0; l < line; ++l) {
+      i = text_.find('\n', i);
+      if (i == std::string_view::npos) return '\0';
+      ++i;
+    }
+    for (size_t c = 0; c < column && i < text_.size(); ++c) {
+      ++i;
+      while (i < text_.size() && (static_cast<unsigned char>(text_[i]) & 0xC0) == 0x80) ++i;  // continuation bytes
+    }
+    return i < text_.size() ? text_[i] : '\0';
+  }
+
+  // libyaml's problem in plain words where a common mistake is behind it: a
+  // TAB, a line indented to no key's column, an unclosed '[', '{' or quote,
+  // a ': ' inside a plain value. "" for anything else, which keeps libyaml's
+  // words and context.
+  static std::string plain_words(std::string_view problem, std::string_view context, const Mark& c, char at_char) {
+    const std::string where = "line " + std::to_string(c.line) + ", column " + std::to_string(c.column);
+    if (problem == "found character that cannot start any token" && at_char == '\t')
+      return "a TAB character: YAML indents with spaces only";
+    if (problem == "did not find expected key" && context == "while parsing a block mapping")
+      return "this line is indented to no key's column (the mapping that starts at " + where +
+             " has its keys in column " + std::to_string(c.column) + "; indent further to nest under a key)";
+    if (problem == "did not find expected ',' or ']'" && context == "while parsing a flow sequence")
+      return "the list '[' opened at " + where + " is not closed (expected ',' or ']' here)";
+    if (problem == "did not find expected ',' or '}'" && context == "while parsing a flow mapping")
+      return "the mapping '{' opened at " + where + " is not closed (expected ',' or '}' here)";
+    if (problem == "found unexpected end of stream" && context == "while scanning a quoted scalar")
+      return "the quoted string that starts at " + where + " is not closed";
+    if (problem == "mapping values are not allowed in this context")
+      return "': ' inside a plain value (quote the value, or put a nested mapping on the next lines, indented)";
+    return {};
+  }
+
   ConfigError error(const std::string& file) const {
     const yaml_parser_t& p = parser_;
     std::string msg = p.problem ? p.problem : "not valid YAML";
@@ -80,6 +118,10 @@ class EventParser {
       return {file, mark_at_offset(text_, p.problem_offset), msg};
     }
     const Mark at = mark_from(p.problem_mark);
+    const char at_char = char_at(p.problem_mark.line, p.problem_mark.column);
+    if (std::string plain = plain_words(msg, p.context ? p.context : "", mark_from(p.context_mark), at_char);
+        !plain.empty())
+      return {file, at, plain};
     if (p.context) {
       const Mark c = mark_from(p.context_mark);
       msg += std::string(" (") + p.context;

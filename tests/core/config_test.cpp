@@ -288,15 +288,26 @@ TEST_CASE("config: a YAML syntax error is one error at the parser's line and col
   CHECK(p.errs[0].mark.line == 3);
   CHECK(p.errs[0].mark.column == 8);
   CHECK(p.errs[0].str() ==
-        "test.yaml:3:8: did not find expected ',' or ']' (while parsing a flow sequence that starts "
-        "at line 2, column 15)");
+        "test.yaml:3:8: the list '[' opened at line 2, column 15 is not closed (expected ',' or ']' here)");
 
+  // libyaml's words for the common mistakes are rewritten into plain ones.
   CHECK(only_error("agent:\n  a: b\n c: d\n") ==
-        "test.yaml:3:2: did not find expected key (while parsing a block mapping that starts at line "
-        "1, column 1)");
+        "test.yaml:3:2: this line is indented to no key's column (the mapping that starts at line 1, column 1 has "
+        "its keys in column 1; indent further to nest under a key)");
   CHECK(only_error("agent: {threadpool: 4\n") ==
-        "test.yaml:2:1: did not find expected ',' or '}' (while parsing a flow mapping that starts at "
-        "line 1, column 8)");
+        "test.yaml:2:1: the mapping '{' opened at line 1, column 8 is not closed (expected ',' or '}' here)");
+  CHECK(only_error("agent:\n\tthreadpool: 4\n") == "test.yaml:2:1: a TAB character: YAML indents with spaces only");
+  CHECK(only_error("agent:\n  x: \"\u00e9\"\n\tthreadpool: 4\n") ==
+        "test.yaml:3:1: a TAB character: YAML indents with spaces only");
+  CHECK(only_error("agent:\n  log_level: \"info\n") ==
+        "test.yaml:3:1: the quoted string that starts at line 2, column 14 is not closed");
+  CHECK(only_error("agent:\n  log_level: a: b\n") ==
+        "test.yaml:2:15: ': ' inside a plain value (quote the value, or put a nested mapping on the next lines, "
+        "indented)");
+  // Anything else keeps libyaml's words and context.
+  CHECK(only_error("agent:\n  - a\n  b: c\n") ==
+        "test.yaml:3:3: did not find expected '-' indicator (while parsing a block collection that starts at line "
+        "2, column 3)");
 }
 
 TEST_CASE("config: a non-mapping root is an error") {
