@@ -12,11 +12,19 @@
 //               from the check handle, after this iteration's poll phase
 //   LateDue     the finished list: its done(-ETIMEDOUT) was reported, its
 //               work has ended, late runs from the check handle
-//   TimingOut   a deadline callback's local list, reported before it returns
+//   Expired     a deadline callback's local list, reported before it
+//               returns: ExpiredQueued never reached libuv, ExpiredInPool may
+//               be running, ExpiredCancelled was taken back by uv_cancel
 //   Late        done(-ETIMEDOUT) reported, work started: late at after_work
 //   Orphan      done(-ETIMEDOUT) and late reported, uv_cancel took it back:
 //               after_work only frees it
 //   Free        the free list
+//
+// libuv holds the request (uv_queue_work called, after_work not run yet) in
+// exactly the states InPool, Cancelling, ExpiredInPool, ExpiredCancelled,
+// Late and Orphan: no flag repeats that. The atomic `phase` is the pool
+// thread's side (not started, running, finished) and only items with a
+// deadline keep it.
 //
 // Items with a deadline also sit in a min-heap (heap_pos != kNoPos) until
 // they are reported; one uv_timer is armed for the heap's top. Removing the
@@ -59,6 +67,7 @@
 #include <utility>
 #include <vector>
 
+#include "intrusive.hpp"
 #include "log.hpp"
 
 namespace hostlet {
@@ -88,7 +97,10 @@ constexpr uint8_t kFinished = 2;
 
 #define LANE_HOT [[gnu::always_inline]] inline
 
-enum class ItemState : uint8_t { Free, Queued, Ready, InPool, Cancelling, Due, Finished, LateDue, TimingOut, Late, Orphan };
+enum class ItemState : uint8_t {
+  Free, Queued, Ready, InPool, Cancelling, Due, Finished, LateDue,
+  ExpiredQueued, ExpiredInPool, ExpiredCancelled, Late, Orphan
+};
 
 // Whole milliseconds from now until deadline, rounded up so the timer never
 // fires before the deadline by our own rounding.
@@ -175,12 +187,10 @@ struct alignas(64) WorkItem {
   void* arg = nullptr;
   DoneFn done = nullptr;
   LateFn late = nullptr;
-  WorkItem* next = nullptr;  // FIFO, pending, finished, timing-out and free lists
+  WorkItem* next = nullptr;  // FIFO, pending, finished, expired and free lists
   Lane::Impl* lane = nullptr;
   int status = 0;            // Due: what done will get
   ItemState state = ItemState::Free;
-  bool in_pool = false;      // handed to uv_queue_work, after_work not run (not yet when Ready)
-  bool uv_cancelled = false; // TimingOut: uv_cancel took it back, it never runs
   bool timed = false;        // record queue wait and run time (see kTimedPerMs)
   bool has_deadline = false; // deadline_ns is set: the pool thread keeps `phase`
   // Written by the pool thread only for items with a deadline (the only ones
@@ -228,15 +238,10 @@ struct Lane::Impl {
   bool batching = false;          // deliver_finished runs: hand() defers to `ready`
   std::vector<WorkItem*> ready;   // Ready items (and cancelled ones, skipped), in submit order
 
-  WorkItem* q_head = nullptr;  // FIFO
-  WorkItem* q_tail = nullptr;
-  size_t q_len = 0;
-  WorkItem* p_head = nullptr;  // pending list (state Due)
-  WorkItem* p_tail = nullptr;
-  WorkItem* f_head = nullptr;  // finished list (Finished, LateDue)
-  WorkItem* f_tail = nullptr;
-  WorkItem* free_head = nullptr;
-  size_t free_len = 0;
+  List<WorkItem, &WorkItem::next, &WorkItem::prev> fifo;  // Queued, in submit order
+  Fifo<WorkItem, &WorkItem::next> pending;    // Due
+  Fifo<WorkItem, &WorkItem::next> finished;   // Finished, LateDue
+  Stack<WorkItem, &WorkItem::next> free_list; // Free, most recently used first
   std::vector<WorkItem*> heap;  // min-heap by deadline_ns
   uint64_t armed_ns = 0;        // deadline the timer is armed for; 0: not armed
   size_t inflight = 0;
@@ -291,7 +296,7 @@ struct Lane::Impl {
   void shut_queue();
   void deliver_pending();
   void deliver_finished();
-  bool nothing_due() const { return p_head == nullptr && f_head == nullptr; }
+  bool nothing_due() const { return pending.empty() && finished.empty(); }
   void maybe_finish_drain();
   void maybe_room();
   void finish_drain(bool all_finished);
@@ -320,16 +325,8 @@ Lane::Impl::Impl(Lane* lane, uv_loop_t* l)
 }
 
 Lane::Impl::~Impl() {
-  while (f_head) {  // finished while detached: nobody to tell
-    WorkItem* it = f_head;
-    f_head = it->next;
-    delete it;
-  }
-  while (free_head) {
-    WorkItem* it = free_head;
-    free_head = it->next;
-    delete it;
-  }
+  while (WorkItem* it = finished.pop_front()) delete it;  // finished while detached: nobody to tell
+  while (WorkItem* it = free_list.pop()) delete it;
 }
 
 void Lane::Impl::apply_limits() {
@@ -366,77 +363,54 @@ void Lane::Impl::detach() {
 }
 
 WorkItem* Lane::Impl::alloc_item() {
-  WorkItem* it = free_head;
-  if (it) {
-    free_head = it->next;
-    --free_len;
-  } else {
+  WorkItem* it = free_list.pop();
+  if (!it) {
     it = new WorkItem;
     it->req.data = it;
     it->lane = this;
   }
-  it->next = nullptr;  // prev is set by fifo_push, the only list that uses it
   return it;
 }
 
 void Lane::Impl::free_item(WorkItem* it) {
   it->state = ItemState::Free;
   it->arg = nullptr;
-  if (free_len >= free_cap || detached) {
+  if (free_list.size() >= free_cap || detached) {
     delete it;
     return;
   }
-  it->next = free_head;
-  free_head = it;
-  ++free_len;
+  free_list.push(it);
 }
 
 void Lane::Impl::fifo_push(WorkItem* it) {
   it->state = ItemState::Queued;
-  it->next = nullptr;
-  it->prev = q_tail;
-  if (q_tail) q_tail->next = it;
-  else q_head = it;
-  q_tail = it;
-  st->queued = ++q_len;
+  fifo.push_back(it);
+  st->queued = fifo.size();
 }
 
 void Lane::Impl::fifo_remove(WorkItem* it) {
-  if (it->prev) it->prev->next = it->next;
-  else q_head = it->next;
-  if (it->next) it->next->prev = it->prev;
-  else q_tail = it->prev;
-  it->next = it->prev = nullptr;
-  st->queued = --q_len;
+  fifo.remove(it);
+  st->queued = fifo.size();
 }
 
 WorkItem* Lane::Impl::fifo_pop() {
-  WorkItem* it = q_head;
-  if (it) fifo_remove(it);
+  WorkItem* it = fifo.pop_front();
+  if (it) st->queued = fifo.size();
   return it;
 }
 
 void Lane::Impl::pending_push(WorkItem* it, int status) {
   it->state = ItemState::Due;
   it->status = status;
-  it->next = nullptr;
-  if (p_tail) p_tail->next = it;
-  else p_head = it;
-  p_tail = it;
+  pending.push_back(it);
   uv_idle_start(&idle, on_idle);  // no-op when already active
 }
 
 void Lane::Impl::finished_push(WorkItem* it, ItemState state, int status) {
   it->state = state;
   it->status = status;
-  it->next = nullptr;
-  if (f_tail) {
-    f_tail->next = it;  // the check handle is already started
-  } else {
-    f_head = it;
-    if (!handles_closing) uv_check_start(&check, on_check);
-  }
-  f_tail = it;
+  // The first item starts the check handle; it stays started until the list is empty.
+  if (finished.push_back(it) && !handles_closing) uv_check_start(&check, on_check);
 }
 
 // Runs one callback of the lane, timed on its own when someone is told.
@@ -540,43 +514,37 @@ void Lane::Impl::arm(uint64_t deadline_ns, uint64_t now_ns) {
 void Lane::Impl::expire_deadlines() {
   armed_ns = 0;
   uint64_t now = uv_hrtime();
-  WorkItem* head = nullptr;
-  WorkItem** tail = &head;
+  Fifo<WorkItem, &WorkItem::next> expired;
   while (!heap.empty() && heap[0]->deadline_ns <= now) {
     WorkItem* it = heap[0];
     heap_remove(it);
     if (it->state == ItemState::Queued) {
       fifo_remove(it);
+      it->state = ItemState::ExpiredQueued;
     } else if (it->state == ItemState::InPool) {
       uint8_t phase = it->phase.load(std::memory_order_acquire);
       if (phase == kFinished) continue;  // after_work will report 0
-      it->uv_cancelled =
-          phase == kNotStarted && uv_cancel(reinterpret_cast<uv_req_t*>(&it->req)) == 0;
+      it->state = phase == kNotStarted && uv_cancel(reinterpret_cast<uv_req_t*>(&it->req)) == 0
+                      ? ItemState::ExpiredCancelled
+                      : ItemState::ExpiredInPool;
     } else {
       continue;
     }
-    it->state = ItemState::TimingOut;
-    it->next = nullptr;
-    *tail = it;
-    tail = &it->next;
+    expired.push_back(it);
   }
   if (!heap.empty()) arm(heap[0]->deadline_ns, now);
-  while (head) {
-    WorkItem* it = head;
-    head = it->next;
-    report_timeout(it);
-  }
+  while (WorkItem* it = expired.pop_front()) report_timeout(it);
 }
 
 void Lane::Impl::report_timeout(WorkItem* it) {
   ++st->timed_out;
   timed(kDoneWhat, [&] { it->done(it->arg, -ETIMEDOUT); });
-  if (it->in_pool && !it->uv_cancelled) {
+  if (it->state == ItemState::ExpiredInPool) {
     it->state = ItemState::Late;  // late runs once work has ended (see on_after_work)
     return;
   }
   if (it->late) timed(kLateWhat, [&] { it->late(it->arg); });  // never started, never will
-  if (it->in_pool) it->state = ItemState::Orphan;  // libuv still holds the request
+  if (it->state == ItemState::ExpiredCancelled) it->state = ItemState::Orphan;  // libuv still holds the request
   else free_item(it);
 }
 
@@ -597,7 +565,6 @@ void Lane::Impl::hand(WorkItem* it) {
 
 void Lane::Impl::queue_work(WorkItem* it) {
   it->state = ItemState::InPool;
-  it->in_pool = true;
   // uv_queue_work fails only for a null work callback.
   if (uv_queue_work(loop, &it->req, on_work, on_after_work) != 0) std::abort();
 }
@@ -631,7 +598,7 @@ void Lane::Impl::cancel_ready(WorkItem* it) {
 }
 
 void Lane::Impl::pump() {
-  while (q_head && inflight < lim->max_inflight && !closing) hand(fifo_pop());
+  while (!fifo.empty() && inflight < lim->max_inflight && !closing) hand(fifo_pop());
 }
 
 // Every queued item becomes due with -ESHUTDOWN (reported from the idle handle).
@@ -645,10 +612,8 @@ void Lane::Impl::shut_queue() {
 // Reports the items that were due when it started; items made due by the
 // done callbacks it runs wait for the next loop iteration.
 void Lane::Impl::deliver_pending() {
-  WorkItem* last = p_tail;
-  while (WorkItem* it = p_head) {
-    p_head = it->next;
-    if (!p_head) p_tail = nullptr;
+  WorkItem* last = pending.back();
+  while (WorkItem* it = pending.pop_front()) {
     bool was_last = it == last;
     count(it->status);
     timed(kDoneWhat, [&] { it->done(it->arg, it->status); });
@@ -661,8 +626,7 @@ void Lane::Impl::deliver_pending() {
 // (see the header comment). A callback may submit, cancel, drain or close, but
 // nothing it does adds to this list (only after_work does).
 void Lane::Impl::deliver_finished() {
-  WorkItem* it = f_head;
-  f_head = f_tail = nullptr;
+  WorkItem* it = finished.take_all();
   batching = true;
   uint64_t start = observer ? uv_hrtime() : 0;
   const char* what = kDoneWhat;
@@ -734,7 +698,6 @@ void Lane::Impl::on_work(uv_work_t* req) {
 void Lane::Impl::on_after_work(uv_work_t* req, int status) {
   WorkItem* it = WorkItem::of_req(req);
   Impl* self = it->lane;
-  it->in_pool = false;
   self->st->running = --self->inflight;
   if (self->detached) {  // the Lane is gone: free quietly, and self with the last item
     delete it;
@@ -746,7 +709,7 @@ void Lane::Impl::on_after_work(uv_work_t* req, int status) {
     self->st->run_time.record(it->end_ns - it->start_ns);
   }
   self->forget_deadline(it);
-  if (self->q_head) self->pump();  // the freed slot goes to the next queued item before any callback runs
+  if (!self->fifo.empty()) self->pump();  // the freed slot goes to the next queued item before any callback runs
   ItemState next = ItemState::Free;
   int result = 0;
   switch (it->state) {
@@ -805,7 +768,7 @@ void Lane::Impl::on_idle(uv_idle_t* h) {
   if (self->closing) self->deliver_finished();  // nothing may be left when the handles close
   self->maybe_finish_drain();
   self->maybe_room();
-  if (self->p_head) return;  // made due by the callbacks above: the next iteration
+  if (!self->pending.empty()) return;  // made due by the callbacks above: the next iteration
   uv_idle_stop(h);
   if (self->closing && !self->handles_closing) self->close_handles();
 }
@@ -814,11 +777,7 @@ void Lane::Impl::on_check(uv_check_t* h) {
   auto* self = static_cast<Impl*>(h->data);
   uv_check_stop(h);
   if (self->detached) {  // destroyed without close(): nothing may be called any more
-    while (WorkItem* it = self->f_head) {
-      self->f_head = it->next;
-      delete it;
-    }
-    self->f_tail = nullptr;
+    while (WorkItem* it = self->finished.pop_front()) delete it;
     return;
   }
   self->deliver_finished();
@@ -874,8 +833,8 @@ int Lane::submit(WorkFn work, DoneFn done, void* arg, uint64_t timeout_ms, LateF
   if (!work || !done) return -EINVAL;
   Impl& L = *impl_;
   if (L.draining || L.closing || L.detached) return -ESHUTDOWN;
-  bool direct = L.q_head == nullptr && L.inflight < limits_.max_inflight;
-  if (!direct && L.q_len >= limits_.max_queue) {
+  bool direct = L.fifo.empty() && L.inflight < limits_.max_inflight;
+  if (!direct && L.fifo.size() >= limits_.max_queue) {
     ++stats_.rejected;
     return -EAGAIN;
   }
@@ -884,7 +843,6 @@ int Lane::submit(WorkFn work, DoneFn done, void* arg, uint64_t timeout_ms, LateF
   it->done = done;
   it->late = late;
   it->arg = arg;
-  it->uv_cancelled = false;
   it->timed = L.sample();
   uint64_t timeout = timeout_ms ? timeout_ms : limits_.default_timeout_ms;
   if (it->timed || timeout != 0) it->submit_ns = uv_hrtime();
@@ -966,7 +924,7 @@ bool Lane::draining() const { return impl_->draining || impl_->closing; }
 bool Lane::has_room() const {
   const Impl& L = *impl_;
   if (L.draining || L.closing || L.detached) return false;
-  return (L.q_head == nullptr && L.inflight < limits_.max_inflight) || L.q_len < limits_.max_queue;
+  return (L.fifo.empty() && L.inflight < limits_.max_inflight) || L.fifo.size() < limits_.max_queue;
 }
 
 void Lane::want_room() { impl_->want_room = true; }
