@@ -8,6 +8,7 @@
 #include <functional>
 
 #include "offload.hpp"  // Histogram
+#include <hostlet/json_text.hpp>  // utf8_sequence_length
 
 namespace hostlet {
 namespace {
@@ -21,27 +22,6 @@ bool ends_with(std::string_view s, std::string_view suffix) {
   return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
 }
 
-// Length of the valid UTF-8 sequence at s[i], or 0.
-size_t utf8_len(std::string_view s, size_t i) {
-  auto c = static_cast<unsigned char>(s[i]);
-  if (c < 0x80) return 1;
-  size_t n;
-  uint32_t cp;
-  if ((c & 0xE0) == 0xC0) n = 2, cp = c & 0x1F;
-  else if ((c & 0xF0) == 0xE0) n = 3, cp = c & 0x0F;
-  else if ((c & 0xF8) == 0xF0) n = 4, cp = c & 0x07;
-  else return 0;
-  if (i + n > s.size()) return 0;
-  for (size_t k = 1; k < n; ++k) {
-    auto d = static_cast<unsigned char>(s[i + k]);
-    if ((d & 0xC0) != 0x80) return 0;
-    cp = (cp << 6) | (d & 0x3F);
-  }
-  static constexpr uint32_t kMin[] = {0, 0, 0x80, 0x800, 0x10000};
-  if (cp < kMin[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
-  return n;
-}
-
 // Escapes a label value (quote too) or help text (`quote` false in text
 // format 0.0.4, whose HELP escapes only backslash and line feed).
 void append_escaped(std::string& out, std::string_view v, bool quote) {
@@ -51,7 +31,7 @@ void append_escaped(std::string& out, std::string_view v, bool quote) {
     else if (c == '\n') out += "\\n";
     else if (c == '"' && quote) out += "\\\"";
     else if (static_cast<unsigned char>(c) >= 0x80) {
-      size_t n = utf8_len(v, i);
+      size_t n = utf8_sequence_length(v.data() + i, v.data() + v.size());
       if (n == 0) {
         out += "\xEF\xBF\xBD";  // U+FFFD for a byte that is not UTF-8
         ++i;

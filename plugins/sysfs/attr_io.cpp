@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <hostlet/json_text.hpp>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -14,23 +15,17 @@
 namespace hostlet::sysfs {
 namespace {
 
+// Text: no NUL byte, and UTF-8 throughout (the one validator, json_text.hpp).
 bool valid_utf8_text(std::string_view s) {
-  size_t i = 0;
-  auto cont = [&](size_t k) { return k < s.size() && (static_cast<unsigned char>(s[k]) & 0xC0) == 0x80; };
-  while (i < s.size()) {
+  for (size_t i = 0; i < s.size();) {
     auto c = static_cast<unsigned char>(s[i]);
     if (c == 0) return false;
-    size_t n = c < 0x80 ? 1 : (c >= 0xC2 && c <= 0xDF) ? 2 : (c >= 0xE0 && c <= 0xEF) ? 3 : (c >= 0xF0 && c <= 0xF4) ? 4 : 0;
-    if (n == 0) return false;
-    for (size_t k = 1; k < n; k++)
-      if (!cont(i + k)) return false;
-    if (n == 3) {
-      auto c1 = static_cast<unsigned char>(s[i + 1]);
-      if ((c == 0xE0 && c1 < 0xA0) || (c == 0xED && c1 > 0x9F)) return false;
-    } else if (n == 4) {
-      auto c1 = static_cast<unsigned char>(s[i + 1]);
-      if ((c == 0xF0 && c1 < 0x90) || (c == 0xF4 && c1 > 0x8F)) return false;
+    if (c < 0x80) {
+      ++i;
+      continue;
     }
+    size_t n = utf8_sequence_length(s.data() + i, s.data() + s.size());
+    if (n == 0) return false;
     i += n;
   }
   return true;
